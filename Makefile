@@ -1,0 +1,31 @@
+# Two entry points: `make run` (set up + run the demo) and `make test` (set up + run the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= runs/demo
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+# torch is pinned here to the CPU wheel this machine class carries; an unpinned torch pulls
+# a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/vehiclust demo --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/end_to_end.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

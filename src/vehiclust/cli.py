@@ -1,0 +1,243 @@
+"""The ``vehiclust`` command. It only parses options and calls the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from vehiclust import __version__
+from vehiclust.errors import VehiclustError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help=(
+        "Cluster, explain and clean a collection of vehicle images (or descriptor vectors "
+        "already computed for them).\n\n"
+        "Start with [bold]vehiclust demo[/], then [bold]vehiclust run INPUT --out DIR[/]. "
+        "INPUT is an image folder (any layout; VeRi-Wild's is recognised), a case bundle "
+        "(a folder with images_paths.csv and descriptors/*.pickle) or descriptor files "
+        "(.npy, .parquet, .csv, .pickle). Every stage writes into the run folder DIR and can be "
+        "re-run on its own (ingest, describe, cluster, outliers, report)."
+    ),
+)
+console = Console(stderr=True)
+
+OUT_OPTION = typer.Option(..., "--out", "-o", help="Run folder: every artifact is written here.")
+DESCRIPTORS_OPTION = typer.Option(
+    None, "--descriptors", "-d",
+    help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
+         "input brought, else efficientnet_lite0,color_hist.")
+K_OPTION = typer.Option("2:15", "--k", help="Range of k to sweep, MIN:MAX (or one K).")
+
+
+def _reporter():
+    from vehiclust.progress import RichReporter
+
+    return RichReporter(console)
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def _fail(exc: VehiclustError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(getattr(exc, "exit_code", 1))
+
+
+def _run_folder(path: Path):
+    from vehiclust.runfolder import RunFolder
+
+    if not (path / "collection.parquet").exists():
+        raise VehiclustError(f"{path}: not a run folder (no collection.parquet); "
+                             f"start with `vehiclust run INPUT --out {path}`")
+    return RunFolder(path)
+
+
+def _cluster_settings(k: str, seed: int):
+    from vehiclust.cluster import ClusterSettings, parse_k_range
+
+    k_min, k_max = parse_k_range(k)
+    return ClusterSettings(k_min=k_min, k_max=k_max, seed=seed)
+
+
+def _print_result(run) -> None:
+    console.print(f"[green]done.[/] clusters: [bold]{run.path('clusters.csv')}[/]")
+    console.print(f"      report:   [bold]{run.path('report.html')}[/]")
+
+
+@app.callback(invoke_without_command=True)
+def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def run(
+    input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
+    out: Path = OUT_OPTION,
+    descriptors: Optional[str] = DESCRIPTORS_OPTION,
+    descriptor_file: list[Path] = typer.Option(
+        [], "--descriptor-file", "-f",
+        help="Extra descriptor file (.npy/.parquet/.csv/.pickle) matched to the images by a path "
+             "column or by row order. Repeatable."),
+    k: str = K_OPTION,
+    seed: int = typer.Option(0, help="Random seed for sampling and clustering."),
+    allow_invalid_rows: bool = typer.Option(
+        False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
+    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
+    workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+) -> None:
+    """Run the whole pipeline: ingest, describe, cluster, outliers, report."""
+    from vehiclust.collection import IngestSettings
+    from vehiclust.describe import DescribeSettings
+    from vehiclust.pipeline import RunSettings, run_pipeline
+
+    try:
+        settings = RunSettings(
+            descriptors=_names(descriptors),
+            descriptor_files=list(descriptor_file),
+            ingest=IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows),
+            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
+            cluster=_cluster_settings(k, seed),
+        )
+        result = run_pipeline(input, out, settings, _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    _print_result(result.run)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("vehiclust-demo"), "--out", "-o", help="Run folder for the demo."),
+    size: str = typer.Option("default", help="'small' (~1,000 images), 'default' (~5,000) or a number."),
+    seed: int = typer.Option(0, help="Seed of the generated collection."),
+    k: str = K_OPTION,
+) -> None:
+    """Build the demo collection (real photographs, cached after the first time) and run on it."""
+    from vehiclust.demo_run import run_demo
+
+    try:
+        result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    _print_result(result.run)
+
+
+@app.command()
+def ingest(
+    input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
+    out: Path = OUT_OPTION,
+    descriptor_file: list[Path] = typer.Option([], "--descriptor-file", "-f", help="Extra descriptor file."),
+    allow_invalid_rows: bool = typer.Option(False, help="Keep NaN/inf descriptor rows as outliers."),
+) -> None:
+    """Read the input into a run folder: the collection table and any descriptors it brought."""
+    from vehiclust.collection import IngestSettings, ingest as ingest_stage
+    from vehiclust.runfolder import RunFolder
+
+    try:
+        table = ingest_stage(input, RunFolder(out), list(descriptor_file),
+                             IngestSettings(allow_invalid_rows=allow_invalid_rows), _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    unreadable = int((table["error"] != "").sum())
+    console.print(f"[green]done.[/] {len(table):,} rows ({unreadable} unreadable) in {out / 'collection.parquet'}")
+
+
+@app.command()
+def describe(
+    target: Path = typer.Argument(..., help="A run folder, or an INPUT when --out is given."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ingest TARGET into this run folder first."),
+    descriptors: Optional[str] = DESCRIPTORS_OPTION,
+    workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+) -> None:
+    """Compute descriptors (resumable: an interrupted run continues where it stopped)."""
+    from vehiclust.collection import ingest as ingest_stage
+    from vehiclust.describe import DescribeSettings
+    from vehiclust.pipeline import choose_descriptors, describe_missing
+    from vehiclust.runfolder import RunFolder
+
+    try:
+        if out is not None:
+            ingest_stage(target, RunFolder(out), reporter=_reporter())
+            folder = RunFolder(out)
+        else:
+            folder = _run_folder(target)
+        names = choose_descriptors(folder, _names(descriptors))
+        describe_missing(folder, names, DescribeSettings(decode_threads=workers), _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {folder.descriptors_dir}")
+
+
+@app.command()
+def cluster(
+    folder: Path = typer.Argument(..., help="Run folder."),
+    descriptors: Optional[str] = DESCRIPTORS_OPTION,
+    k: str = K_OPTION,
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Sweep clusterings over k for each descriptor and select one per descriptor (runs.csv)."""
+    from vehiclust.cluster import cluster as cluster_stage
+    from vehiclust.pipeline import current_descriptors
+
+    try:
+        run = _run_folder(folder)
+        names = current_descriptors(run, _names(descriptors))
+        runs = cluster_stage(run, names, _cluster_settings(k, seed), _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    chosen = runs[runs["selected"]]
+    for _, row in chosen.iterrows():
+        console.print(f"{row['descriptor']}: k={row['n_clusters']}  ({row['reason']})", highlight=False)
+
+
+@app.command()
+def outliers(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
+    """Score every image with each outlier check and write the verdicts (outliers.csv)."""
+    import pandas as pd
+
+    from vehiclust.outliers import outliers as outlier_stage
+
+    try:
+        run = _run_folder(folder)
+        if not run.path("runs.csv").exists():
+            raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
+        names = list(dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]))
+        verdicts = outlier_stage(run, names, _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {run.path('outliers.csv')}")
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
+    """Write clusters.csv and report.html from the run folder."""
+    from vehiclust.report import report as report_stage
+
+    try:
+        run = _run_folder(folder)
+        report_stage(run, _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    _print_result(run)
+
+
+@app.command("descriptors")
+def list_descriptors() -> None:
+    """List the descriptors vehiclust can compute from images."""
+    from vehiclust.describe import available
+
+    for name, spec in sorted(available().items()):
+        typer.echo(f"{name:24s} {spec.summary}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

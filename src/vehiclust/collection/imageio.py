@@ -1,0 +1,198 @@
+"""Reading images robustly: every valid file becomes upright 8-bit RGB, every invalid one a reason.
+
+Images live either as files or as members of a zip archive (the case bundle ships
+``veriwild.zip``); a *location* string names either: ``/abs/path.jpg`` or
+``zip:/abs/archive.zip::member/path.jpg``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm"}
+)
+DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard; VeRi-Wild crops are ~0.1 MP
+NEUTRAL_BACKGROUND = (128, 128, 128)  # transparent pixels become mid-grey: neutral for CNNs
+
+ZIP_PREFIX = "zip:"
+ZIP_SEPARATOR = "::"
+
+
+class UnreadableImage(Exception):
+    """A file that cannot be used as an image; the message is the reason shown to the user."""
+
+
+def zip_location(archive: Path, member: str) -> str:
+    return f"{ZIP_PREFIX}{archive}{ZIP_SEPARATOR}{member}"
+
+
+_zip_handles = threading.local()
+
+
+def _zip_file(archive: str) -> zipfile.ZipFile:
+    """One open ZipFile per thread and archive: ZipFile objects are not thread-safe."""
+    cache = getattr(_zip_handles, "cache", None)
+    if cache is None:
+        cache = _zip_handles.cache = {}
+    if archive not in cache:
+        cache[archive] = zipfile.ZipFile(archive)
+    return cache[archive]
+
+
+def read_bytes(location: str) -> bytes:
+    """The raw bytes at a location, or UnreadableImage with a reason a person understands."""
+    if location.startswith(ZIP_PREFIX):
+        archive, member = location[len(ZIP_PREFIX) :].split(ZIP_SEPARATOR, 1)
+        try:
+            return _zip_file(archive).read(member)
+        except KeyError as exc:
+            raise UnreadableImage(f"missing from archive {archive}") from exc
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnreadableImage(f"archive member unreadable: {exc}") from exc
+    path = Path(location)
+    if path.is_symlink() and not path.exists():
+        raise UnreadableImage("dangling symbolic link")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UnreadableImage("file not found") from exc
+    except PermissionError as exc:
+        raise UnreadableImage("no read permission") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableImage("is a directory") from exc
+    except OSError as exc:
+        raise UnreadableImage(f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    return data
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Parse the header (no pixel decoding yet) and refuse decompression bombs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"too many pixels (decompression bomb guard): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableImage("not a recognised image format") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnreadableImage(f"corrupt image header: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UnreadableImage(
+            f"too many pixels: {width}x{height} = {width * height:,} exceeds the limit of "
+            f"{max_pixels:,} (decompression bomb guard; raise it with --max-pixels)"
+        )
+    if width < 1 or height < 1:
+        raise UnreadableImage(f"invalid size {width}x{height}")
+    return image
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height as displayed, i.e. after the EXIF orientation is applied."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not make a good image unreadable
+        orientation = 1
+    width, height = image.size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: CMYK, 16-bit, float, palette, alpha, grayscale, 1-bit."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+        if mode.startswith("I;16") and lo >= 0 and hi <= 65535:
+            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        array = np.clip((array - lo) * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, NEUTRAL_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def decode_rgb(
+    data: bytes, size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode to an upright RGB image, optionally resized to ``size`` (width, height).
+
+    JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small,
+    which is most of the decode cost saved for large photographs.
+    """
+    image = open_image(data, max_pixels)
+    try:
+        if size is not None and image.format == "JPEG":
+            image.draft("RGB", (max(size), max(size)))
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        image = to_rgb(image)
+        if size is not None and image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    except UnreadableImage:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+        raise UnreadableImage(f"cannot decode: {exc}") from exc
+    return image
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the collection stage records of one file without decoding its pixels."""
+
+    width: int = 0
+    height: int = 0
+    file_size: int = 0
+    content_hash: str = ""
+    format: str = ""
+    mode: str = ""
+    error: str = ""
+
+
+def probe(location: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
+    """Header facts and a content hash; an unusable file gives a ProbeResult with ``error``."""
+    import hashlib
+
+    try:
+        data = read_bytes(location)
+    except UnreadableImage as exc:
+        return ProbeResult(error=str(exc))
+    digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+    try:
+        image = open_image(data, max_pixels)
+        width, height = upright_size(image)
+    except UnreadableImage as exc:
+        return ProbeResult(file_size=len(data), content_hash=digest, error=str(exc))
+    return ProbeResult(
+        width=width,
+        height=height,
+        file_size=len(data),
+        content_hash=digest,
+        format=image.format or "",
+        mode=image.mode,
+    )
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES

@@ -1,0 +1,247 @@
+"""The ingest stage: INPUT -> ``collection.parquet`` (+ imported descriptor matrices).
+
+The collection has one row per image in input order; an unusable file stays as a row with its
+``error`` so nothing is ever silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vehiclust.collection.descriptor_files import (
+    DescriptorFile,
+    check_width,
+    load_descriptor_file,
+    nonfinite_rows,
+)
+from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, ProbeResult, probe
+from vehiclust.collection.metadata import (
+    looks_like_veriwild,
+    read_transport_dataset,
+    read_vehicle_info,
+    vehicle_id_of,
+    veriwild_key,
+)
+from vehiclust.collection.sources import InputSpec, bundle_posix, detect_input
+from vehiclust.errors import InputError
+from vehiclust.progress import NullReporter, Reporter
+from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parquet
+
+FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
+FLOAT16_MAX = 60000.0
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    allow_invalid_rows: bool = False
+    io_threads: int = 8
+
+
+def ingest(
+    input_path: Path | str,
+    run: RunFolder,
+    descriptor_files: list[Path] | None = None,
+    settings: IngestSettings = IngestSettings(),
+    reporter: Reporter | None = None,
+) -> pd.DataFrame:
+    """Build (or reuse) the collection table of ``input_path`` in ``run``."""
+    reporter = reporter or NullReporter()
+    spec = detect_input(input_path, descriptor_files)
+    key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
+    if run.stage_is_current("ingest", key, [run.collection_path]):
+        reporter.message(f"ingest: up to date ({run.collection_path})")
+        return run.load_collection()
+    started = time.perf_counter()
+    loaded = [load_descriptor_file(p) for p in spec.descriptor_files]
+    _check_unique_names(loaded)
+    table = build_table(spec, loaded, settings, reporter)
+    for warning in filter(None, (check_width(d) for d in loaded)):
+        reporter.message(f"[yellow]warning:[/] {warning}")
+    for descriptor in loaded:
+        import_descriptor(run, descriptor, table, settings, reporter)
+    write_parquet(run.collection_path, table)
+    run.record_stage(
+        "ingest", key, time.perf_counter() - started,
+        input=str(Path(input_path).resolve()), kind=spec.kind, rows=len(table),
+        has_images=spec.has_images, unreadable=int((table["error"] != "").sum()),
+        notes=[n for n in spec.notes if n], descriptors=[d.name for d in loaded],
+    )
+    return table
+
+
+def input_signature(spec: InputSpec) -> str:
+    """Changes whenever a file the collection is built from changes (size or mtime)."""
+    files = [*spec.descriptor_files, *(p for p in (spec.vehicle_info, spec.transport_csv) if p)]
+    if spec.kind == "case_bundle":
+        files.append(spec.root / "images_paths.csv")
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    if spec.kind == "images":
+        for location in spec.locations:
+            try:
+                stat = os.lstat(location)
+                digest.update(f"{location}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{location}|missing\n".encode())
+    else:
+        digest.update("\n".join(spec.locations[:1] + spec.paths).encode())
+    return digest.hexdigest()[:16]
+
+
+def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestSettings,
+                reporter: Reporter) -> pd.DataFrame:
+    paths = spec.paths or _paths_from_descriptors(loaded)
+    locations = spec.locations or [""] * len(paths)
+    table = pd.DataFrame({"row": np.arange(len(paths), dtype=np.int64), "path": paths,
+                          "location": locations})
+    probes = _probe_all(locations, settings, reporter)
+    probe_frame = pd.DataFrame([asdict(p) for p in probes])
+    table = pd.concat([table, probe_frame], axis=1)
+    if not spec.has_images:
+        table["error"] = ""  # no images is a valid input, not an error per row
+    if spec.kind in ("images", "case_bundle") and looks_like_veriwild(paths):
+        table["vehicle_id"] = [vehicle_id_of(p) for p in paths]
+    if spec.vehicle_info is not None:
+        table = _join_vehicle_info(table, spec.vehicle_info)
+    if spec.transport_csv is not None:
+        table = _join_transport(table, spec.transport_csv)
+    return table
+
+
+def _paths_from_descriptors(loaded: list[DescriptorFile]) -> list[str]:
+    keyed = next((d for d in loaded if d.keys is not None), None)
+    if keyed is not None:
+        return list(keyed.keys)
+    rows = loaded[0].matrix.shape[0]
+    return [f"row_{i:07d}" for i in range(rows)]
+
+
+def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporter) -> list[ProbeResult]:
+    if not any(locations):
+        return [ProbeResult() for _ in locations]
+
+    def one(location: str) -> ProbeResult:
+        return probe(location, settings.max_pixels) if location else ProbeResult(error="image missing")
+
+    results = []
+    with reporter.task("Reading image headers", len(locations)) as task, \
+            ThreadPoolExecutor(settings.io_threads) as pool:
+        for result in pool.map(one, locations, chunksize=64):
+            results.append(result)
+            task.advance()
+    return results
+
+
+def _join_vehicle_info(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    info = read_vehicle_info(path)
+    keys = table["path"].map(veriwild_key)
+    joined = pd.DataFrame({"key": keys}).merge(info, on="key", how="left").drop(columns="key")
+    clashing = [c for c in joined.columns if c in table.columns]
+    joined = joined.rename(columns={c: f"info_{c}" for c in clashing})
+    return pd.concat([table, joined.set_index(table.index).fillna("")], axis=1)
+
+
+def _join_transport(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    transport = read_transport_dataset(path)
+    transport["__key"] = transport["path"].astype(str).map(bundle_posix)
+    extra = transport.drop(columns=["path"]).drop_duplicates("__key").set_index("__key")
+    keys = table["path"].map(bundle_posix)
+    for column in extra.columns:
+        values = keys.map(extra[column])
+        if column in ("width", "height"):
+            # image headers win; the transport table fills in when images are absent
+            table[column] = np.where(table[column] > 0, table[column], values.fillna(0)).astype(int)
+        else:
+            table[column] = values.to_numpy()
+    return table
+
+
+# -- descriptors a user brought ----------------------------------------------------------
+
+def _check_unique_names(loaded: list[DescriptorFile]) -> None:
+    seen: dict[str, Path] = {}
+    for descriptor in loaded:
+        if descriptor.name in seen:
+            raise InputError(descriptor.source, f"descriptor name {descriptor.name!r} is also used "
+                                                f"by {seen[descriptor.name]}; rename one file")
+        seen[descriptor.name] = descriptor.source
+
+
+def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | None:
+    """For each collection row, the matrix row that describes it (None = same order)."""
+    n_rows, n_vectors = len(table), descriptor.matrix.shape[0]
+    if descriptor.keys is None:
+        if n_vectors != n_rows:
+            raise InputError(descriptor.source, f"has {n_vectors:,} rows but the collection has "
+                                                f"{n_rows:,} images; rows are matched by order, so "
+                                                f"the counts must agree (or add a 'path' column)")
+        return None
+    lookup = _tail_index(descriptor.keys)
+    positions = table["path"].map(lambda p: lookup.get(_tail(p), -1)).to_numpy()
+    missing = np.flatnonzero(positions < 0)
+    if len(missing):
+        examples = ", ".join(table["path"].iloc[missing[:3]])
+        raise InputError(descriptor.source, f"no vector for {len(missing):,} of {n_rows:,} images "
+                                            f"(e.g. {examples})")
+    return positions.astype(np.int64)
+
+
+def _tail(path: str, depth: int = 3) -> str:
+    return "/".join(bundle_posix(path).split("/")[-depth:])
+
+
+def _tail_index(keys: list[str]) -> dict[str, int]:
+    return {_tail(k): i for i, k in enumerate(keys)}
+
+
+def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.DataFrame,
+                      settings: IngestSettings, reporter: Reporter) -> None:
+    rows = match_rows(descriptor, table)
+    matrix = descriptor.matrix
+    bad = nonfinite_rows(matrix if rows is None else matrix[rows])
+    if len(bad) and not settings.allow_invalid_rows:
+        first = ", ".join(str(i) for i in bad[:5])
+        raise InputError(descriptor.source, f"{len(bad):,} rows contain NaN or inf (first rows: "
+                                            f"{first}); fix the file, or pass --allow-invalid-rows "
+                                            f"to keep them as outliers")
+    dtype = storage_dtype(matrix)
+    with reporter.task(f"Importing {descriptor.name}", 1) as task:
+        write_matrix(run.descriptor_path(descriptor.name), matrix, dtype, rows)
+        if len(bad):
+            stored = np.load(run.descriptor_path(descriptor.name), mmap_mode="r+")
+            stored[bad] = 0  # placeholder rows stay finite; they are flagged, never clustered
+            stored.flush()
+            del stored
+        task.advance()
+    stat = descriptor.source.stat()
+    run.save_descriptor_meta(descriptor.name, {
+        "name": descriptor.name,
+        "kind": "imported",
+        "source": str(descriptor.source.resolve()),
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "source_dtype": str(matrix.dtype),
+        "dtype": np.dtype(dtype).name,
+        "shape": [len(table), int(matrix.shape[1])],
+        "matched_by": "order" if rows is None else "path",
+        "invalid": {str(int(i)): "NaN or inf in the descriptor file" for i in bad},
+    })
+
+
+def storage_dtype(matrix: np.ndarray) -> type:
+    """float16 for big matrices whose values fit it, float32 otherwise."""
+    if matrix.shape[0] * matrix.shape[1] * 4 <= FLOAT16_ABOVE_BYTES:
+        return np.float32
+    sample = np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64)
+    return np.float16 if np.nanmax(np.abs(sample)) < FLOAT16_MAX else np.float32

@@ -1,0 +1,95 @@
+"""The built-in describers: ImageNet backbones through ONNX Runtime and a colour histogram."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vehiclust.describe.registry import DescriptorSpec, register_describer
+
+COLOR_BINS = (8, 4, 4)  # hue x saturation x value
+
+
+def default_model_cache() -> Path:
+    """Exported ONNX models are shared by every run of this user."""
+    base = os.environ.get("VEHICLUST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vehiclust")
+    return Path(base) / "models"
+
+
+class BackboneDescriber:
+    """Pooled penultimate features of an ImageNet classifier, run by ONNX Runtime on the CPU."""
+
+    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None):
+        from vehiclust.describe.models.efficientnet_lite import BACKBONES
+        from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
+
+        self.backbone = backbone
+        self.spec = BACKBONES[backbone]
+        self.input_size = self.spec.input_size
+        self.outputs = {backbone: self.spec.feature_dim}
+        self.onnx_path = cached_onnx_model(backbone, cache_dir or default_model_cache())
+        self.model = OnnxImageModel(self.onnx_path, threads=threads)
+
+    def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        features, _logits = self.model.run(images)
+        return {self.backbone: features}
+
+    def provenance(self) -> dict:
+        return {"model": self.backbone, "runtime": "onnxruntime", "onnx": str(self.onnx_path),
+                "input_size": self.input_size, "preprocessing": "resize to square, bilinear"}
+
+
+class ColorHistogramDescriber:
+    """Hue x saturation x value histogram of the whole crop, square-rooted (Hellinger geometry).
+
+    A weight-free baseline that separates colour and lighting; it sees the background too.
+    """
+
+    input_size = 224
+    outputs = {"color_hist": int(np.prod(COLOR_BINS))}
+
+    def __init__(self, threads: int | None = None):
+        del threads  # numpy work; nothing to tune
+
+    def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        small = images[:, ::4, ::4].astype(np.float32) / 255.0  # 56 x 56 is plenty for a histogram
+        hue, sat, val = _rgb_to_hsv(small)
+        bins = [np.minimum((c * n).astype(np.int64), n - 1) for c, n in zip((hue, sat, val), COLOR_BINS)]
+        index = (bins[0] * COLOR_BINS[1] + bins[1]) * COLOR_BINS[2] + bins[2]
+        n_bins = int(np.prod(COLOR_BINS))
+        flat = index.reshape(len(images), -1) + (np.arange(len(images)) * n_bins)[:, None]
+        counts = np.bincount(flat.ravel(), minlength=n_bins * len(images)).reshape(len(images), n_bins)
+        return {"color_hist": np.sqrt(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)}
+
+    def provenance(self) -> dict:
+        return {"model": "hsv histogram", "bins": list(COLOR_BINS), "input_size": self.input_size}
+
+
+def _rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised RGB -> HSV, each channel in [0, 1]."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    maxc = rgb.max(axis=-1)
+    minc = rgb.min(axis=-1)
+    delta = maxc - minc
+    safe = np.where(delta == 0, 1.0, delta)
+    hue = np.where(maxc == r, (g - b) / safe, np.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue = np.where(delta == 0, 0.0, (hue / 6.0) % 1.0)
+    sat = np.where(maxc == 0, 0.0, delta / np.where(maxc == 0, 1.0, maxc))
+    return hue, sat, maxc
+
+
+register_describer(
+    "efficientnet_lite0",
+    lambda **kw: BackboneDescriber("efficientnet_lite0", **kw),
+    [DescriptorSpec("efficientnet_lite0", "EfficientNet-Lite0 ImageNet features (1280-d)",
+                    "efficientnet_lite0", tags=("deep", "imagenet"))],
+)
+register_describer(
+    "color_hist",
+    ColorHistogramDescriber,
+    [DescriptorSpec("color_hist", "HSV colour histogram of the crop (128-d)", "color_hist",
+                    tags=("classical", "colour"))],
+)

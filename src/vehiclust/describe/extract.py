@@ -1,0 +1,185 @@
+"""The describe stage: images -> descriptor matrices, streamed to disk in resumable chunks.
+
+Rows are processed in chunks of ``chunk_rows``. Each finished chunk is written as
+``descriptors/.parts/<name>-<fingerprint>/part_<i>.npy`` (atomically, with its decode errors in
+a JSON written last), so killing the process loses at most one chunk; the next run skips every
+chunk already stored and assembles the final memory-mappable matrix when all are there.
+While one chunk is in the network, the next one is being decoded by a thread pool (PIL
+releases the GIL while decoding and resizing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
+from vehiclust.describe.registry import Describer, create_describer, get_spec
+from vehiclust.errors import VehiclustError
+from vehiclust.progress import NullReporter, Reporter
+from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
+
+
+@dataclass(frozen=True)
+class DescribeSettings:
+    chunk_rows: int = 1024
+    batch_size: int = 32
+    decode_threads: int = 2
+    model_threads: int | None = None  # None: all cores
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def rows_key(table: pd.DataFrame) -> str:
+    """Identity of the rows a descriptor is aligned with."""
+    return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
+
+
+def descriptor_key(name: str, table: pd.DataFrame) -> str:
+    spec = get_spec(name)
+    return fingerprint("describe", name, spec.version, rows_key(table))
+
+
+def is_current(run: RunFolder, name: str, key: str) -> bool:
+    meta_path = run.descriptor_meta_path(name)
+    if not (meta_path.exists() and run.descriptor_path(name).exists()):
+        return False
+    return json.loads(meta_path.read_text()).get("fingerprint") == key
+
+
+def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
+             reporter: Reporter | None = None) -> list[str]:
+    """Compute every requested descriptor that is not already stored; returns those computed."""
+    reporter = reporter or NullReporter()
+    table = run.load_collection()
+    keys = {name: descriptor_key(name, table) for name in names}
+    pending = [n for n in names if not is_current(run, n, keys[n])]
+    if not pending:
+        reporter.message(f"describe: up to date ({', '.join(names)})")
+        return []
+    if not (table["location"] != "").any():
+        raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
+                             f"none (descriptor files only); pass descriptor files instead")
+    groups: dict[str, list[str]] = {}
+    for name in pending:
+        groups.setdefault(get_spec(name).describer, []).append(name)
+    for describer_key, group in groups.items():
+        describer = create_describer(describer_key, threads=settings.model_threads)
+        _extract(run, table, describer, group, keys, settings, reporter)
+    return pending
+
+
+def _extract(run: RunFolder, table: pd.DataFrame, describer: Describer, names: list[str],
+             keys: dict[str, str], settings: DescribeSettings, reporter: Reporter) -> None:
+    started = time.perf_counter()
+    n = len(table)
+    chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
+    parts = {name: run.descriptors_dir / ".parts" / f"{name}-{keys[name]}" for name in names}
+    todo = [i for i in range(len(chunks)) if not all(_part_done(parts[nm], i) for nm in names)]
+    reused = len(chunks) - len(todo)
+    if reused:
+        reporter.message(f"describe: resuming, {reused} of {len(chunks)} chunks already stored")
+    label = ", ".join(names)
+    with reporter.task(f"Describing ({label})", n) as task:
+        done = set(range(len(chunks))) - set(todo)
+        task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
+        for index, (images, errors) in _decoded_chunks(table, chunks, todo, describer.input_size, settings):
+            outputs = _run_batches(describer, images, errors, settings.batch_size)
+            for name in names:
+                _write_part(parts[name], index, outputs[name], errors)
+            task.advance(len(images))
+    seconds = time.perf_counter() - started
+    for name in names:
+        _assemble(run, name, parts[name], chunks, describer, keys[name], seconds, reused)
+
+
+def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int], size: int,
+                    settings: DescribeSettings) -> Iterator[tuple[int, tuple[np.ndarray, dict[int, str]]]]:
+    """Yield (chunk index, (images, errors)) with the next chunk decoding in the background."""
+    locations = table["location"].tolist()
+    known_errors = table["error"].tolist()
+
+    def load(row: int) -> np.ndarray | str:
+        if known_errors[row]:
+            return known_errors[row]
+        try:
+            data = read_bytes(locations[row])
+            return np.asarray(decode_rgb(data, (size, size), settings.max_pixels))
+        except UnreadableImage as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(settings.decode_threads) as pool:
+        def submit(i: int) -> list[Future]:
+            start, stop = chunks[i]
+            return [pool.submit(load, row) for row in range(start, stop)]
+
+        pending = submit(todo[0]) if todo else []
+        for position, index in enumerate(todo):
+            upcoming = submit(todo[position + 1]) if position + 1 < len(todo) else []
+            results = [f.result() for f in pending]
+            images = np.zeros((len(results), size, size, 3), dtype=np.uint8)
+            errors: dict[int, str] = {}
+            for offset, result in enumerate(results):
+                if isinstance(result, str):
+                    errors[chunks[index][0] + offset] = result
+                else:
+                    images[offset] = result
+            yield index, (images, errors)
+            pending = upcoming
+
+
+def _run_batches(describer: Describer, images: np.ndarray, errors: dict[int, str],
+                 batch_size: int) -> dict[str, np.ndarray]:
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in describer.outputs}
+    for start in range(0, len(images), batch_size):
+        result = describer.describe(images[start:start + batch_size])
+        for name in outputs:
+            outputs[name].append(np.asarray(result[name], dtype=np.float32))
+    return {name: np.concatenate(blocks) for name, blocks in outputs.items()}
+
+
+def _part_done(folder: Path, index: int) -> bool:
+    return (folder / f"part_{index:06d}.json").exists()
+
+
+def _write_part(folder: Path, index: int, matrix: np.ndarray, errors: dict[int, str]) -> None:
+    """The matrix first, then the JSON that marks the part complete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_npy(folder / f"part_{index:06d}.npy", matrix)
+    write_json(folder / f"part_{index:06d}.json", {"errors": {str(k): v for k, v in errors.items()}})
+
+
+def _assemble(run: RunFolder, name: str, folder: Path, chunks: list[tuple[int, int]],
+              describer: Describer, key: str, seconds: float, reused: int) -> None:
+    spec = get_spec(name)
+    width = describer.outputs[name]
+    n = chunks[-1][1] if chunks else 0
+    invalid: dict[str, str] = {}
+    path = run.descriptor_path(name)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=spec.dtype, shape=(n, width))
+        for index, (start, stop) in enumerate(chunks):
+            part = np.load(folder / f"part_{index:06d}.npy")
+            errors = json.loads((folder / f"part_{index:06d}.json").read_text())["errors"]
+            for row in errors:
+                part[int(row) - start] = 0.0
+            out[start:stop] = part
+            invalid.update(errors)
+        out.flush()
+        del out
+    run.save_descriptor_meta(name, {
+        "name": name, "kind": "extracted", "summary": spec.summary, "fingerprint": key,
+        "dtype": spec.dtype, "shape": [n, width], "seconds": round(seconds, 2),
+        "chunks_reused": reused, "invalid": invalid, **describer.provenance(),
+    })
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
+        folder.parent.rmdir()

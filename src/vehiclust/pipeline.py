@@ -1,0 +1,105 @@
+"""The whole pipeline over one run folder: ingest -> describe -> cluster -> outliers -> report.
+
+Each stage skips itself when its inputs and settings did not change, so re-running after an
+interruption, or after changing only a later stage's settings, redoes only what is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vehiclust.cluster import ClusterSettings, cluster
+from vehiclust.collection import IngestSettings, ingest
+from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
+from vehiclust.describe.extract import descriptor_key, is_current
+from vehiclust.errors import VehiclustError
+from vehiclust.outliers import outliers
+from vehiclust.progress import NullReporter, Reporter
+from vehiclust.report import report
+from vehiclust.runfolder import RunFolder
+
+
+@dataclass
+class RunSettings:
+    descriptors: list[str] | None = None  # None: imported ones, or the default image descriptors
+    descriptor_files: list[Path] = field(default_factory=list)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    describe: DescribeSettings = field(default_factory=DescribeSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+
+@dataclass
+class RunResult:
+    run: RunFolder
+    descriptors: list[str]
+
+    @property
+    def clusters_csv(self) -> Path:
+        return self.run.path("clusters.csv")
+
+    @property
+    def report_html(self) -> Path:
+        return self.run.path("report.html")
+
+
+def imported_descriptors(run: RunFolder) -> list[str]:
+    """Descriptors the current collection brought with it (from the ingest record)."""
+    return list((run.stage_record("ingest") or {}).get("descriptors", []))
+
+
+def choose_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]:
+    """What to compute: the user's list; else what the input brought; else the defaults."""
+    if requested:
+        return list(dict.fromkeys(requested))
+    brought = imported_descriptors(run)
+    if brought:
+        return brought
+    return list(DEFAULT_IMAGE_DESCRIPTORS)
+
+
+def describe_missing(run: RunFolder, names: list[str], settings: DescribeSettings,
+                     reporter: Reporter) -> None:
+    """Extract the requested descriptors that the input did not bring."""
+    brought = set(imported_descriptors(run))
+    to_extract = [n for n in names if n not in brought]
+    if to_extract:
+        describe(run, to_extract, settings, reporter)
+
+
+def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]:
+    """Descriptors of this run folder that match its current collection."""
+    brought = imported_descriptors(run)
+    if requested:
+        names = requested
+    else:
+        table = run.load_collection()
+        extracted = [n for n in run.descriptor_names()
+                     if n not in brought and _safe_current(run, n, table)]
+        names = brought + extracted
+    missing = [n for n in names if n not in run.descriptor_names()]
+    if missing:
+        raise VehiclustError(f"{run.root}: descriptors {', '.join(missing)} are not computed yet; "
+                             f"run `vehiclust describe {run.root} --descriptors {','.join(missing)}`")
+    return names
+
+
+def _safe_current(run: RunFolder, name: str, table) -> bool:
+    try:
+        return is_current(run, name, descriptor_key(name, table))
+    except VehiclustError:  # a descriptor from an older registry: ignore it
+        return False
+
+
+def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings | None = None,
+                 reporter: Reporter | None = None) -> RunResult:
+    settings = settings or RunSettings()
+    reporter = reporter or NullReporter()
+    run = RunFolder(out)
+    ingest(input_path, run, settings.descriptor_files, settings.ingest, reporter)
+    names = choose_descriptors(run, settings.descriptors)
+    describe_missing(run, names, settings.describe, reporter)
+    cluster(run, names, settings.cluster, reporter)
+    outliers(run, names, reporter)
+    report(run, reporter)
+    return RunResult(run, names)
