@@ -187,8 +187,7 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
                                                 f"{n_rows:,} images; rows are matched by order, so "
                                                 f"the counts must agree (or add a 'path' column)")
         return None
-    lookup = _tail_index(descriptor.keys)
-    positions = table["path"].map(lambda p: lookup.get(_tail(p), -1)).to_numpy()
+    positions = _positions_by_path(descriptor.keys, table["path"].tolist())
     missing = np.flatnonzero(positions < 0)
     if len(missing):
         examples = ", ".join(table["path"].iloc[missing[:3]])
@@ -197,12 +196,14 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
     return positions.astype(np.int64)
 
 
-def _tail(path: str, depth: int = 3) -> str:
-    return "/".join(bundle_posix(path).split("/")[-depth:])
-
-
-def _tail_index(keys: list[str]) -> dict[str, int]:
-    return {_tail(k): i for i, k in enumerate(keys)}
+def _positions_by_path(keys: list[str], paths: list[str]) -> np.ndarray:
+    """Index of the key naming each path; a key may carry more leading folders (absolute paths)."""
+    split_keys = [bundle_posix(k).split("/") for k in keys]
+    split_paths = [bundle_posix(p).split("/") for p in paths]
+    by_depth: dict[int, dict[str, int]] = {}
+    for depth in {len(p) for p in split_paths}:
+        by_depth[depth] = {"/".join(k[-depth:]): i for i, k in enumerate(split_keys)}
+    return np.array([by_depth[len(p)].get("/".join(p), -1) for p in split_paths], dtype=np.int64)
 
 
 def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.DataFrame,

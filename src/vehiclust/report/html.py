@@ -144,5 +144,5 @@ def _galleries(table: pd.DataFrame, verdicts: pd.DataFrame, has_images: bool) ->
         items = [_item(table, int(r), has_images,
                        f"{verdicts.at[r, 'outlier_score']:.2f} {verdicts.at[r, 'error']}".strip())
                  for r in top.index]
-        galleries.append({"reason": reason, "count": int(count), "items": items})
+        galleries.append({"reason": reason, "count": int(count), "images": items})
     return galleries

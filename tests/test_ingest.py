@@ -1,0 +1,201 @@
+"""Every input kind is recognised; every broken input gets one clear line naming the file."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_case_bundle
+from vehiclust.collection import detect_input, ingest
+from vehiclust.collection.ingest import IngestSettings
+from vehiclust.errors import InputError
+from vehiclust.runfolder import RunFolder
+
+
+@pytest.fixture(scope="module")
+def photo_paths(photo_folder) -> list[str]:
+    return sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.jpg"))
+
+
+def bundle_paths(paths: list[str]) -> list[str]:
+    """The case's path shape: veriwild/<part>/<vehicle id>/<image id>.jpg."""
+    return [f"veriwild/1/{p}" for p in paths]
+
+
+def test_image_folder_with_vehicle_info(tmp_path, photo_folder, photo_paths):
+    root = tmp_path / "images"
+    shutil.copytree(photo_folder, root)
+    first = photo_paths[0]
+    vehicle, image = first.split("/")
+    (root / "vehicle_info.txt").write_text(
+        "id/image;Camera ID;Time;Model;Type;Color\n"
+        f"{vehicle}/{Path(image).stem};7;2018-03-11 11:25:53;Jeep;SUV;white\n")
+    table = ingest(root, RunFolder(tmp_path / "run"))
+    assert table["path"].tolist() == photo_paths
+    assert (table["error"] == "").all()
+    assert table["vehicle_id"].iloc[0] == vehicle
+    row = table.set_index("path").loc[first]
+    assert (row["camera_id"], row["type"], row["color"]) == ("7", "SUV", "white")
+    assert (table["width"] > 0).all() and table["content_hash"].str.len().eq(24).all()
+
+
+@pytest.mark.parametrize("header", ["paths", "path"])
+def test_case_bundle_unpacked(tmp_path, photo_folder, photo_paths, header):
+    paths = bundle_paths(photo_paths)
+    rng = np.random.default_rng(0)
+    bundle = write_case_bundle(tmp_path / "case", paths, {
+        "vdc_type": rng.normal(size=(len(paths), 512)),  # float64, as some copies ship
+        "mdc_color": rng.normal(size=(len(paths), 128)).astype(np.float32),
+    }, header=header)
+    shutil.copytree(photo_folder, bundle / "raw_data" / "veriwild" / "1")
+    run = RunFolder(tmp_path / "run")
+    table = ingest(bundle, run)
+    assert table["path"].tolist() == [p.replace("/", "\\") for p in paths]  # input order, as given
+    assert (table["error"] == "").all() and (table["width"] > 0).all()
+    assert table["vehicle_id"].tolist() == [p.split("/")[-2] for p in paths]
+    assert set(run.descriptor_names()) == {"vdc_type", "mdc_color"}
+    stored = run.load_descriptor("vdc_type")
+    assert stored.shape == (len(paths), 512) and stored.dtype == np.float32
+
+
+def test_case_bundle_images_in_zip_and_transport_csv(tmp_path, photo_folder, photo_paths):
+    paths = bundle_paths(photo_paths)
+    bundle = write_case_bundle(tmp_path / "case", paths, {"osnet": np.ones((len(paths), 512))})
+    (bundle / "row_data").mkdir()
+    with zipfile.ZipFile(bundle / "row_data" / "veriwild.zip", "w") as zf:
+        for rel in photo_paths:
+            zf.write(photo_folder / rel, f"veriwild/1/{rel}")
+    pd.DataFrame({"path": [p.replace("/", "\\") for p in paths], "car_id": 1, "width": 1, "height": 1,
+                  "brisque": np.arange(len(paths), dtype=float)}).to_csv(bundle / "transport_dataset.csv", index=False)
+    table = ingest(bundle, RunFolder(tmp_path / "run"))
+    assert table["location"].str.startswith("zip:").all()
+    assert (table["error"] == "").all() and (table["width"] > 1).all()  # headers win over the csv
+    assert table["brisque"].tolist() == list(range(len(paths)))
+
+
+def test_case_bundle_without_images(tmp_path, photo_paths):
+    paths = bundle_paths(photo_paths)
+    bundle = write_case_bundle(tmp_path / "case", paths, {"osnet": np.ones((len(paths), 8))})
+    spec = detect_input(bundle)
+    assert spec.kind == "case_bundle" and not spec.has_images
+    assert "missing" in spec.notes[0]
+    table = ingest(bundle, RunFolder(tmp_path / "run"))
+    assert (table["error"] == "").all() and (table["location"] == "").all()
+
+
+def write_descriptor_file(path: Path, matrix: np.ndarray, keys: list[str] | None, form: str) -> Path:
+    if form == "npy":
+        np.save(path, matrix)
+    elif form == "pickle":
+        with open(path, "wb") as fh:
+            pickle.dump(matrix if keys is None else pd.DataFrame(matrix).assign(path=keys), fh)
+    elif form in ("parquet_wide", "csv_wide"):
+        frame = pd.DataFrame(matrix, columns=[f"f{i}" for i in range(matrix.shape[1])])
+        if keys is not None:
+            frame.insert(0, "path", keys)
+        frame.to_parquet(path) if form == "parquet_wide" else frame.to_csv(path, index=False)
+    elif form in ("parquet_list", "csv_list"):
+        frame = pd.DataFrame({"path": keys, "vector": [list(map(float, r)) for r in matrix]})
+        frame.to_parquet(path) if form == "parquet_list" else frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("form, suffix, keyed", [
+    ("npy", ".npy", False), ("pickle", ".pickle", False), ("pickle", ".pickle", True),
+    ("parquet_wide", ".parquet", True), ("csv_wide", ".csv", False), ("csv_wide", ".csv", True),
+    ("parquet_list", ".parquet", True), ("csv_list", ".csv", True),
+])
+def test_descriptor_files_by_order_and_by_path(tmp_path, photo_folder, photo_paths, form, suffix, keyed):
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(len(photo_paths), 6)).astype(np.float32)
+    order = rng.permutation(len(photo_paths)) if keyed else np.arange(len(photo_paths))
+    keys = [str(photo_folder / photo_paths[i]) for i in order] if keyed else None  # absolute paths
+    path = write_descriptor_file(tmp_path / f"feat{suffix}", matrix[order], keys, form)
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run, [path])
+    stored = np.asarray(run.load_descriptor("feat"))
+    np.testing.assert_allclose(stored, matrix, rtol=1e-6)  # realigned to the collection's order
+
+
+def test_descriptors_without_images(tmp_path):
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.random.default_rng(0).normal(size=(50, 4)))
+    np.save(folder / "b.npy", np.random.default_rng(1).normal(size=(50, 3)))
+    run = RunFolder(tmp_path / "run")
+    table = ingest(folder, run)
+    assert len(table) == 50 and table["path"].iloc[0] == "row_0000000"
+    assert run.descriptor_names() == ["a", "b"]
+
+
+def expect_input_error(match: str, fn, *args):
+    with pytest.raises(InputError, match=match) as info:
+        fn(*args)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_row_count_mismatch(tmp_path, photo_folder, photo_paths):
+    path = tmp_path / "short.npy"
+    np.save(path, np.zeros((len(photo_paths) - 1, 4)))
+    message = expect_input_error("rows but the collection has", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+    assert str(path) in message
+
+
+def test_nan_rows_stop_unless_allowed(tmp_path, photo_folder, photo_paths):
+    matrix = np.ones((len(photo_paths), 4))
+    matrix[3, 1] = np.nan
+    matrix[5, 0] = np.inf
+    path = tmp_path / "nan.npy"
+    np.save(path, matrix)
+    message = expect_input_error("2 rows contain NaN or inf", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+    assert "3, 5" in message and str(path) in message
+    run = RunFolder(tmp_path / "r2")
+    ingest(photo_folder, run, [path], IngestSettings(allow_invalid_rows=True))
+    assert run.invalid_rows("nan") == {3: "NaN or inf in the descriptor file", 5: "NaN or inf in the descriptor file"}
+    assert np.isfinite(run.load_descriptor("nan")).all()
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((4, 3, 2)), "expected a 2-D matrix"),
+    (np.zeros(10), "expected a 2-D matrix"),
+    (np.zeros((0, 5)), "empty matrix"),
+])
+def test_wrong_dimension(tmp_path, array, match):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    assert str(path) in expect_input_error(match, ingest, path, RunFolder(tmp_path / "r"))
+
+
+def test_keyed_file_missing_images(tmp_path, photo_folder, photo_paths):
+    frame = pd.DataFrame({"path": photo_paths[:-2], "x": 1.0, "y": 2.0})
+    path = tmp_path / "partial.csv"
+    frame.to_csv(path, index=False)
+    expect_input_error("no vector for 2 of", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+
+
+def test_empty_folder_and_missing_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    expect_input_error("empty input", ingest, tmp_path / "empty", RunFolder(tmp_path / "r"))
+    expect_input_error("input not found", ingest, tmp_path / "nope", RunFolder(tmp_path / "r"))
+
+
+def test_unparseable_descriptor_file(tmp_path, photo_folder):
+    path = tmp_path / "broken.pickle"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    expect_input_error("cannot read as a descriptor file", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+
+
+def test_ingest_is_skipped_when_nothing_changed(tmp_path, photo_folder):
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    first = run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns
+    ingest(photo_folder, run)
+    assert (run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns) == first
