@@ -157,6 +157,8 @@ def describe(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ingest TARGET into this run folder first."),
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
     workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+    chunk_rows: int = typer.Option(1024, help="Rows per stored chunk: at most this much work is "
+                                              "lost when extraction is interrupted."),
 ) -> None:
     """Compute descriptors (resumable: an interrupted run continues where it stopped)."""
     from vehiclust.collection import ingest as ingest_stage
@@ -171,7 +173,8 @@ def describe(
         else:
             folder = _run_folder(target)
         names = choose_descriptors(folder, _names(descriptors))
-        describe_missing(folder, names, DescribeSettings(decode_threads=workers), _reporter())
+        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows)
+        describe_missing(folder, names, settings, _reporter())
     except VehiclustError as exc:
         _fail(exc)
     console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {folder.descriptors_dir}")
