@@ -68,18 +68,21 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     if not (table["location"] != "").any():
         raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
                              f"none (descriptor files only); pass descriptor files instead")
-    groups: dict[str, list[str]] = {}
-    for name in pending:
-        groups.setdefault(get_spec(name).describer, []).append(name)
-    for describer_key, group in groups.items():
-        describer = create_describer(describer_key, threads=settings.model_threads)
-        _extract(run, table, describer, group, keys, settings, reporter)
+    describer_keys = list(dict.fromkeys(get_spec(name).describer for name in pending))
+    describers = [create_describer(key, threads=settings.model_threads) for key in describer_keys]
+    by_size: dict[int, list[Describer]] = {}
+    for describer in describers:  # one decode per image for every describer of the same size
+        by_size.setdefault(describer.input_size, []).append(describer)
+    for group in by_size.values():
+        names_in_group = [n for d in group for n in d.outputs if n in pending]
+        _extract(run, table, group, names_in_group, keys, settings, reporter)
     return pending
 
 
-def _extract(run: RunFolder, table: pd.DataFrame, describer: Describer, names: list[str],
+def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], names: list[str],
              keys: dict[str, str], settings: DescribeSettings, reporter: Reporter) -> None:
     started = time.perf_counter()
+    owner = {name: d for d in describers for name in d.outputs}
     n = len(table)
     chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
     parts = {name: run.descriptors_dir / ".parts" / f"{name}-{keys[name]}" for name in names}
@@ -91,14 +94,17 @@ def _extract(run: RunFolder, table: pd.DataFrame, describer: Describer, names: l
     with reporter.task(f"Describing ({label})", n) as task:
         done = set(range(len(chunks))) - set(todo)
         task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
-        for index, (images, errors) in _decoded_chunks(table, chunks, todo, describer.input_size, settings):
-            outputs = _run_batches(describer, images, errors, settings.batch_size)
+        size = describers[0].input_size
+        for index, (images, errors) in _decoded_chunks(table, chunks, todo, size, settings):
+            outputs = {}
+            for describer in describers:
+                outputs.update(_run_batches(describer, images, settings.batch_size))
             for name in names:
                 _write_part(parts[name], index, outputs[name], errors)
             task.advance(len(images))
     seconds = time.perf_counter() - started
     for name in names:
-        _assemble(run, name, parts[name], chunks, describer, keys[name], seconds, reused)
+        _assemble(run, name, parts[name], chunks, owner[name], keys[name], seconds, reused)
 
 
 def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int], size: int,
@@ -136,8 +142,7 @@ def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: li
             pending = upcoming
 
 
-def _run_batches(describer: Describer, images: np.ndarray, errors: dict[int, str],
-                 batch_size: int) -> dict[str, np.ndarray]:
+def _run_batches(describer: Describer, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in describer.outputs}
     for start in range(0, len(images), batch_size):
         result = describer.describe(images[start:start + batch_size])
