@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field", "immunohistochemistry")
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
+          "immunohistochemistry")
 
 
 def real_photos() -> dict[str, np.ndarray]:
@@ -27,6 +28,8 @@ def real_photos() -> dict[str, np.ndarray]:
         if loader is None:
             continue
         image = loader()
+        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+            image = image[0]
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=-1)
         photos[name] = np.ascontiguousarray(image[..., :3])

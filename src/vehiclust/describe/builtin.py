@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vehiclust.describe.registry import DescriptorSpec, register_describer
+from vehiclust.describe.vehicle_type import TYPE_COLUMNS, type_probabilities
 
 COLOR_BINS = (8, 4, 4)  # hue x saturation x value
 
@@ -29,13 +30,14 @@ class BackboneDescriber:
         self.backbone = backbone
         self.spec = BACKBONES[backbone]
         self.input_size = self.spec.input_size
-        self.outputs = {backbone: self.spec.feature_dim}
+        self.outputs = {backbone: self.spec.feature_dim, "vehicle_type": len(TYPE_COLUMNS)}
+        self.column_names = {"vehicle_type": list(TYPE_COLUMNS)}
         self.onnx_path = cached_onnx_model(backbone, cache_dir or default_model_cache())
         self.model = OnnxImageModel(self.onnx_path, threads=threads)
 
     def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        features, _logits = self.model.run(images)
-        return {self.backbone: features}
+        features, logits = self.model.run(images)
+        return {self.backbone: features, "vehicle_type": type_probabilities(logits)}
 
     def provenance(self) -> dict:
         return {"model": self.backbone, "runtime": "onnxruntime", "onnx": str(self.onnx_path),
@@ -85,7 +87,10 @@ register_describer(
     "efficientnet_lite0",
     lambda **kw: BackboneDescriber("efficientnet_lite0", **kw),
     [DescriptorSpec("efficientnet_lite0", "EfficientNet-Lite0 ImageNet features (1280-d)",
-                    "efficientnet_lite0", tags=("deep", "imagenet"))],
+                    "efficientnet_lite0", tags=("deep", "imagenet")),
+     DescriptorSpec("vehicle_type", "vehicle-type probabilities from ImageNet classes (13-d, "
+                    "incl. not_a_vehicle), EfficientNet-Lite0", "efficientnet_lite0",
+                    tags=("vehicle", "type"))],
 )
 register_describer(
     "color_hist",

@@ -184,6 +184,7 @@ def _assemble(run: RunFolder, name: str, folder: Path, chunks: list[tuple[int, i
         "name": name, "kind": "extracted", "summary": spec.summary, "fingerprint": key,
         "dtype": spec.dtype, "shape": [n, width], "seconds": round(seconds, 2),
         "chunks_reused": reused, "invalid": invalid, **describer.provenance(),
+        "columns": getattr(describer, "column_names", {}).get(name),
     })
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
