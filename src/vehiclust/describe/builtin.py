@@ -98,3 +98,17 @@ register_describer(
     [DescriptorSpec("color_hist", "HSV colour histogram of the crop (128-d)", "color_hist",
                     tags=("classical", "colour"))],
 )
+
+
+def _vehicle_color(**kwargs):
+    from vehiclust.describe.vehicle_color import VehicleColorDescriber
+
+    return VehicleColorDescriber(**kwargs)
+
+
+register_describer(
+    "vehicle_color",
+    _vehicle_color,
+    [DescriptorSpec("vehicle_color", "vehicle body colour: named-colour shares, paint Lab, "
+                    "hue/lightness histogram (35-d)", "vehicle_color", tags=("vehicle", "colour"))],
+)

@@ -38,7 +38,7 @@ class DescriptorSpec:
 
 DESCRIPTORS: dict[str, DescriptorSpec] = {}
 DESCRIBERS: dict[str, Callable[..., Describer]] = {}
-DEFAULT_IMAGE_DESCRIPTORS = ("efficientnet_lite0", "vehicle_type", "color_hist")
+DEFAULT_IMAGE_DESCRIPTORS = ("efficientnet_lite0", "vehicle_type", "vehicle_color", "color_hist")
 
 
 def register_describer(key: str, factory: Callable[..., Describer], specs: list[DescriptorSpec]) -> None:
