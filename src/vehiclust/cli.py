@@ -233,6 +233,28 @@ def report(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
     _print_result(run)
 
 
+@app.command("train-head")
+def train_head(
+    folder: Path = typer.Argument(..., help="Run folder with a computed backbone descriptor."),
+    label: str = typer.Option(..., "--label", "-l", help="Collection column to learn, e.g. type or color."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Stored descriptor the head sits on."),
+    name: Optional[str] = typer.Option(None, help="Name of the new descriptor (default head_<label>)."),
+    epochs: int = typer.Option(40, help="Training epochs."),
+) -> None:
+    """Train a small type/colour head on frozen backbone features; its penultimate layer
+    becomes a new descriptor. Held-out accuracy is measured on unseen vehicles."""
+    from vehiclust.describe.heads import HeadSettings, train_head as train
+
+    try:
+        run = _run_folder(folder)
+        result = train(run, backbone, label, name, HeadSettings(epochs=epochs))
+    except VehiclustError as exc:
+        _fail(exc)
+    console.print(f"[green]done.[/] descriptor {result.name}: held-out accuracy "
+                  f"{result.holdout_accuracy:.1%} on {result.holdout_rows:,} images of unseen vehicles "
+                  f"(majority class {result.majority_accuracy:.1%}); {len(result.classes)} classes")
+
+
 @app.command("descriptors")
 def list_descriptors() -> None:
     """List the descriptors vehiclust can compute from images."""

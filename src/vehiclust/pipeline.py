@@ -76,7 +76,10 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
         table = run.load_collection()
         extracted = [n for n in run.descriptor_names()
                      if n not in brought and _safe_current(run, n, table)]
-        names = brought + extracted
+        heads = [n for n in run.descriptor_names()
+                 if run.descriptor_meta(n).get("kind") == "head"
+                 and run.descriptor_meta(n).get("backbone") in brought + extracted]
+        names = brought + extracted + heads
     missing = [n for n in names if n not in run.descriptor_names()]
     if missing:
         raise VehiclustError(f"{run.root}: descriptors {', '.join(missing)} are not computed yet; "
