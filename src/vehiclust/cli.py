@@ -34,6 +34,21 @@ DESCRIPTORS_OPTION = typer.Option(
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
          "input brought, else efficientnet_lite0,color_hist.")
 K_OPTION = typer.Option("2:15", "--k", help="Range of k to sweep, MIN:MAX (or one K).")
+CONTAMINATION_OPTION = typer.Option(
+    None, help="Flag exactly this share of images as outliers (default: the share follows from "
+               "the scores, so a clean collection gets almost none).")
+THRESHOLD_OPTION = typer.Option(
+    [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable.")
+GROUP_BY_OPTION = typer.Option(
+    "auto", help="Column whose groups get their own relative thresholds (auto: camera_id if present; none).")
+DETECTORS_OPTION = typer.Option(
+    None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
+
+
+def _outlier_settings(contamination, threshold, group_by, detectors):
+    from vehiclust.outliers import outlier_settings
+
+    return outlier_settings(contamination, list(threshold), group_by, detectors)
 
 
 def _reporter():
@@ -94,6 +109,13 @@ def run(
         False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
     workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+    image_checks: bool = typer.Option(
+        True, help="Measure image quality and vehicle presence for the outlier verdict (one more "
+                   "network pass when the input brought its own descriptors)."),
+    contamination: Optional[float] = CONTAMINATION_OPTION,
+    threshold: list[str] = THRESHOLD_OPTION,
+    group_by: str = GROUP_BY_OPTION,
+    detectors: Optional[str] = DETECTORS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, outliers, report."""
     from vehiclust.collection import IngestSettings
@@ -107,6 +129,8 @@ def run(
             ingest=IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows),
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
             cluster=_cluster_settings(k, seed),
+            outliers=_outlier_settings(contamination, threshold, group_by, detectors),
+            image_checks=image_checks,
         )
         result = run_pipeline(input, out, settings, _reporter())
     except VehiclustError as exc:
@@ -203,7 +227,13 @@ def cluster(
 
 
 @app.command()
-def outliers(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
+def outliers(
+    folder: Path = typer.Argument(..., help="Run folder."),
+    contamination: Optional[float] = CONTAMINATION_OPTION,
+    threshold: list[str] = THRESHOLD_OPTION,
+    group_by: str = GROUP_BY_OPTION,
+    detectors: Optional[str] = DETECTORS_OPTION,
+) -> None:
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
     import pandas as pd
 
@@ -214,7 +244,8 @@ def outliers(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
         if not run.path("runs.csv").exists():
             raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
         names = list(dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]))
-        verdicts = outlier_stage(run, names, _reporter())
+        settings = _outlier_settings(contamination, threshold, group_by, detectors)
+        verdicts = outlier_stage(run, names, _reporter(), settings)
     except VehiclustError as exc:
         _fail(exc)
     console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {run.path('outliers.csv')}")

@@ -14,7 +14,7 @@ from vehiclust.collection import IngestSettings, ingest
 from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
 from vehiclust.describe.extract import descriptor_key, is_current
 from vehiclust.errors import VehiclustError
-from vehiclust.outliers import outliers
+from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
 from vehiclust.runfolder import RunFolder
@@ -27,6 +27,8 @@ class RunSettings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     describe: DescribeSettings = field(default_factory=DescribeSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    outliers: OutlierSettings = field(default_factory=OutlierSettings)
+    image_checks: bool = True  # compute quality and vehicle type for the outlier checks
 
 
 @dataclass
@@ -58,11 +60,19 @@ def choose_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]
     return list(DEFAULT_IMAGE_DESCRIPTORS)
 
 
+# Computed whenever there are images, for the outlier checks, in the same decode pass; not
+# clustered unless asked for.
+SUPPORT_DESCRIPTORS = ("quality", "vehicle_type")
+
+
 def describe_missing(run: RunFolder, names: list[str], settings: DescribeSettings,
-                     reporter: Reporter) -> None:
-    """Extract the requested descriptors that the input did not bring."""
+                     reporter: Reporter, image_checks: bool = True) -> None:
+    """Extract the requested descriptors that the input did not bring, plus the ones the
+    outlier checks read (quality, vehicle type) when the collection has images."""
     brought = set(imported_descriptors(run))
     to_extract = [n for n in names if n not in brought]
+    if image_checks and (run.load_collection()["location"] != "").any():
+        to_extract += [n for n in SUPPORT_DESCRIPTORS if n not in to_extract and n not in brought]
     if to_extract:
         describe(run, to_extract, settings, reporter)
 
@@ -75,7 +85,7 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
     else:
         table = run.load_collection()
         extracted = [n for n in run.descriptor_names()
-                     if n not in brought and _safe_current(run, n, table)]
+                     if n not in brought and n != "quality" and _safe_current(run, n, table)]
         heads = [n for n in run.descriptor_names()
                  if run.descriptor_meta(n).get("kind") == "head"
                  and run.descriptor_meta(n).get("backbone") in brought + extracted]
@@ -101,8 +111,8 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     run = RunFolder(out)
     ingest(input_path, run, settings.descriptor_files, settings.ingest, reporter)
     names = choose_descriptors(run, settings.descriptors)
-    describe_missing(run, names, settings.describe, reporter)
+    describe_missing(run, names, settings.describe, reporter, settings.image_checks)
     cluster(run, names, settings.cluster, reporter)
-    outliers(run, names, reporter)
+    outliers(run, names, reporter, settings.outliers)
     report(run, reporter)
     return RunResult(run, names)

@@ -134,22 +134,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_rgb(
-    data: bytes, size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
 ) -> Image.Image:
-    """Decode to an upright RGB image, optionally resized to ``size`` (width, height).
+    """Decode to an upright RGB image, resized to ``size`` (width, height) when given, else
+    reduced (keeping its aspect) to at most ``max_side`` pixels on its longer side.
 
     JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small,
     which is most of the decode cost saved for large photographs.
     """
     image = open_image(data, max_pixels)
     try:
-        if size is not None and image.format == "JPEG":
-            image.draft("RGB", (max(size), max(size)))
+        target = max(size) if size is not None else max_side
+        if target is not None and image.format == "JPEG":
+            image.draft("RGB", (target, target))
         image.load()
         image = ImageOps.exif_transpose(image) or image
         image = to_rgb(image)
         if size is not None and image.size != size:
             image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        elif size is None and max_side is not None and max(image.size) > max_side:
+            scale = max_side / max(image.size)
+            reduced = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(reduced, Image.Resampling.BOX)
     except UnreadableImage:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:

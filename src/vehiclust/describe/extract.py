@@ -22,11 +22,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from PIL import Image
+
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, create_describer, get_spec
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
+
+
+ORIGINAL = "original"  # the view of describers with ``needs_original = True``
+ORIGINAL_MAX_SIDE = 512  # originals larger than this are reduced (quality is measured on crops)
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,19 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
                              f"none (descriptor files only); pass descriptor files instead")
     describer_keys = list(dict.fromkeys(get_spec(name).describer for name in pending))
     describers = [create_describer(key, threads=settings.model_threads) for key in describer_keys]
-    by_size: dict[int, list[Describer]] = {}
-    for describer in describers:  # one decode per image for every describer of the same size
-        by_size.setdefault(describer.input_size, []).append(describer)
-    for group in by_size.values():
-        names_in_group = [n for d in group for n in d.outputs if n in pending]
-        _extract(run, table, group, names_in_group, keys, settings, reporter)
+    names_computed = [n for d in describers for n in d.outputs if n in pending]
+    _extract(run, table, describers, names_computed, keys, settings, reporter)
     return pending
+
+
+def view_of(describer: Describer) -> int | str:
+    """The image view a describer reads: a square size, or the original resolution."""
+    return ORIGINAL if getattr(describer, "needs_original", False) else describer.input_size
 
 
 def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], names: list[str],
              keys: dict[str, str], settings: DescribeSettings, reporter: Reporter) -> None:
+    """One pass over the images: each is decoded once and every describer gets its view."""
     started = time.perf_counter()
     owner = {name: d for d in describers for name in d.outputs}
     n = len(table)
@@ -90,35 +98,51 @@ def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], n
     reused = len(chunks) - len(todo)
     if reused:
         reporter.message(f"describe: resuming, {reused} of {len(chunks)} chunks already stored")
-    label = ", ".join(names)
-    with reporter.task(f"Describing ({label})", n) as task:
+    views = sorted({view_of(d) for d in describers}, key=str)
+    with reporter.task(f"Describing ({', '.join(names)})", n) as task:
         done = set(range(len(chunks))) - set(todo)
         task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
-        size = describers[0].input_size
-        for index, (images, errors) in _decoded_chunks(table, chunks, todo, size, settings):
+        for index, (images, errors) in _decoded_chunks(table, chunks, todo, views, settings):
             outputs = {}
             for describer in describers:
-                outputs.update(_run_batches(describer, images, settings.batch_size))
+                outputs.update(_run_batches(describer, images[view_of(describer)], settings.batch_size))
             for name in names:
                 _write_part(parts[name], index, outputs[name], errors)
-            task.advance(len(images))
+            task.advance(chunks[index][1] - chunks[index][0])
     seconds = time.perf_counter() - started
     for name in names:
         _assemble(run, name, parts[name], chunks, owner[name], keys[name], seconds, reused)
 
 
-def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int], size: int,
-                    settings: DescribeSettings) -> Iterator[tuple[int, tuple[np.ndarray, dict[int, str]]]]:
-    """Yield (chunk index, (images, errors)) with the next chunk decoding in the background."""
+def _decode_views(data: bytes, views: list[int | str], max_pixels: int) -> dict[int | str, np.ndarray]:
+    """Decode once; derive every view from that one decoded image."""
+    squares = [v for v in views if v != ORIGINAL]
+    if ORIGINAL in views or len(squares) > 1:
+        base = decode_rgb(data, None, max_pixels, max_side=max([ORIGINAL_MAX_SIDE, *squares]))
+    else:
+        base = decode_rgb(data, (squares[0], squares[0]), max_pixels)  # draft mode does the rest
+    out: dict[int | str, np.ndarray] = {}
+    for view in views:
+        if view == ORIGINAL:
+            out[view] = np.asarray(base)
+        else:
+            out[view] = np.asarray(base if base.size == (view, view)
+                                   else base.resize((view, view), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return out
+
+
+def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int],
+                    views: list[int | str], settings: DescribeSettings
+                    ) -> Iterator[tuple[int, tuple[dict[int | str, np.ndarray | list], dict[int, str]]]]:
+    """Yield (chunk index, (images per view, errors)) with the next chunk decoding meanwhile."""
     locations = table["location"].tolist()
     known_errors = table["error"].tolist()
 
-    def load(row: int) -> np.ndarray | str:
+    def load(row: int) -> dict | str:
         if known_errors[row]:
             return known_errors[row]
         try:
-            data = read_bytes(locations[row])
-            return np.asarray(decode_rgb(data, (size, size), settings.max_pixels))
+            return _decode_views(read_bytes(locations[row]), views, settings.max_pixels)
         except UnreadableImage as exc:
             return str(exc)
 
@@ -131,18 +155,27 @@ def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: li
         for position, index in enumerate(todo):
             upcoming = submit(todo[position + 1]) if position + 1 < len(todo) else []
             results = [f.result() for f in pending]
-            images = np.zeros((len(results), size, size, 3), dtype=np.uint8)
-            errors: dict[int, str] = {}
-            for offset, result in enumerate(results):
-                if isinstance(result, str):
-                    errors[chunks[index][0] + offset] = result
-                else:
-                    images[offset] = result
-            yield index, (images, errors)
+            errors = {chunks[index][0] + offset: r for offset, r in enumerate(results) if isinstance(r, str)}
+            yield index, (_stack_views(results, views), errors)
             pending = upcoming
 
 
-def _run_batches(describer: Describer, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+def _stack_views(results: list[dict | str], views: list[int | str]) -> dict[int | str, np.ndarray | list]:
+    """Square views become one uint8 array (zeros where decoding failed), originals a list."""
+    stacked: dict[int | str, np.ndarray | list] = {}
+    for view in views:
+        if view == ORIGINAL:
+            stacked[view] = [np.zeros((1, 1, 3), np.uint8) if isinstance(r, str) else r[view] for r in results]
+        else:
+            batch = np.zeros((len(results), view, view, 3), dtype=np.uint8)
+            for offset, result in enumerate(results):
+                if not isinstance(result, str):
+                    batch[offset] = result[view]
+            stacked[view] = batch
+    return stacked
+
+
+def _run_batches(describer: Describer, images: np.ndarray | list, batch_size: int) -> dict[str, np.ndarray]:
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in describer.outputs}
     for start in range(0, len(images), batch_size):
         result = describer.describe(images[start:start + batch_size])

@@ -67,3 +67,4 @@ def create_describer(key: str, **kwargs) -> Describer:
 def _ensure_builtin() -> None:
     # Importing registers the built-in describers; done lazily so `vehiclust --help` stays fast.
     from vehiclust.describe import builtin  # noqa: F401
+    from vehiclust.quality import describer  # noqa: F401

@@ -1,5 +1,11 @@
-"""Stage 4: outlier checks and the per-image verdict."""
+"""Stage 4: outlier checks and the per-image verdict.
 
-from vehiclust.outliers.verdict import outliers
+``outliers(run, names, reporter, settings)`` writes ``outliers.csv``; image quality checks are in
+:mod:`vehiclust.quality`, descriptor-space detectors in :mod:`vehiclust.outliers.detectors`.
+"""
 
-__all__ = ["outliers"]
+from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, create_detector
+from vehiclust.outliers.verdict import OutlierSettings, add_verdict, compute_scores, outlier_settings, outliers
+
+__all__ = ["DETECTORS", "DetectorSettings", "OutlierSettings", "add_verdict", "available_detectors",
+           "compute_scores", "create_detector", "outlier_settings", "outliers"]

@@ -1,13 +1,13 @@
-"""Outlier checks. Each check gives every image a score in [0, 1] and flags it at 0.5, the
-documented threshold (as in cleanvision: scores and flags side by side in outliers.csv).
+"""Checks of the outliers stage that are not about image quality: unreadable files and the
+distance to the assigned cluster centre. (Image quality checks live in
+:mod:`vehiclust.quality.checks`, descriptor-space detectors in :mod:`vehiclust.outliers.detectors`.)
 
 | check          | basis                                   | threshold (score 0.5)            |
 |----------------|-----------------------------------------|----------------------------------|
 | unreadable     | the file could not be read or decoded   | absolute: any failure scores 1   |
 | invalid_vector | the descriptor file had NaN/inf there   | absolute                         |
-| small          | shorter side of the image               | absolute: under 32 px            |
-| isolated       | distance to the assigned cluster centre,| relative to the cluster: robust  |
-|                | robust z-score within the cluster       | z of 3.5 (median + 3.5 x MAD)    |
+| centroid       | distance to the assigned cluster centre,| relative to the cluster: robust  |
+|                | robust z-score within the cluster       | z (one input of ``isolated``)    |
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 SMALL_SIDE_PX = 32
-ISOLATION_Z = 3.5
+ISOLATION_Z = 4.0
 FLAG_AT = 0.5
 
 
@@ -30,20 +30,26 @@ def unreadable_score(table: pd.DataFrame, decode_errors: dict[int, str]) -> tupl
 
 
 def small_score(width: np.ndarray, height: np.ndarray) -> np.ndarray:
-    """Halfway (0.5) at a 32 px shorter side, 1 at 0 px, 0 from 64 px up; unknown size scores 0."""
+    """Halfway (0.5) at a 32 px shorter side, 1 at 0 px, 0 from 64 px up; unknown size scores 0.
+    (Kept for callers of the first version; the verdict uses ``vehiclust.quality.checks.Small``.)"""
     side = np.minimum(width, height).astype(float)
     score = np.clip(1.0 - side / (2 * SMALL_SIDE_PX), 0.0, 1.0)
     return np.where(side > 0, score, 0.0)
 
 
-def isolation_score(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """Robust z of the distance to the own centre within each cluster, mapped to z / (z + 3.5)."""
-    score = np.zeros(len(labels))
+def cluster_distance_z(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Robust z of the distance to the own centre within each cluster (0 for unclustered rows)."""
+    z = np.zeros(len(labels))
     for cluster_id in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == cluster_id)
-        d = distance[members].astype(float)
+        d = np.log(np.maximum(distance[members].astype(float), 1e-12))
         median = np.median(d)
         mad = 1.4826 * np.median(np.abs(d - median))
-        z = (d - median) / max(mad, 1e-9)
-        score[members] = np.where(z > 0, z / (z + ISOLATION_Z), 0.0)
-    return score
+        z[members] = (d - median) / max(mad, 1e-9)
+    return np.nan_to_num(z)
+
+
+def isolation_score(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """``cluster_distance_z`` mapped to [0, 1] with 0.5 at z = 4."""
+    z = cluster_distance_z(labels, distance)
+    return np.clip(z / (2 * ISOLATION_Z), 0.0, 1.0)

@@ -28,7 +28,9 @@ def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame
     for name in names:
         frame[f"cluster_{name}"] = labels[name]
     for column in CARRIED:
-        if column in table.columns:
+        if column == "brisque" and "brisque" in verdicts.columns:  # measured wins over imported
+            frame[column] = verdicts[column].to_numpy()
+        elif column in table.columns:
             frame[column] = table[column].to_numpy()
     return frame
 

@@ -1,0 +1,327 @@
+"""Descriptor-space detectors and the outlier verdict, on real photographs with planted defects."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageFilter
+
+from conftest import variants, write_bad_files
+from vehiclust.collection import ingest
+from vehiclust.collection.imageio import UnreadableImage, read_bytes
+from vehiclust.describe import describe
+from vehiclust.errors import VehiclustError
+from vehiclust.outliers import DetectorSettings, OutlierSettings, add_verdict, create_detector, outliers
+from vehiclust.outliers.detectors import Neighbours, has_module, robust_z, score_descriptor
+from vehiclust.quality.describer import QUALITY_DESCRIPTOR, QualityDescriber
+from vehiclust.runfolder import RunFolder
+
+LEADING = ["row", "path", "error"]
+# ordinary photographs; see test_quality.PHOTOS for why not the others scikit-image bundles
+ORDINARY = ("astronaut", "chelsea", "coffee", "retina")
+
+
+# -- detectors -----------------------------------------------------------------------------------
+def blobs(n: int, d: int, rng: np.random.Generator, outliers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.normal(size=(5, d)) * 4
+    X = centres[rng.integers(0, 5, n)] + rng.normal(size=(n, d))
+    planted = rng.choice(n, outliers, replace=False)
+    X[planted] = rng.normal(size=(outliers, d)) * 12  # far from every blob
+    return X.astype(np.float32), planted
+
+
+@pytest.mark.parametrize("name", ["knn", "lof", "iforest", "ecod", "glosh"])
+def test_each_detector_ranks_planted_outliers_first(name):
+    if name == "glosh" and not has_module("hdbscan"):
+        pytest.skip("glosh needs the optional 'hdbscan' package")
+    rng = np.random.default_rng(0)
+    X, planted = blobs(3000, 16, rng, outliers=30)
+    settings = DetectorSettings(detectors=(name,), fit_sample=1500, pca_components=16, k=10)
+    scores = score_descriptor(X, np.arange(len(X)), settings)[name]
+    top = np.argsort(-scores)[:30]
+    # ECOD looks at one coordinate at a time: it finds rows extreme in some coordinate, not rows
+    # in an unusual direction with ordinary coordinates (after L2 normalisation, half of these)
+    assert len(set(top) & set(planted)) >= (12 if name == "ecod" else 27)
+
+
+def test_lof_matches_scikit_learn_on_the_sample():
+    from sklearn.neighbors import LocalOutlierFactor
+
+    rng = np.random.default_rng(1)
+    X, _ = blobs(800, 8, rng, outliers=10)
+    neighbours = Neighbours(X, k=10, backend="sklearn")
+    ours = create_detector("lof").score(X, neighbours, np.arange(len(X)))
+    reference = -LocalOutlierFactor(n_neighbors=10).fit(X).negative_outlier_factor_
+    np.testing.assert_allclose(ours, reference, rtol=1e-4)
+
+
+def test_faiss_and_sklearn_neighbours_agree():
+    if not has_module("faiss"):
+        pytest.skip("faiss (optional) is not installed")
+    rng = np.random.default_rng(2)
+    X, _ = blobs(2000, 12, rng)
+    own = np.arange(len(X))
+    d_faiss, _ = Neighbours(X[:1000], 5, "faiss").query(X, np.where(own < 1000, own, -1))
+    d_sk, _ = Neighbours(X[:1000], 5, "sklearn").query(X, np.where(own < 1000, own, -1))
+    np.testing.assert_allclose(d_faiss, d_sk, rtol=1e-3, atol=1e-3)
+
+
+def test_ecod_is_the_empirical_tail_probability():
+    rng = np.random.default_rng(3)
+    sample = rng.normal(size=(500, 3))
+    ecod = create_detector("ecod").fit(sample, None)
+    x = np.array([[0.0, 0.0, 0.0], [4.0, -4.0, 0.0]])
+    scores = ecod.score(x, None, np.array([-1, -1]))
+    # brute force: -log of the share of the sample (the row counted) at least as extreme
+    left = [(np.sum(sample[:, j] <= x[1, j]) + 1) / 501 for j in range(3)]
+    right = [(np.sum(sample[:, j] >= x[1, j]) + 1) / 501 for j in range(3)]
+    expected = max(-np.log(left).sum(), -np.log(right).sum())
+    assert scores[1] >= expected - 1e-9 and scores[1] > 3 * scores[0]
+
+
+def test_a_collection_without_outliers_gets_almost_none():
+    """Outlier-free data: the consensus z passes the default threshold for (almost) no row."""
+    rng = np.random.default_rng(4)
+    X, _ = blobs(6000, 64, rng)
+    settings = DetectorSettings()
+    raw = score_descriptor(X, np.arange(len(X)), settings)
+    z = np.mean([robust_z(v, create_detector(n, settings).log_scale) for n, v in raw.items()], axis=0)
+    assert (z >= OutlierSettings().isolation_z).mean() < 0.002
+    X2, planted = blobs(6000, 64, rng, outliers=20)
+    raw = score_descriptor(X2, np.arange(len(X2)), settings)
+    z2 = np.mean([robust_z(v, create_detector(n, settings).log_scale) for n, v in raw.items()], axis=0)
+    assert (z2[planted] >= OutlierSettings().isolation_z).all()
+
+
+def test_unknown_detector_is_named():
+    with pytest.raises(VehiclustError, match="unknown outlier detector 'svm'"):
+        create_detector("svm")
+
+
+# -- the verdict ---------------------------------------------------------------------------------
+def test_verdict_scale_and_reasons():
+    frame = pd.DataFrame({"dark_score": [0.1, 0.6, 0.3], "blurry_score": [0.0, 0.0, 0.95],
+                          "motion_blur_score": [0.0, 0.7, 0.9]})
+    out = add_verdict(frame.copy(), ["dark", "blurry", "motion_blur"],
+                      {"dark": "dark", "blurry": "blurry", "motion_blur": "blurry"}, {"blurry": 0.9})
+    assert out["is_outlier"].tolist() == [False, True, True]
+    assert out["outlier_reasons"].tolist() == ["", "blurry;dark", "blurry"]  # in the documented order
+    # blurry 0.95 at threshold 0.9 -> severity 0.75; motion 0.9 at 0.5 -> 0.9: the larger counts
+    assert out.loc[2, "outlier_score"] == pytest.approx(0.9)
+    assert out.loc[0, "outlier_score"] < 0.5
+    fixed = add_verdict(frame.copy(), ["dark", "blurry"], contamination=0.34)
+    assert fixed["is_outlier"].sum() == 1
+
+
+def jpeg(array: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def compute_quality(run: RunFolder) -> None:
+    """The quality descriptor at original resolution, as the describe pass computes it once it
+    honours ``needs_original`` (QualityDescriber.decode on each file's bytes)."""
+    from vehiclust.describe.extract import descriptor_key
+    from vehiclust.quality.features import COLUMNS
+
+    table = run.load_collection()
+    describer = QualityDescriber(threads=2)
+    images, invalid = [], {}
+    for row, (location, error) in enumerate(zip(table["location"], table["error"])):
+        try:
+            if error:
+                raise UnreadableImage(error)
+            images.append(describer.decode(read_bytes(location)))
+        except UnreadableImage as exc:
+            invalid[str(row)] = str(exc)
+            images.append(np.zeros((8, 8, 3), np.uint8))
+    matrix = describer.describe(images)[QUALITY_DESCRIPTOR]
+    matrix[[int(r) for r in invalid]] = 0
+    run.save_descriptor(QUALITY_DESCRIPTOR, matrix, {
+        "name": QUALITY_DESCRIPTOR, "kind": "extracted", "fingerprint": descriptor_key(QUALITY_DESCRIPTOR, table),
+        "invalid": invalid, "columns": list(COLUMNS), **describer.provenance()})
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    """40 ordinary JPEG crops of real photographs plus one of each defect, a copy, a re-encoded
+    copy and the bad files; color_hist + quality descriptors; no clustering."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("planted") / "images"
+    rng = np.random.default_rng(5)
+    for index, name in enumerate(ORDINARY):
+        folder = root / f"{index + 1:05d}"
+        folder.mkdir(parents=True)
+        for j, variant in enumerate(variants(getattr(data, name)(), 10, rng)):
+            variant.save(folder / f"{index * 100 + j:06d}.jpg", quality=90)
+    good = sorted(root.rglob("*.jpg"))
+    base = Image.open(good[3]).convert("RGB")
+    a = np.asarray(base)
+    (root / "zz").mkdir()
+    defects = {
+        "zz/blurry.jpg": jpeg(np.asarray(base.filter(ImageFilter.GaussianBlur(6)))),
+        "zz/dark.jpg": jpeg((a * 0.1).astype(np.uint8)),
+        "zz/overexposed.jpg": jpeg(np.clip(a.astype(float) * 3 + 60, 0, 255).astype(np.uint8)),
+        "zz/noisy.jpg": jpeg(np.clip(a + np.random.default_rng(0).normal(0, 40, a.shape), 0, 255).astype(np.uint8)),
+        "zz/small.jpg": jpeg(np.asarray(base.resize((20, 14)))),
+        "zz/copy.jpg": good[5].read_bytes(),
+        "zz/reencoded.jpg": jpeg(np.asarray(Image.open(good[8]).convert("RGB")), 80),
+    }
+    for name, content in defects.items():
+        (root / name).write_bytes(content)
+    expected_bad = write_bad_files(root, good[0].read_bytes())
+    run = RunFolder(root.parent / "run")
+    ingest(root, run)
+    describe(run, ["color_hist"])
+    compute_quality(run)
+    return run, root, good, expected_bad
+
+
+def test_planted_defects_get_their_reasons(planted_run):
+    run, root, good, expected_bad = planted_run
+    verdicts = outliers(run, ["color_hist"]).set_index("path")
+    reasons = verdicts["outlier_reasons"]
+    assert "blurry" in reasons["zz/blurry.jpg"]
+    assert "dark" in reasons["zz/dark.jpg"]
+    assert "overexposed" in reasons["zz/overexposed.jpg"]
+    assert "noisy" in reasons["zz/noisy.jpg"]
+    assert "small" in reasons["zz/small.jpg"]
+    assert "duplicate" in reasons["zz/copy.jpg"]
+    copied = good[5].relative_to(root).as_posix()
+    assert verdicts.at["zz/copy.jpg", "duplicate_of"] == copied
+    assert "duplicate" not in reasons[copied]  # the original is not an outlier
+    assert "near_duplicate" in reasons["zz/reencoded.jpg"]
+    assert verdicts.at["zz/reencoded.jpg", "duplicate_of"] == good[8].relative_to(root).as_posix()
+    for path in expected_bad:
+        if path in verdicts.index and verdicts.at[path, "error"]:
+            assert reasons[path].startswith("unreadable")
+    ordinary = [p.relative_to(root).as_posix() for p in good]
+    flagged = verdicts.loc[ordinary, "is_outlier"]
+    assert flagged.mean() <= 0.1, verdicts.loc[ordinary][flagged][["outlier_score", "outlier_reasons"]]
+    scores = verdicts["outlier_score"]
+    assert scores.between(0, 1).all()
+    assert (verdicts["is_outlier"] == (scores >= 0.5)).all()
+
+
+def test_outliers_csv_columns_and_brisque(planted_run):
+    run, *_ = planted_run
+    verdicts = outliers(run, ["color_hist"])
+    assert list(verdicts.columns[:3]) == LEADING
+    score_columns = [c for c in verdicts.columns if c.endswith("_score") and c != "outlier_score"]
+    assert {"unreadable_score", "small_score", "dark_score", "blurry_score", "duplicate_score",
+            "near_duplicate_score", "isolated_score", "isolated_color_hist_score"} <= set(score_columns)
+    tail = list(verdicts.columns[verdicts.columns.get_loc("outlier_score"):])
+    assert tail[:3] == ["outlier_score", "is_outlier", "outlier_reasons"]
+    assert {"brisque", "duplicate_of", "isolated_by"} <= set(tail)
+    if has_module("brisque"):
+        table = run.load_collection()
+        measurable = (verdicts["error"] == "") & (np.minimum(table["width"], table["height"]) >= 16)
+        assert pd.to_numeric(verdicts.loc[measurable, "brisque"]).notna().all()
+    on_disk = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
+    assert list(on_disk.columns) == list(verdicts.columns)
+
+
+def test_contamination_fixes_the_share_and_settings_rerun_the_stage(planted_run):
+    run, *_ = planted_run
+    default = outliers(run, ["color_hist"])
+    fixed = outliers(run, ["color_hist"], settings=OutlierSettings(contamination=0.3))
+    unreadable = int((fixed["unreadable_score"] >= 1).sum())
+    assert fixed["is_outlier"].sum() == max(round(0.3 * len(fixed)), unreadable)
+    assert (fixed.loc[fixed["is_outlier"], "outlier_reasons"] != "").all()
+    again = outliers(run, ["color_hist"])  # back to the defaults: recomputed, same verdicts
+    pd.testing.assert_series_equal(again["is_outlier"], default["is_outlier"])
+    with pytest.raises(VehiclustError, match="contamination"):
+        outliers(run, ["color_hist"], settings=OutlierSettings(contamination=1.5))
+
+
+def test_check_overrides_reach_the_verdict(planted_run):
+    run, *_ = planted_run
+    lenient = outliers(run, ["color_hist"], settings=OutlierSettings(check_overrides={"dark": {"threshold": 1.0},
+                                                                                    "low_contrast": {"threshold": 1.0},
+                                                                                    "low_information": {"threshold": 1.0}}))
+    row = lenient.set_index("path").loc["zz/dark.jpg"]
+    assert "dark" not in row["outlier_reasons"] or row["dark_score"] >= 1.0
+
+
+def test_without_the_quality_descriptor_only_size_duplicates_and_isolation(tmp_path, photo_folder):
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    describe(run, ["color_hist"])
+    verdicts = outliers(run, ["color_hist"])
+    assert "dark_score" not in verdicts and "small_score" in verdicts and "isolated_score" in verdicts
+    assert "brisque" not in verdicts
+    assert verdicts["is_outlier"].mean() <= 0.1
+
+
+def test_no_vehicle_plugs_in_from_vehicle_type(planted_run):
+    run, root, *_ = planted_run
+    table = run.load_collection()
+    probabilities = np.zeros((len(table), 3), dtype=np.float32)
+    target = int(table.index[table["path"] == "zz/blurry.jpg"][0])
+    probabilities[:, 0] = 1.0
+    probabilities[target] = [0.05, 0.0, 0.95]
+    run.save_descriptor("vehicle_type", probabilities, {"name": "vehicle_type", "kind": "imported",
+                                                         "columns": ["car", "truck", "not_a_vehicle"]})
+    try:
+        verdicts = outliers(run, ["color_hist"]).set_index("path")
+        assert verdicts.at["zz/blurry.jpg", "no_vehicle_score"] == pytest.approx(0.95)
+        assert verdicts.at["zz/blurry.jpg", "outlier_reasons"].startswith("no_vehicle")
+        assert (verdicts.drop(index="zz/blurry.jpg")["no_vehicle_score"] == 0).all()
+    finally:
+        run.descriptor_path("vehicle_type").unlink()
+        run.descriptor_meta_path("vehicle_type").unlink()
+
+
+def test_the_quality_describer_plugs_into_the_describe_stage(tmp_path, photo_folder):
+    """Through the registry: ``describe(run, ["quality"])`` (at the extractor's resolution until it
+    honours ``needs_original``)."""
+    from vehiclust.quality.describer import QUALITY_DESCRIPTOR as name  # importing registers it
+
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    describe(run, [name])
+    matrix = run.load_descriptor(name)
+    assert matrix.shape[0] == len(run.load_collection()) and np.isfinite(np.asarray(matrix)).all()
+    assert run.descriptor_meta(name)["columns"][0] == "brisque"
+
+
+def test_centroid_distance_of_the_selected_clustering_joins_isolation(planted_run):
+    """The cluster stage's clusterings/<name>.npz (labels, distance) is one more detector."""
+    run, *_ = planted_run
+    table = run.load_collection()
+    labels = np.zeros(len(table), dtype=np.int32)
+    distance = np.random.default_rng(0).normal(1.0, 0.05, len(table)).astype(np.float32)
+    far = int(table.index[table["path"] == "zz/overexposed.jpg"][0])
+    distance[far] = 50.0
+    path = run.root / "clusterings" / "color_hist.npz"
+    path.parent.mkdir(exist_ok=True)
+    np.savez(path, labels=labels, distance=distance)
+    try:
+        verdicts = outliers(run, ["color_hist"], settings=OutlierSettings(detectors=DetectorSettings(detectors=())))
+        assert "color_hist:centroid" in verdicts.at[far, "isolated_by"]
+        assert verdicts.at[far, "isolated_score"] >= 0.5
+        assert (verdicts.drop(index=far)["isolated_score"] < 0.5).mean() > 0.95
+    finally:
+        path.unlink()
+
+
+def test_settings_from_command_line_options(planted_run):
+    from vehiclust.outliers import outlier_settings
+
+    settings = outlier_settings(0.05, ["dark=0.7", "no_vehicle=0.9", "isolated=0.6"], "none", "knn,ecod")
+    assert settings.check_overrides == {"dark": {"threshold": 0.7}} and settings.thresholds == {"isolated": 0.6}
+    assert settings.no_vehicle_threshold == 0.9 and settings.group_by is None
+    assert settings.detectors.detectors == ("knn", "ecod") and settings.contamination == 0.05
+    for bad, message in ((["dark"], "CHECK=VALUE"), (["dark=2"], "CHECK=VALUE"), (["darkness=0.5"], "unknown check")):
+        with pytest.raises(VehiclustError, match=message):
+            outlier_settings(thresholds=bad)
+    with pytest.raises(VehiclustError, match="unknown svm"):
+        outlier_settings(detectors="knn,svm")
+    run, *_ = planted_run
+    strict = outliers(run, ["color_hist"], settings=outlier_settings(thresholds=["isolated=0.05"]))
+    assert strict["outlier_reasons"].str.contains("isolated").sum() > 0
