@@ -3,22 +3,16 @@ the demo's ground truth and print those scores: the project's first quality yard
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from vehiclust.cache import cache_root
 from vehiclust.cluster import ClusterSettings
 from vehiclust.evaluate import clustering_scores, outlier_scores
 from vehiclust.pipeline import RunResult, RunSettings, run_pipeline
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import write_csv
-
-
-def demo_cache_dir() -> Path:
-    base = os.environ.get("VEHICLUST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vehiclust")
-    return Path(base)
 
 
 def parse_size(size: str | int) -> str | int:
@@ -32,7 +26,7 @@ def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
 
     reporter = reporter or NullReporter()
     size = parse_size(size)
-    collection_dir = demo_cache_dir() / "demo" / f"{size}-seed{seed}"
+    collection_dir = cache_root() / "demo" / f"{size}-seed{seed}"
     reporter.message(f"demo collection: {collection_dir}")
     demo = build_demo(collection_dir, size=size, seed=seed)
     settings = RunSettings(cluster=cluster or ClusterSettings())

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vehiclust.cache import cache_root
+
 log = logging.getLogger(__name__)
 
 SOURCES_VERSION = 1
@@ -134,13 +136,7 @@ class SourceSet:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("VEHICLUST_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "vehiclust"
-    return Path.home() / ".cache" / "vehiclust"
+    return cache_root()
 
 
 # ----------------------------------------------------------------------------------------------

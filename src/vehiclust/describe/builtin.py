@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from vehiclust.cache import cache_root
 from vehiclust.describe.registry import DescriptorSpec, register_describer
 from vehiclust.describe.vehicle_type import TYPE_COLUMNS, type_probabilities
 
@@ -15,9 +15,7 @@ COLOR_BINS = (8, 4, 4)  # hue x saturation x value
 
 def default_model_cache() -> Path:
     """Exported ONNX models are shared by every run of this user."""
-    base = os.environ.get("VEHICLUST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vehiclust")
-    return Path(base) / "models"
+    return cache_root() / "models"
 
 
 class BackboneDescriber:
