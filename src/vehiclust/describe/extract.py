@@ -51,7 +51,22 @@ def rows_key(table: pd.DataFrame) -> str:
 
 def descriptor_key(name: str, table: pd.DataFrame) -> str:
     spec = get_spec(name)
-    return fingerprint("describe", name, spec.version, rows_key(table))
+    return fingerprint("describe", name, spec.version, _weights_identity(name), rows_key(table))
+
+
+def _weights_identity(name: str) -> str:
+    """Which weights file a user-provided backbone reads: other weights, other descriptor."""
+    from vehiclust.describe.models.checkpoints import pretrained_specs
+
+    specs = pretrained_specs()
+    if name not in specs:
+        return ""
+    try:
+        path = specs[name].locate()
+    except VehiclustError:
+        return "missing"  # extraction will stop with the message that says where to put it
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def is_current(run: RunFolder, name: str, key: str) -> bool:

@@ -29,7 +29,7 @@ from vehiclust.errors import VehiclustError
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
 # (architecture, preprocessing, export options), so stale cached files are not reused.
-EXPORT_FORMAT = "v1"
+EXPORT_FORMAT = "v2"
 OPSET = 18
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("features", "logits")
@@ -52,9 +52,30 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _pretrained_specs():
+    from vehiclust.describe.models.checkpoints import pretrained_specs
+
+    return pretrained_specs()
+
+
+def weights_file(name: str) -> Path:
+    specs = _pretrained_specs()
+    return specs[name].locate() if name in specs else backbone_spec(name).weights_path()
+
+
+def build_pipeline(name: str) -> tuple[ImagePipelineModel, int]:
+    """The export wrapper of a backbone by name, and the square input size it is fed."""
+    specs = _pretrained_specs()
+    if name in specs:
+        loaded = specs[name].load()
+        return (ImagePipelineModel(loaded.model, loaded.mean_255(), loaded.std_255()).eval(),
+                specs[name].square_size)
+    return ImagePipelineModel(create_backbone(name)).eval(), backbone_spec(name).input_size
+
+
 def cache_key(name: str) -> str:
     """File stem that changes whenever the weights, torch or the export format change."""
-    weights_hash = weights_sha256(backbone_spec(name).weights_path())[:16]
+    weights_hash = weights_sha256(weights_file(name))[:16]
     torch_version = torch.__version__.replace("+", "-")
     return f"{name}-{weights_hash}-torch{torch_version}-{EXPORT_FORMAT}"
 
@@ -75,8 +96,7 @@ def export_onnx(name: str, path: Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = ImagePipelineModel(create_backbone(name)).eval()
-    size = backbone_spec(name).input_size
+    model, size = build_pipeline(name)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", prefix=f".{path.stem}-", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

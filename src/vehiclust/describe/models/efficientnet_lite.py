@@ -21,6 +21,8 @@ skimage's chelsea, coffee and stereo-motorcycle photos, bilinear-resized to 224)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import importlib
 import math
 from dataclasses import dataclass
@@ -288,15 +290,20 @@ class ImagePipelineModel(nn.Module):
     take the PIL-resized arrays as they are, so Python never touches individual pixels.
     """
 
-    def __init__(self, backbone: EfficientNetLite,
-                 mean: float = INPUT_MEAN, std: float = INPUT_STD) -> None:
+    def __init__(self, backbone: nn.Module, mean: float | Sequence[float] = INPUT_MEAN,
+                 std: float | Sequence[float] = INPUT_STD) -> None:
         super().__init__()
         self.backbone = backbone
-        self.mean = mean
-        self.scale = 1.0 / std
+        # scalar or per-channel RGB, in 0..255 units
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("scale", 1.0 / torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1),
+                             persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).to(torch.float32)
         x = (x - self.mean) * self.scale
         features = self.backbone.forward_features(x)
+        if getattr(self.backbone, "num_classes", None) == 0:  # feature-only weights (MobileNetV2, OSNet)
+            return features, features[:, :0]
         return features, self.backbone.classify(features)
