@@ -90,3 +90,25 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path, photo_folder):
     np.testing.assert_allclose(resumed, np.load(RunFolder(fresh).descriptor_path("efficientnet_lite0")),
                                atol=1e-4)
     assert not parts.exists()
+
+
+def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
+    out = tmp_path / "run"
+    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4",
+                  "--no-image-checks").exit_code == 0
+    result = invoke("export", out, "--transport-dataset")
+    assert result.exit_code == 0
+    import pandas as pd
+
+    transport = pd.read_csv(out / "transport_dataset.csv")
+    assert list(transport.columns) == ["path", "car_id", "width", "height", "brisque"]
+    assert len(transport) == len(list(photo_folder.rglob("*.jpg"))) and (transport["width"] > 0).all()
+    target = tmp_path / "by_cluster"
+    result = invoke("export", out, "--by", "cluster", "--to", target)
+    assert result.exit_code == 0 and "dry run" in result.output and not target.exists()
+    result = invoke("export", out, "--by", "cluster", "--to", target, "--link")
+    assert result.exit_code == 0
+    clusters = pd.read_csv(out / "clusters.csv")
+    placed = sorted(target.rglob("*.jpg"))
+    assert len(placed) == len(clusters)
+    assert {p.parent.name for p in placed} == {f"cluster_{c:03d}" for c in clusters["cluster"].unique()}

@@ -144,12 +144,17 @@ def demo(
     size: str = typer.Option("default", help="'small' (~1,000 images), 'default' (~5,000) or a number."),
     seed: int = typer.Option(0, help="Seed of the generated collection."),
     k: str = K_OPTION,
+    case_bundle: Optional[Path] = typer.Option(
+        None, help="Also write the demo as the assignment's case bundle (images_paths.csv, "
+                   "descriptors/*.pickle, raw_data/) into this folder."),
 ) -> None:
-    """Build the demo collection (real photographs, cached after the first time) and run on it."""
+    """Build the demo collection (real photographs, cached after the first time), run on it and
+    score the result against the demo's ground truth."""
     from vehiclust.demo_run import run_demo
 
     try:
-        result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter())
+        result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
+                          case_bundle=case_bundle)
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -262,6 +267,43 @@ def report(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
     except VehiclustError as exc:
         _fail(exc)
     _print_result(run)
+
+
+@app.command()
+def export(
+    folder: Path = typer.Argument(..., help="Run folder of a finished run."),
+    transport_dataset: bool = typer.Option(
+        False, "--transport-dataset", help="Write transport_dataset.csv (path, car_id, width, height, "
+                                           "brisque) as the assignment's create_dataset.py did."),
+    by: Optional[str] = typer.Option(None, "--by", help="Lay images out one folder per 'cluster' or 'reason'."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Target folder for --by."),
+    copy: bool = typer.Option(False, "--copy", help="Copy the images (default: only write the plan)."),
+    link: bool = typer.Option(False, "--link", help="Symlink the images (default: only write the plan)."),
+) -> None:
+    """Export results. Laying images out is a dry run (a plan CSV) unless --copy or --link."""
+    from vehiclust.report.export import apply_plan, export_plan, write_transport_dataset
+    from vehiclust.runfolder import write_csv
+
+    try:
+        run = _run_folder(folder)
+        if transport_dataset:
+            console.print(f"[green]done.[/] {write_transport_dataset(run)}")
+        if by is not None:
+            if to is None or (copy and link):
+                raise VehiclustError("--by needs --to FOLDER, and at most one of --copy / --link")
+            plan = export_plan(run, by, to)
+            write_csv(run.path(f"export_plan_{by}.csv"), plan)
+            counts = plan["group"].value_counts()
+            console.print(f"{len(plan):,} images in {len(counts)} folders; plan: {run.path(f'export_plan_{by}.csv')}")
+            if copy or link:
+                placed = apply_plan(plan, "link" if link else "copy")
+                console.print(f"[green]done.[/] placed {placed:,} images under {to}")
+            else:
+                console.print("dry run: nothing copied (add --copy or --link)")
+        if not transport_dataset and by is None:
+            raise VehiclustError("nothing to export: give --transport-dataset and/or --by cluster|reason --to FOLDER")
+    except VehiclustError as exc:
+        _fail(exc)
 
 
 @app.command("train-head")

@@ -12,6 +12,7 @@ from vehiclust.cluster import ClusterSettings
 from vehiclust.evaluate import clustering_scores, outlier_scores
 from vehiclust.pipeline import RunResult, RunSettings, run_pipeline
 from vehiclust.progress import NullReporter, Reporter
+from vehiclust.report import report
 from vehiclust.runfolder import write_csv
 
 
@@ -21,8 +22,11 @@ def parse_size(size: str | int) -> str | int:
 
 
 def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
-             cluster: ClusterSettings | None = None, reporter: Reporter | None = None) -> RunResult:
-    from vehiclust.demo import build_demo, load_ground_truth
+             cluster: ClusterSettings | None = None, reporter: Reporter | None = None,
+             case_bundle: Path | None = None) -> RunResult:
+    """Build the demo, run everything on it, score against its ground truth; optionally also
+    write it as a case bundle (images_paths.csv + descriptor pickles) at ``case_bundle``."""
+    from vehiclust.demo import build_demo, load_ground_truth, write_case_bundle, write_contact_sheet
 
     reporter = reporter or NullReporter()
     size = parse_size(size)
@@ -31,14 +35,20 @@ def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
     demo = build_demo(collection_dir, size=size, seed=seed)
     settings = RunSettings(cluster=cluster or ClusterSettings())
     result = run_pipeline(demo.root, out, settings, reporter)
+    images = sorted(Path(demo.root).rglob("*.jpg"))
+    write_contact_sheet(images, result.run.path("demo_contact_sheet.jpg"), n=64, seed=seed)
     truth = load_ground_truth(collection_dir)
     clusters = pd.read_csv(result.clusters_csv, keep_default_na=False)
     cluster_table = clustering_scores(clusters, truth)
     outlier_table = outlier_scores(clusters, truth)
-    write_csv(result.run.path("demo_scores_clusters.csv"), cluster_table)
-    write_csv(result.run.path("demo_scores_outliers.csv"), outlier_table)
+    write_csv(result.run.path("external_scores_clusters.csv"), cluster_table)
+    write_csv(result.run.path("external_scores_outliers.csv"), outlier_table)
     reporter.message("External scores against the demo's ground truth (clean images):\n"
                      + cluster_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     reporter.message("Outlier verdicts against the planted outliers:\n"
                      + outlier_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    report(result.run, reporter)  # again, now that the external scores exist
+    if case_bundle is not None:
+        write_case_bundle(result.run, demo.root, case_bundle, result.descriptors)
+        reporter.message(f"case bundle: {case_bundle}")
     return result

@@ -43,6 +43,7 @@ motorcycle), with a warning: a valid collection with ground truth, but not VeRi-
 """
 
 from .build import DemoCollection, build_demo, load_ground_truth
+from .case_bundle import write_case_bundle
 from .contact import write_contact_sheet
 
-__all__ = ["DemoCollection", "build_demo", "load_ground_truth", "write_contact_sheet"]
+__all__ = ["DemoCollection", "build_demo", "load_ground_truth", "write_case_bundle", "write_contact_sheet"]

@@ -51,6 +51,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "runs_html": _runs_table(runs),
         "galleries": _galleries(table, verdicts, has_images),
         "timings": run.stage_timings(),
+        "external": _external_scores(run),
     }
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),
                       autoescape=select_autoescape(["html"]))
@@ -133,6 +134,19 @@ def _runs_table(runs: pd.DataFrame) -> str:
     columns = ["descriptor", "preprocessing", "algorithm", "params", "n_clusters", "calinski_harabasz",
                "davies_bouldin", "silhouette", "stability", "min_cluster_share", "selected", "best_overall"]
     return runs[columns].to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="runs", border=0)
+
+
+def _external_scores(run: RunFolder) -> list[dict]:
+    """Scores against a ground truth, when one was available (the demo writes them)."""
+    tables = []
+    for name, title in (("external_scores_clusters.csv", "Clusterings against the ground truth (clean images)"),
+                        ("external_scores_outliers.csv", "Outlier verdicts against the planted outliers")):
+        path = run.path(name)
+        if path.exists():
+            frame = pd.read_csv(path)
+            tables.append({"title": title, "html": frame.to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                                                 border=0, na_rep="")})
+    return tables
 
 
 def _galleries(table: pd.DataFrame, verdicts: pd.DataFrame, has_images: bool) -> list[dict]:
