@@ -41,7 +41,8 @@ def test_outputs_of_a_clean_run(clean_run, photo_folder):
     for column in ("descriptor", "preprocessing", "algorithm", "params", "n_clusters",
                    "calinski_harabasz", "davies_bouldin", "silhouette", "selected"):
         assert column in runs.columns
-    assert runs["selected"].sum() == 1 and len(runs) == 5
+    assert runs["selected"].sum() == 1 and runs["best_overall"].sum() == 1
+    assert set(runs.loc[runs["algorithm"] == "kmeans", "k"]) == set(range(2, 7))
     assert clusters["cluster"].nunique() == runs.loc[runs["selected"], "n_clusters"].iloc[0]
     html = clean_run.report_html.read_text()
     assert "Best clustering" in html and "data:image/jpeg;base64," in html
@@ -78,7 +79,8 @@ def test_stages_are_skipped_when_nothing_changed(photo_folder, tmp_path):
     run_pipeline(photo_folder, tmp_path / "run", other)
     assert run.stage_record("ingest")["finished"] == before["ingest"]
     assert run.descriptor_path("color_hist").stat().st_mtime_ns == mtime
-    assert len(pd.read_csv(run.path("runs.csv"))) == 2
+    runs = pd.read_csv(run.path("runs.csv"))
+    assert set(runs.loc[runs["algorithm"] == "kmeans", "k"]) == {3, 4}
 
 
 def test_case_bundle_without_images_end_to_end(tmp_path):

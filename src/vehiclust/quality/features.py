@@ -170,7 +170,7 @@ def measure(rgb: np.ndarray, with_brisque: bool = True) -> tuple[np.ndarray, np.
     thumb = thumbnail(gray8, BLUR_SIDE)
     out[INDEX["blur_h"]] = blur_effect(thumb, axis=1)
     out[INDEX["blur_v"]] = blur_effect(thumb, axis=0)
-    out[INDEX["blur"]] = np.nanmax([out[INDEX["blur_h"]], out[INDEX["blur_v"]]])
+    out[INDEX["blur"]] = np.fmax(out[INDEX["blur_h"]], out[INDEX["blur_v"]])  # NaN only if both are
     out[INDEX["sharpness"]] = _laplacian_ratio(gray, contrast)
     out[INDEX["noise"]] = _noise_sigma(gray)
     step = 2 if min(h, w) >= 64 else 1  # colour statistics need no more than every other pixel
