@@ -1,5 +1,14 @@
-"""Stage 3: clustering sweeps, metrics and selection."""
+"""Stage 3: clustering sweeps, metrics and selection.
 
-from vehiclust.cluster.sweep import ClusterSettings, cluster, clustering_path, parse_k_range
+Where things are: :mod:`.settings` (what is swept, ``ClusterSettings``), :mod:`.preprocess`
+(the spaces: std / l2 / PCA / UMAP), :mod:`.algorithms` (estimators and the ``ALGORITHMS``
+registry), :mod:`.metrics` (internal metrics and label checks), :mod:`.select` (the selection
+rule), :mod:`.sweep` (the stage itself: runs.csv and clusterings/<descriptor>.npz).
+"""
 
-__all__ = ["ClusterSettings", "cluster", "clustering_path", "parse_k_range"]
+from vehiclust.cluster.algorithms import ALGORITHMS, Algorithm
+from vehiclust.cluster.settings import ClusterSettings, k_grid, parse_k, parse_k_range
+from vehiclust.cluster.sweep import cluster, clustering_path
+
+__all__ = ["ALGORITHMS", "Algorithm", "ClusterSettings", "cluster", "clustering_path", "k_grid", "parse_k",
+           "parse_k_range"]

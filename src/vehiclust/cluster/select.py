@@ -1,7 +1,35 @@
 """Choosing a run: per descriptor, then overall, with the reason written beside it.
 
-Calinski-Harabasz is reported but does not vote: it falls with k on real data, so using it
-always picks the smallest k of the grid (the case's public solutions fell into this).
+The rule
+--------
+1. **Score** every run::
+
+       score = coverage x (silhouette+ + 1 / (1 + Davies-Bouldin)) / 2 x stability+
+
+   ``silhouette+`` and ``stability+`` are clipped to [0, 1]; coverage = 1 - noise share, so a
+   density-based run that calls half the data noise pays for it. Silhouette and
+   Davies-Bouldin both reward compact, separated clusters, but on different evidence
+   (pairs of rows on a sample vs. centres on all rows), so one's sampling noise or blind spot
+   is damped by the other. Stability multiplies: a partition that a resample or another seed
+   does not reproduce is not a finding, whatever its geometry. Calinski-Harabasz is reported
+   but does not vote: it falls with k on real data and grows with N, so it picks the smallest
+   k of any grid (the case's public solutions fell into this).
+2. **Eligible** runs: at least 2 clusters, none smaller than ``min_cluster_share`` of the rows,
+   at most ``max_noise_share`` noise; with ``fixed_k`` only that k.
+3. **Per family** (one preprocessing x one algorithm) the best score wins, except that a best
+   at the edge of the k grid gives way to the best interior local maximum scoring within
+   ``EDGE_TOLERANCE`` of it: a metric still drifting at the end of the grid says more about
+   the grid than about the data, a peak or plateau inside it is a property of the data.
+4. **Per descriptor** the family winner with the highest score is selected; with
+   ``prefer_few_clusters`` the run with the fewest clusters among those within
+   ``few_tolerance`` of the best is.
+5. **Overall**: the selected run with the highest score across descriptors.
+
+A selected run scoring below ``WEAK_SCORE`` says so in its reason: every rule picks *some*
+partition of structureless data, and the user should know when that is what happened.
+
+Label metrics (ARI/NMI/purity, identity consistency) are never read here: they are checks of
+the choice, not part of it.
 """
 
 from __future__ import annotations
@@ -9,42 +37,129 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# (column, higher is better)
-VOTING_METRICS = (("silhouette", True), ("davies_bouldin", False), ("stability", True))
+from vehiclust.cluster.settings import ClusterSettings
+
+EDGE_TOLERANCE = 0.1  # relative
+# Below this score the best partition is hardly better than cutting noise: on 2,000 rows of pure
+# Gaussian noise the best run scored 0.16; planted clusters and the digits score 0.8-0.97.
+WEAK_SCORE = 0.3
 
 
-def select_run(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mark the run with the best mean rank over the voting metrics."""
+def score(runs: pd.DataFrame) -> pd.Series:
+    sil = runs["silhouette"].astype(float).clip(0, 1).fillna(0.0)
+    db = (1.0 / (1.0 + runs["davies_bouldin"].astype(float))).fillna(0.0)
+    stab = runs["stability"].astype(float).clip(0, 1).fillna(0.0)
+    coverage = 1.0 - runs["noise_share"].astype(float).fillna(0.0)
+    return coverage * (sil + db) / 2 * stab
+
+
+def eligibility(runs: pd.DataFrame, settings: ClusterSettings) -> pd.Series:
+    """'' for eligible runs, else why not."""
+    why = pd.Series("", index=runs.index, dtype=object)
+    why[runs["n_clusters"] < 2] = "fewer than 2 clusters"
+    small = runs["min_cluster_share"].astype(float) < settings.min_cluster_share
+    why[small & (why == "")] = [f"smallest cluster {v:.2%} < {settings.min_cluster_share:.2%} of rows"
+                                for v in runs.loc[small & (why == ""), "min_cluster_share"]]
+    noisy = runs["noise_share"].astype(float) > settings.max_noise_share
+    why[noisy & (why == "")] = [f"noise {v:.0%} > {settings.max_noise_share:.0%}"
+                                for v in runs.loc[noisy & (why == ""), "noise_share"]]
+    if settings.fixed_k is not None:
+        other = runs["k"].astype(float) != settings.fixed_k
+        why[other & (why == "")] = f"k is fixed to {settings.fixed_k}"
+    why[~np.isfinite(runs["score"].astype(float)) & (why == "")] = "metrics undefined"
+    return why
+
+
+def family_choice(family: pd.DataFrame) -> tuple[int, str]:
+    """Index of the family's run and a phrase saying why (see the module docstring, step 3)."""
+    best = family["score"].idxmax()
+    if family["k"].isna().all() or len(family) < 3:
+        return best, "best score of its family"
+    family = family.sort_values("k")
+    ks, scores = family["k"].to_numpy(), family["score"].to_numpy()
+    at = int(np.flatnonzero(family.index == best)[0])
+    if 0 < at < len(ks) - 1:
+        return best, (f"peak of its k curve (k={int(ks[at])} inside {int(ks[0])}..{int(ks[-1])})")
+    inner = [i for i in range(1, len(ks) - 1) if scores[i] >= scores[i - 1] and scores[i] >= scores[i + 1]
+             and scores[i] >= (1 - EDGE_TOLERANCE) * scores[at]]
+    edge = "lower" if at == 0 else "upper"
+    if inner:
+        i = max(inner, key=lambda j: scores[j])
+        return family.index[i], (f"interior peak k={int(ks[i])} preferred to the {edge} grid edge "
+                                 f"k={int(ks[at])} (score {scores[at]:.3f}, within {EDGE_TOLERANCE:.0%})")
+    trend = "falls" if at == 0 else "rises"
+    return best, (f"at the {edge} edge of the k grid ({int(ks[0])}..{int(ks[-1])}): the score {trend} "
+                  f"towards it with no peak inside; consider widening --k")
+
+
+def select_run(runs: pd.DataFrame, settings: ClusterSettings) -> pd.DataFrame:
+    """Mark one selected run (``selected``) in the runs of one descriptor and say why."""
     runs = runs.copy()
-    ranks = []
-    for column, higher in VOTING_METRICS:
-        values = runs[column].astype(float)
-        # rank 1 = best; missing values rank last
-        ranks.append(values.rank(ascending=not higher, method="average", na_option="bottom"))
-    runs["score"] = -np.mean(ranks, axis=0) / len(runs)  # in [-1, 0); higher is better
-    best = int(runs["score"].to_numpy().argmax())
+    runs["score"] = score(runs)
+    runs["note"] = eligibility(runs, settings)
     runs["selected"] = False
-    runs.loc[runs.index[best], "selected"] = True
     runs["reason"] = ""
-    runs.loc[runs.index[best], "reason"] = _reason(runs, best, ranks)
+    ok = runs[runs["note"] == ""]
+    if ok.empty:  # nothing eligible: fall back to the best score, and say so
+        ok = runs[np.isfinite(runs["score"].astype(float))]
+        if ok.empty:
+            ok = runs
+        fallback = "no run met the eligibility rules; "
+    else:
+        fallback = ""
+    picks = {}
+    for _, family in ok.groupby(["preprocessing", "algorithm"], sort=False):
+        index, why = family_choice(family)
+        picks[index] = why
+        runs.loc[index, "note"] = "best of its family: " + why
+    ranked = sorted(picks, key=lambda i: -runs.at[i, "score"])
+    chosen, how = ranked[0], ""
+    if settings.prefer_few_clusters:
+        floor = (1 - settings.few_tolerance) * runs.at[chosen, "score"]
+        near = ok[ok["score"] >= floor]
+        few = near.sort_values(["n_clusters", "score"], ascending=[True, False]).index[0]
+        if few != chosen:
+            how = (f"fewest clusters within {settings.few_tolerance:.0%} of the best score "
+                   f"({_label(runs, chosen)}: {runs.at[chosen, 'score']:.3f}), as asked; ")
+            chosen = few
+    weak = ""
+    if runs.at[chosen, "score"] < WEAK_SCORE:
+        weak = (f"weak structure (score below {WEAK_SCORE}): read these clusters as a partition of the "
+                f"data, not as groups it contains; ")
+    runs.loc[chosen, "selected"] = True
+    runs.loc[chosen, "reason"] = weak + fallback + how + _reason(runs, chosen, picks.get(chosen, ""), ranked)
     return runs
 
 
-def _reason(runs: pd.DataFrame, best: int, ranks: list[pd.Series]) -> str:
-    parts = [f"{column.replace('_', ' ')} {runs[column].iloc[best]:.3f} (rank {ranks[i].iloc[best]:g}/{len(runs)})"
-             for i, (column, _) in enumerate(VOTING_METRICS)]
-    return "best mean rank of " + ", ".join(parts) + "; Calinski-Harabasz reported, not used (it falls with k)"
+def _label(runs: pd.DataFrame, i) -> str:
+    return f"{runs.at[i, 'algorithm']} on {runs.at[i, 'preprocessing']} ({runs.at[i, 'params']})"
+
+
+def _reason(runs: pd.DataFrame, i, why: str, ranked: list) -> str:
+    r = runs.loc[i]
+    text = (f"score {r['score']:.3f} = coverage {1 - r['noise_share']:.2f} x mean(silhouette "
+            f"{r['silhouette']:.3f}, 1/(1+DB {r['davies_bouldin']:.2f})) x stability {r['stability']:.2f}")
+    if why:
+        text += f"; {why}"
+    others = [j for j in ranked if j != i]
+    text += f"; best of {len(ranked)} families"
+    if others:
+        text += f", runner-up {_label(runs, others[0])}: {runs.at[others[0], 'score']:.3f}"
+    return text + "; Calinski-Harabasz reported, not used (it falls with k)"
 
 
 def select_overall(runs: pd.DataFrame) -> pd.DataFrame:
-    """Across descriptors: the selected run with the lowest Davies-Bouldin (it compares across
-    spaces better than CH or silhouette), ties broken by stability."""
+    """Across descriptors: the selected run with the highest score (every descriptor went
+    through the same preprocessings, so the scores are on one footing), ties to stability."""
     runs = runs.copy()
     runs["best_overall"] = False
-    chosen = runs[runs["selected"]].sort_values(["davies_bouldin", "stability"], ascending=[True, False])
+    chosen = runs[runs["selected"]].sort_values(["score", "stability"], ascending=[False, False])
     if len(chosen):
         index = chosen.index[0]
         runs.loc[index, "best_overall"] = True
-        runs.loc[index, "reason"] += (f"; best overall: lowest Davies-Bouldin among the "
-                                      f"{len(chosen)} descriptors' selected runs")
+        if len(chosen) > 1:
+            runs.loc[index, "reason"] += (f"; best overall: highest score among the {len(chosen)} "
+                                          f"descriptors' selected runs")
+        else:
+            runs.loc[index, "reason"] += "; best overall (the only descriptor)"
     return runs

@@ -1,56 +1,60 @@
-"""The cluster stage: for each descriptor, k-means over a range of k, metrics, selection.
+"""The cluster stage: for each descriptor, a sweep over preprocessing x algorithm x parameters,
+metrics per run, a selected run per descriptor and one overall.
 
-Outputs: ``runs.csv`` (one row per run, with why the selected ones won) and
-``clusterings/<descriptor>.npz`` (labels of the selected run, -1 for rows that could not be
-described, plus each row's distance to its centroid for the outlier stage).
+Outputs
+    ``runs.csv``: one row per run (see :data:`RUN_COLUMNS`), with the reason beside the
+    selected ones and a ``sampling`` column saying every place that sampled;
+    ``clusterings/<descriptor>.npz``: the selected run: ``labels`` (int32, one per row of the
+    collection, -1 for invalid rows and noise, cluster 0 the largest), ``distance`` (float32,
+    each row's distance to its cluster's centre in the clustering space, NaN where undefined),
+    ``centers`` (that space), ``embedding_rows`` (collection rows of the space), and the run's
+    ``preprocessing``, ``algorithm`` and ``params``.
+
+Nothing is quadratic in N on all rows: the quadratic algorithms, UMAP and the silhouette run on
+samples (sizes in :class:`ClusterSettings`), and the rows outside a sample are assigned.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score
 
-from vehiclust.cluster.metrics import internal_metrics
-from vehiclust.cluster.preprocess import Preprocessing, transform
+from vehiclust.cluster.algorithms import Algorithm, GridContext, format_params, get_algorithm
+from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
+from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics, silhouette_on_samples
+from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.select import select_overall, select_run
+from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_csv
 
-MINIBATCH_ABOVE = 100_000  # rows; full-batch Lloyd is exact but slow past this
+SWEEP_VERSION = 2  # part of the stage fingerprint: bump when results change for equal settings
+ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
+# columns every consumer may rely on, in this order; metric and label columns follow
+RUN_COLUMNS = ["descriptor", "preprocessing", "algorithm", "params", "k", "n_clusters", "n_rows",
+               "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_std", "stability",
+               "stability_std", "min_cluster_share", "max_cluster_share", "size_balance", "noise_share",
+               "score", "selected", "best_overall", "reason", "note", "seconds"]
 
 
-@dataclass(frozen=True)
-class ClusterSettings:
-    k_min: int = 2
-    k_max: int = 15
-    seed: int = 0
-    silhouette_sample: int = 5000
-    stability_sample: int = 20000
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
-
-
-def parse_k_range(text: str) -> tuple[int, int]:
-    """"2:15" -> (2, 15); "8" -> (8, 8)."""
-    try:
-        lo, _, hi = text.partition(":")
-        k_min, k_max = int(lo), int(hi or lo)
-    except ValueError as exc:
-        raise VehiclustError(f"--k expects 'MIN:MAX' or 'K', got {text!r}") from exc
-    if not 2 <= k_min <= k_max:
-        raise VehiclustError(f"--k needs 2 <= MIN <= MAX, got {text!r}")
-    return k_min, k_max
+def clustering_path(run: RunFolder, name: str):
+    return run.root / "clusterings" / f"{name}.npz"
 
 
 def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSettings) -> str:
     metas = [run.descriptor_meta(n) for n in names]
-    return fingerprint("cluster", names, [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas],
-                       asdict(settings))
+    backends = {"faiss": has_faiss(), "umap": has_umap(),
+                "fast_hdbscan": importlib.util.find_spec("fast_hdbscan") is not None}
+    return fingerprint("cluster", SWEEP_VERSION, names,
+                       [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas],
+                       (run.stage_record("ingest") or {}).get("fingerprint"), asdict(settings), backends)
 
 
 def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = ClusterSettings(),
@@ -63,86 +67,233 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     outputs = [run.path("runs.csv")] + [clustering_path(run, n) for n in names]
     if run.stage_is_current("cluster", key, outputs):
         reporter.message("cluster: up to date")
-        return pd.read_csv(run.path("runs.csv"))
+        return pd.read_csv(run.path("runs.csv"), keep_default_na=False, na_values=[""])
     started = time.perf_counter()
-    frames = [sweep_descriptor(run, name, settings, reporter) for name in names]
-    runs = pd.concat(frames, ignore_index=True)
-    runs = select_overall(runs)
+    labels_table = _label_table(run, settings)
+    frames = [sweep_descriptor(run, name, settings, reporter, labels_table) for name in names]
+    runs = select_overall(pd.concat(frames, ignore_index=True))
+    runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     write_csv(run.path("runs.csv"), runs)
-    run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names)
+    run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
+                     backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs
 
 
-def clustering_path(run: RunFolder, name: str):
-    return run.root / "clusterings" / f"{name}.npz"
+def _label_table(run: RunFolder, settings: ClusterSettings) -> pd.DataFrame | None:
+    """The collection's label columns (for checks only), or None when it has none."""
+    try:
+        table = run.load_collection()
+    except FileNotFoundError:
+        return None
+    wanted = [c for c in (*settings.label_columns, settings.identity_column) if c and c in table.columns]
+    return table[wanted] if wanted else None
 
 
-def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter) -> pd.DataFrame:
+def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter,
+                     labels_table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """All runs of one descriptor; saves the selected one's clustering."""
     matrix = run.load_descriptor(name)
-    invalid = run.invalid_rows(name)
-    rows = np.setdiff1d(np.arange(matrix.shape[0]), np.fromiter(invalid, dtype=np.int64))
-    if len(rows) < settings.k_min + 1:
+    rows = valid_rows(matrix, run.invalid_rows(name))
+    if len(rows) < 3:
         raise VehiclustError(f"{name}: only {len(rows)} usable rows, too few to cluster")
-    X, prep_record = transform(matrix, rows, settings.preprocessing)
-    ks = [k for k in range(settings.k_min, settings.k_max + 1) if k < len(rows)]
-    records, fits = [], {}
-    with reporter.task(f"Clustering {name} (k-means, k={ks[0]}..{ks[-1]})", len(ks)) as task:
-        for k in ks:
-            t0 = time.perf_counter()
-            model = _kmeans(k, len(X), settings.seed).fit(X)
-            labels = model.labels_
-            record = {
-                "descriptor": name, **prep_record, "algorithm": _algorithm_name(len(X)),
-                "params": f"k={k}", "n_clusters": int(len(np.unique(labels))), "n_rows": int(len(X)),
-                **internal_metrics(X, labels, settings.silhouette_sample, seed=settings.seed),
-                "stability": stability(X, labels, k, settings),
-            }
-            record["seconds"] = round(time.perf_counter() - t0, 3)
-            records.append(record)
-            fits[k] = model
+    threads = thread_budget(len(rows))
+    with limited_threads(threads):
+        return _sweep(run, name, matrix, rows, settings, reporter, labels_table, threads)
+
+
+def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
+           reporter: Reporter, labels_table: pd.DataFrame | None, threads: int) -> pd.DataFrame:
+    spaces = build_spaces(matrix, rows, settings.preprocessing, settings,
+                          lambda text: reporter.message(f"{name}: {text}"))
+    if not spaces:
+        raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
+                             f"could run (see the messages above)")
+    checks = LabelChecks(labels_table.iloc[rows].reset_index(drop=True) if labels_table is not None else None,
+                         settings.label_columns, settings.identity_column, settings.seed)
+    families = [(space, get_algorithm(a)) for space in spaces for a in settings.algorithms
+                if _runs_in(get_algorithm(a), space, settings)]
+    records, labels_of = [], []
+    with reporter.task(f"Clustering {name} ({len(families)} algorithm x preprocessing families)",
+                       len(families)) as task:
+        for space, algorithm in families:
+            for record, labels in run_family(space, algorithm, settings, checks):
+                records.append({"descriptor": name, **record})
+                labels_of.append((space, labels.astype(np.int32)))
             task.advance()
-    runs = select_run(pd.DataFrame(records))
-    best_k = int(runs.loc[runs["selected"], "params"].iloc[0].split("=")[1])
-    _save_selected(run, name, matrix.shape[0], rows, X, fits[best_k])
+    if not records:
+        raise VehiclustError(f"{name}: no run was possible with {len(rows)} rows and these settings")
+    frame = pd.DataFrame(records)
+    frame["k"] = frame["k"].astype("Int64")
+    frame["threads"] = threads
+    runs = select_run(frame, settings)
+    chosen = int(np.flatnonzero(runs["selected"].to_numpy())[0])
+    space, labels = labels_of[chosen]
+    save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[chosen])
     return runs
 
 
-def _kmeans(k: int, n: int, seed: int):
-    if n > MINIBATCH_ABOVE:
-        return MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3)
-    return KMeans(n_clusters=k, random_state=seed, n_init=3)
+def _runs_in(algorithm: Algorithm, space: Space, settings: ClusterSettings) -> bool:
+    if settings.fixed_k is not None and not algorithm.takes_k:
+        return False  # density-based algorithms cannot be told k
+    return algorithm.max_dims is None or space.X.shape[1] <= algorithm.max_dims
 
 
-def _algorithm_name(n: int) -> str:
-    return "minibatch_kmeans" if n > MINIBATCH_ABOVE else "kmeans"
+def fit_cap(algorithm: Algorithm, settings: ClusterSettings) -> int | None:
+    cap = {"all": None, "fit": settings.fit_sample, "quadratic": settings.quadratic_sample,
+           "umap": settings.umap_sample}[algorithm.fit_rows]
+    if algorithm.max_fit_rows is not None:
+        cap = min(cap or algorithm.max_fit_rows, algorithm.max_fit_rows)
+    return cap
 
 
-def stability(X: np.ndarray, labels: np.ndarray, k: int, settings: ClusterSettings) -> float:
-    """ARI between the run and a refit on a random half with another seed, on the shared rows.
+def fit_grid(algorithm: Algorithm, X: np.ndarray, grid: list[dict], seed: int) -> Iterator[tuple[object, np.ndarray, float]]:
+    """(fitted estimator or None, labels, seconds) for each parameter set."""
+    if algorithm.path is not None:
+        started = time.perf_counter()
+        labels = algorithm.path(X, grid, seed)
+        share = (time.perf_counter() - started) / len(grid)
+        for lab in labels:
+            yield None, lab, share
+        return
+    for params in grid:
+        started = time.perf_counter()
+        model = algorithm.make(params, seed).fit(X)
+        yield model, np.asarray(model.labels_, dtype=np.int64), time.perf_counter() - started
 
-    A k that only splits noise moves between refits; a real structure stays put.
+
+def run_family(space: Space, algorithm: Algorithm, settings: ClusterSettings,
+               checks: LabelChecks | None = None) -> Iterator[tuple[dict, np.ndarray]]:
+    """Every parameter set of one algorithm in one space: (runs.csv record, labels of all rows)."""
+    seed = settings.seed
+    fit_idx = space.sample(fit_cap(algorithm, settings), seed)
+    grid = algorithm.grid(GridContext(settings.ks(), len(fit_idx), space.X.shape[1]))
+    if not grid:
+        return
+    X_fit = space.X[fit_idx]
+    refits, stability_seconds = stability_refits(space, algorithm, grid, len(fit_idx), settings)
+    for i, (model, fit_labels, seconds) in enumerate(fit_grid(algorithm, X_fit, grid, seed)):
+        started = time.perf_counter()
+        labels = assign(space, algorithm, model, fit_idx, fit_labels)
+        centers, sizes, distance = cluster_geometry(space.X, labels)
+        record = {
+            "preprocessing": space.name,
+            "algorithm": algorithm.name,
+            "params": format_params(grid[i]),
+            "k": grid[i].get("k", np.nan),
+            "n_rows": space.n,
+            **internal_metrics(space.X, labels, centers, sizes, distance),
+            **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
+                                    seed),
+            **stability(labels, [(sub, lab[i]) for sub, lab in refits]),
+            "fit_rows": len(fit_idx),
+            "sampled": len(fit_idx) < space.n,
+            "assignment": "none" if len(fit_idx) == space.n else ASSIGN_WORDS[algorithm.assign],
+            "details": _details(model),
+            **{k: v for k, v in space.info.items() if k != "preprocessing"},
+            "sampling": sampling_note(space, algorithm, len(fit_idx), settings, refits),
+        }
+        if checks is not None:
+            record.update(checks(labels))
+        record["seconds"] = round(seconds + stability_seconds / len(grid) + time.perf_counter() - started, 3)
+        yield record, labels
+
+
+def assign(space: Space, algorithm: Algorithm, model, fit_idx: np.ndarray, fit_labels: np.ndarray) -> np.ndarray:
+    """Labels for every row of the space from labels of the fitted rows."""
+    if len(fit_idx) == space.n:
+        return fit_labels
+    if algorithm.assign == "predict" and model is not None and hasattr(model, "predict"):
+        labels = model.predict(space.X)
+        labels[fit_idx] = fit_labels
+        return labels
+    if algorithm.assign == "centroid":
+        centers, _, _ = cluster_geometry(space.X[fit_idx], fit_labels)
+        labels = nearest_centroid(space.X, centers)[0]
+        labels[fit_idx] = fit_labels
+        return labels
+    return space.assign_knn(fit_idx, fit_labels)
+
+
+def stability_refits(space: Space, algorithm: Algorithm, grid: list[dict], fit_rows: int,
+                     settings: ClusterSettings) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], float]:
+    """Refits on ``stability_repeats`` resamples with other seeds: [(rows, labels per params)].
+
+    A resample is 80% as many rows as the run was fitted on (at most ``stability_sample``),
+    drawn anew from all rows each repeat; the seed changes too, so both the data and the
+    initialisation vary. UMAP itself is not refitted: stability is that of the clustering
+    given the preprocessing.
     """
-    rng = np.random.default_rng(settings.seed + 1)
-    size = min(len(X), settings.stability_sample)
-    half = rng.choice(len(X), size=max(size // 2, k + 1), replace=False)
-    refit = _kmeans(k, len(half), settings.seed + 1).fit(X[half])
-    probe = rng.choice(len(X), size=size, replace=False)
-    return float(adjusted_rand_score(labels[probe], refit.predict(X[probe])))
+    started = time.perf_counter()
+    size = min(settings.stability_sample, int(0.8 * fit_rows))
+    refits = []
+    for r in range(settings.stability_repeats):
+        sub = space.sample(size, settings.seed + 1000 + r)
+        fits = [lab for _, lab, _ in fit_grid(algorithm, space.X[sub], grid, settings.seed + 1 + r)]
+        refits.append((sub, fits))
+    return refits, time.perf_counter() - started
 
 
-def _save_selected(run: RunFolder, name: str, n_total: int, rows: np.ndarray, X: np.ndarray, model) -> None:
-    """Labels renumbered by size (cluster 0 is the largest), -1 for undescribed rows."""
-    raw = model.labels_
-    order = np.argsort(-np.bincount(raw, minlength=model.n_clusters), kind="stable")
-    rename = np.empty_like(order)
-    rename[order] = np.arange(len(order))
-    labels = np.full(n_total, -1, dtype=np.int32)
-    labels[rows] = rename[raw]
-    distance = np.full(n_total, np.nan, dtype=np.float32)
-    distance[rows] = np.linalg.norm(X - model.cluster_centers_[raw], axis=1)
+def stability(labels: np.ndarray, refits: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean (and spread) of the ARI between the run and each refit, on the refit's rows."""
+    values = [adjusted_rand_score(labels[sub], lab) for sub, lab in refits]
+    return {"stability": float(np.mean(values)) if values else float("nan"),
+            "stability_std": float(np.std(values)) if len(values) > 1 else 0.0}
+
+
+def _details(model) -> str:
+    attrs = {"backend_": "backend", "covariance_type_": "covariance", "eps_": "eps", "threshold_": "threshold"}
+    parts = []
+    for attr, word in attrs.items():
+        if model is not None and hasattr(model, attr):
+            value = getattr(model, attr)
+            parts.append(f"{word}={value:.4g}" if isinstance(value, float) else f"{word}={value}")
+    return ", ".join(parts)
+
+
+def sampling_note(space: Space, algorithm: Algorithm, fit_rows: int, settings: ClusterSettings,
+                  refits: list) -> str:
+    """Every place this run sampled, in words ('' when it used all rows everywhere)."""
+    n, info, parts = space.n, space.info, []
+    if 0 < info.get("preprocess_fit_rows", n) < n:
+        parts.append(f"preprocessing fitted on {info['preprocess_fit_rows']:,} of {n:,} rows")
+    if info.get("umap_fit_rows", n) < n:
+        parts.append(f"UMAP fitted on {info['umap_fit_rows']:,} rows, the others placed by 10-NN interpolation")
+    if fit_rows < n:
+        parts.append(f"{algorithm.name} fitted on {fit_rows:,} rows, the others by {ASSIGN_WORDS[algorithm.assign]}")
+    if settings.silhouette_sample < n:
+        parts.append(f"silhouette on {settings.silhouette_repeats} x {settings.silhouette_sample:,} rows")
+    if refits:
+        parts.append(f"stability from {len(refits)} refits on {len(refits[0][0]):,} rows")
+    return "; ".join(parts)
+
+
+def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, space: Space,
+                    labels: np.ndarray, record: pd.Series) -> None:
+    """Labels renumbered by size (cluster 0 is the largest), -1 for undescribed rows and noise."""
+    present, compact = np.unique(labels[labels >= 0], return_inverse=True)
+    order = np.argsort(-np.bincount(compact, minlength=len(present)), kind="stable")
+    rename = np.empty(len(present), dtype=np.int64)
+    rename[order] = np.arange(len(present))
+    renamed = np.full(len(labels), -1, dtype=np.int64)
+    renamed[labels >= 0] = rename[compact]
+    centers, _, distance = cluster_geometry(space.X, renamed)
+    full_labels = np.full(n_total, -1, dtype=np.int32)
+    full_labels[rows] = renamed
+    arrays = {"labels": full_labels, "distance": _spread(distance, rows, n_total), "centers": centers,
+              "embedding_rows": rows, "preprocessing": np.array(str(record["preprocessing"])),
+              "algorithm": np.array(str(record["algorithm"])), "params": np.array(str(record["params"]))}
+    if space.input_X is not None:
+        # UMAP pulls far-off rows into the clusters they border, so distances in its space hide
+        # outliers; the linear space it started from keeps them (for the outlier stage)
+        arrays["distance_input"] = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
     path = clustering_path(run, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, labels=labels, distance=distance, embedding_rows=rows,
-                     centers=model.cluster_centers_[order].astype(np.float32))
+            np.savez(fh, **arrays)
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
+    out = np.full(n_total, np.nan, dtype=np.float32)
+    out[rows] = values
+    return out
