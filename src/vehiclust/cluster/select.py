@@ -85,8 +85,9 @@ def family_choice(family: pd.DataFrame) -> tuple[int, str]:
     edge = "lower" if at == 0 else "upper"
     if inner:
         i = max(inner, key=lambda j: scores[j])
+        hint = "; the score still rises at k_max: consider widening --k" if edge == "upper" else ""
         return family.index[i], (f"interior peak k={int(ks[i])} preferred to the {edge} grid edge "
-                                 f"k={int(ks[at])} (score {scores[at]:.3f}, within {EDGE_TOLERANCE:.0%})")
+                                 f"k={int(ks[at])} (score {scores[at]:.3f}, within {EDGE_TOLERANCE:.0%}){hint}")
     trend = "falls" if at == 0 else "rises"
     return best, (f"at the {edge} edge of the k grid ({int(ks[0])}..{int(ks[-1])}): the score {trend} "
                   f"towards it with no peak inside; consider widening --k")

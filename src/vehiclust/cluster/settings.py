@@ -39,9 +39,10 @@ class ClusterSettings:
         The remaining rows are assigned (predict, nearest centroid or k-NN vote).
     Metrics
         silhouette on ``silhouette_repeats`` samples of ``silhouette_sample`` rows; stability =
-        mean ARI between the run and ``stability_repeats`` refits on resamples of
-        ``stability_sample`` rows with other seeds; label checks against ``label_columns`` and
-        ``identity_column`` of the collection when it has them (reported, never used to select).
+        mean ARI between the run and ``stability_repeats`` refits with other seeds on resamples
+        of 80% of the run's fit rows (at most ``stability_sample``); label checks against
+        ``label_columns`` and ``identity_column`` of the collection when it has them (reported,
+        never used to select).
     Selection
         ``prefer_few_clusters``: among runs within ``few_tolerance`` (relative) of the best
         score, take the one with the fewest clusters. ``min_cluster_share``/``max_noise_share``:
