@@ -33,7 +33,15 @@ DESCRIPTORS_OPTION = typer.Option(
     None, "--descriptors", "-d",
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
          "input brought, else efficientnet_lite0,color_hist.")
-K_OPTION = typer.Option("2:15", "--k", help="Range of k to sweep, MIN:MAX (or one K).")
+K_OPTION = typer.Option(None, "--k", help="k to sweep: MIN:MAX (every k to 12, coarser above), "
+                        "MIN:MAX:STEP, K1,K2,... or one K to fix it. Default: 2:20.")
+ALGORITHMS_OPTION = typer.Option(
+    None, "--algorithms", "-a", help="Comma-separated: kmeans, ward, hdbscan (default) or gmm, "
+    "minibatch_kmeans, bisecting_kmeans, average, complete, birch, spectral, dbscan, optics.")
+PREPROCESSING_OPTION = typer.Option(
+    None, "--preprocessing", "-p", help="Comma-separated; steps joined by '+': none, std, l2, "
+    "pca[:0.9|:50][w], umap[:8]. Default: l2+pca,std+pca,l2+pca+umap.")
+PREFER_FEW_OPTION = typer.Option(False, "--prefer-few", help="Select the fewest clusters within 10% of the best score.")
 CONTAMINATION_OPTION = typer.Option(
     None, help="Flag exactly this share of images as outliers (default: the share follows from "
                "the scores, so a clean collection gets almost none).")
@@ -75,11 +83,16 @@ def _run_folder(path: Path):
     return RunFolder(path)
 
 
-def _cluster_settings(k: str, seed: int):
-    from vehiclust.cluster import ClusterSettings, parse_k_range
+def _cluster_settings(k: Optional[str], seed: int, algorithms: Optional[str] = None,
+                      preprocessing: Optional[str] = None, prefer_few: bool = False):
+    from vehiclust.cluster import ClusterSettings
+    from vehiclust.cluster.settings import parse_k
 
-    k_min, k_max = parse_k_range(k)
-    return ClusterSettings(k_min=k_min, k_max=k_max, seed=seed)
+    fields = {"seed": seed, "prefer_few_clusters": prefer_few, **(parse_k(k) if k else {})}
+    for name, value in (("algorithms", algorithms), ("preprocessing", preprocessing)):
+        if value:
+            fields[name] = value  # ClusterSettings splits comma-separated strings
+    return ClusterSettings(**fields)
 
 
 def _print_result(run) -> None:
@@ -103,7 +116,10 @@ def run(
         [], "--descriptor-file", "-f",
         help="Extra descriptor file (.npy/.parquet/.csv/.pickle) matched to the images by a path "
              "column or by row order. Repeatable."),
-    k: str = K_OPTION,
+    k: Optional[str] = K_OPTION,
+    algorithms: Optional[str] = ALGORITHMS_OPTION,
+    preprocessing: Optional[str] = PREPROCESSING_OPTION,
+    prefer_few: bool = PREFER_FEW_OPTION,
     seed: int = typer.Option(0, help="Random seed for sampling and clustering."),
     allow_invalid_rows: bool = typer.Option(
         False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
@@ -128,7 +144,7 @@ def run(
             descriptor_files=list(descriptor_file),
             ingest=IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows),
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
-            cluster=_cluster_settings(k, seed),
+            cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
             image_checks=image_checks,
         )
@@ -143,7 +159,7 @@ def demo(
     out: Path = typer.Option(Path("vehiclust-demo"), "--out", "-o", help="Run folder for the demo."),
     size: str = typer.Option("default", help="'small' (~1,000 images), 'default' (~5,000) or a number."),
     seed: int = typer.Option(0, help="Seed of the generated collection."),
-    k: str = K_OPTION,
+    k: Optional[str] = K_OPTION,
     case_bundle: Optional[Path] = typer.Option(
         None, help="Also write the demo as the assignment's case bundle (images_paths.csv, "
                    "descriptors/*.pickle, raw_data/) into this folder."),
@@ -203,7 +219,7 @@ def describe(
             folder = _run_folder(target)
         names = choose_descriptors(folder, _names(descriptors))
         settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows)
-        describe_missing(folder, names, settings, _reporter())
+        describe_missing(folder, names, settings, _reporter(), image_checks=False)
     except VehiclustError as exc:
         _fail(exc)
     console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {folder.descriptors_dir}")
@@ -213,22 +229,28 @@ def describe(
 def cluster(
     folder: Path = typer.Argument(..., help="Run folder."),
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
-    k: str = K_OPTION,
+    k: Optional[str] = K_OPTION,
+    algorithms: Optional[str] = ALGORITHMS_OPTION,
+    preprocessing: Optional[str] = PREPROCESSING_OPTION,
+    prefer_few: bool = PREFER_FEW_OPTION,
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
-    """Sweep clusterings over k for each descriptor and select one per descriptor (runs.csv)."""
+    """Sweep algorithms x preprocessing x k for each descriptor and select one per descriptor
+    by internal metrics and stability (runs.csv says why)."""
     from vehiclust.cluster import cluster as cluster_stage
     from vehiclust.pipeline import current_descriptors
 
     try:
         run = _run_folder(folder)
         names = current_descriptors(run, _names(descriptors))
-        runs = cluster_stage(run, names, _cluster_settings(k, seed), _reporter())
+        settings = _cluster_settings(k, seed, algorithms, preprocessing, prefer_few)
+        runs = cluster_stage(run, names, settings, _reporter())
     except VehiclustError as exc:
         _fail(exc)
     chosen = runs[runs["selected"]]
     for _, row in chosen.iterrows():
-        console.print(f"{row['descriptor']}: k={row['n_clusters']}  ({row['reason']})", highlight=False)
+        console.print(f"{row['descriptor']}: k={row['n_clusters']} ({row['algorithm']} on "
+                      f"{row['preprocessing']}; {row['reason']})", highlight=False)
 
 
 @app.command()

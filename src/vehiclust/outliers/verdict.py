@@ -312,7 +312,7 @@ def isolation_scores(run: RunFolder, names: list[str], readable: np.ndarray, set
                     zs[det] = z
             if settings.use_cluster_distance and clustering_path(run, name).exists():
                 selected = np.load(clustering_path(run, name))
-                z = cluster_distance_z(selected["labels"], selected["distance"])
+                z = cluster_distance_z(selected["labels"], selected["distance_input"] if "distance_input" in selected else selected["distance"])
                 zs["centroid"] = np.where(usable, z, 0.0)
             if zs:
                 per_descriptor[name] = np.mean(list(zs.values()), axis=0)

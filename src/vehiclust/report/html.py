@@ -108,22 +108,30 @@ def _descriptor_sections(runs: pd.DataFrame) -> list[dict]:
 
 
 def _metric_plot(group: pd.DataFrame, name: str) -> str:
-    """Silhouette, Davies-Bouldin and stability against k, the selected k marked."""
+    """One line per (preprocessing, algorithm) family against the number of clusters, for
+    silhouette, Davies-Bouldin, stability and the selection score; the selected run circled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = group["n_clusters"].to_numpy()
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.6))
-    for ax, column in zip(axes, ("silhouette", "davies_bouldin", "stability", "calinski_harabasz")):
-        ax.plot(k, group[column], marker="o", ms=3)
-        ax.axvline(int(group.loc[group["selected"], "n_clusters"].iloc[0]), color="tab:red", ls="--", lw=1)
+    chosen = group[group["selected"]].iloc[0]
+    columns = ("silhouette", "davies_bouldin", "stability", "score")
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    for (prep, algo), family in group.groupby(["preprocessing", "algorithm"], sort=False):
+        family = family.sort_values("n_clusters")
+        for ax, column in zip(axes, columns):
+            ax.plot(family["n_clusters"], family[column], marker="o", ms=2, lw=1, label=f"{algo} / {prep}")
+    for ax, column in zip(axes, columns):
+        ax.scatter([chosen["n_clusters"]], [chosen[column]], s=70, facecolors="none",
+                   edgecolors="tab:red", zorder=5)
         ax.set_title(column.replace("_", " "), fontsize=9)
-        ax.set_xlabel("k", fontsize=8)
+        ax.set_xlabel("clusters", fontsize=8)
         ax.tick_params(labelsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
     fig.suptitle(name, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
@@ -131,8 +139,10 @@ def _metric_plot(group: pd.DataFrame, name: str) -> str:
 
 
 def _runs_table(runs: pd.DataFrame) -> str:
-    columns = ["descriptor", "preprocessing", "algorithm", "params", "n_clusters", "calinski_harabasz",
-               "davies_bouldin", "silhouette", "stability", "min_cluster_share", "selected", "best_overall"]
+    columns = [c for c in ("descriptor", "preprocessing", "algorithm", "params", "n_clusters",
+                           "calinski_harabasz", "davies_bouldin", "silhouette", "stability", "noise_share",
+                           "min_cluster_share", "score", "sampled", "selected", "best_overall")
+               if c in runs.columns]
     return runs[columns].to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="runs", border=0)
 
 
