@@ -4,6 +4,9 @@ ImageNet has about 60 vehicle classes (and a few vehicle parts a tight crop ofte
 car wheel, car mirror). Summing a classifier's softmax over each group gives a probability per
 type; what is left is the ``not_a_vehicle`` mass, the basis of the "no vehicle" outlier check.
 This is the weight-free counterpart of the case's 10-class vehicle-type model.
+
+``imagenet_classes.txt`` is the standard ImageNet-1k class-name list in index order (as
+torchvision lists it, BSD-3-Clause).
 """
 
 from __future__ import annotations
