@@ -145,9 +145,10 @@ def decode_rgb(
     """
     image = open_image(data, max_pixels)
     try:
-        target = max(size) if size is not None else max_side
-        if target is not None and image.format == "JPEG":
-            image.draft("RGB", (target, target))
+        if image.format == "JPEG" and size is not None:
+            image.draft("RGB", (max(size), max(size)))
+        elif image.format == "JPEG" and max_side is not None and max(image.size) > 2 * max_side:
+            image.draft("RGB", (max_side, max_side))  # 1/2, 1/4 or 1/8 scale, still >= max_side
         image.load()
         image = ImageOps.exif_transpose(image) or image
         image = to_rgb(image)

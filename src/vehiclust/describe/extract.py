@@ -32,7 +32,7 @@ from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json,
 
 
 ORIGINAL = "original"  # the view of describers with ``needs_original = True``
-ORIGINAL_MAX_SIDE = 512  # originals larger than this are reduced (quality is measured on crops)
+ORIGINAL_MAX_SIDE = 512  # default cap of the original view; a describer may set ``max_side``
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], n
     with reporter.task(f"Describing ({', '.join(names)})", n) as task:
         done = set(range(len(chunks))) - set(todo)
         task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
-        for index, (images, errors) in _decoded_chunks(table, chunks, todo, views, settings):
+        originals = [getattr(d, "max_side", ORIGINAL_MAX_SIDE) for d in describers if view_of(d) == ORIGINAL]
+        original_side = max(originals, default=ORIGINAL_MAX_SIDE)
+        for index, (images, errors) in _decoded_chunks(table, chunks, todo, views, settings, original_side):
             outputs = {}
             for describer in describers:
                 outputs.update(_run_batches(describer, images[view_of(describer)], settings.batch_size))
@@ -129,11 +131,12 @@ def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], n
         _assemble(run, name, parts[name], chunks, owner[name], keys[name], seconds, reused)
 
 
-def _decode_views(data: bytes, views: list[int | str], max_pixels: int) -> dict[int | str, np.ndarray]:
+def _decode_views(data: bytes, views: list[int | str], max_pixels: int,
+                  original_side: int) -> dict[int | str, np.ndarray]:
     """Decode once; derive every view from that one decoded image."""
     squares = [v for v in views if v != ORIGINAL]
     if ORIGINAL in views or len(squares) > 1:
-        base = decode_rgb(data, None, max_pixels, max_side=max([ORIGINAL_MAX_SIDE, *squares]))
+        base = decode_rgb(data, None, max_pixels, max_side=max([original_side, *squares]))
     else:
         base = decode_rgb(data, (squares[0], squares[0]), max_pixels)  # draft mode does the rest
     out: dict[int | str, np.ndarray] = {}
@@ -147,7 +150,7 @@ def _decode_views(data: bytes, views: list[int | str], max_pixels: int) -> dict[
 
 
 def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int],
-                    views: list[int | str], settings: DescribeSettings
+                    views: list[int | str], settings: DescribeSettings, original_side: int
                     ) -> Iterator[tuple[int, tuple[dict[int | str, np.ndarray | list], dict[int, str]]]]:
     """Yield (chunk index, (images per view, errors)) with the next chunk decoding meanwhile."""
     locations = table["location"].tolist()
@@ -157,7 +160,7 @@ def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: li
         if known_errors[row]:
             return known_errors[row]
         try:
-            return _decode_views(read_bytes(locations[row]), views, settings.max_pixels)
+            return _decode_views(read_bytes(locations[row]), views, settings.max_pixels, original_side)
         except UnreadableImage as exc:
             return str(exc)
 

@@ -14,9 +14,8 @@ descriptor's provenance (``columns``) so that readers pick columns by name.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, open_image, to_rgb
+from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, decode_rgb
 from vehiclust.describe.registry import DescriptorSpec, register_describer
 from vehiclust.quality.brisque import default_model
 from vehiclust.quality.features import BLUR_SIDE, BLUR_WINDOW, COLUMNS, measure_batch
@@ -28,21 +27,8 @@ MAX_SIDE = 512  # larger originals are reduced to this longer side before measur
 
 def decode_original(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Upright 8-bit RGB at the file's own resolution, reduced only when its longer side exceeds
-    ``max_side`` (JPEG draft mode first, then an area-averaging resize)."""
-    image = open_image(data, max_pixels)
-    try:
-        if image.format == "JPEG" and max(image.size) > 2 * max_side:
-            image.draft("RGB", (max_side, max_side))  # decodes at 1/2, 1/4 or 1/8 scale, >= max_side
-        image.load()
-        image = ImageOps.exif_transpose(image) or image
-        image = to_rgb(image)
-        if max(image.size) > max_side:
-            scale = max_side / max(image.size)
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.Resampling.BOX)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
-        raise UnreadableImage(f"cannot decode: {exc}") from exc
-    return np.asarray(image)
+    ``max_side`` (the same decode the describe pass gives describers that need originals)."""
+    return np.asarray(decode_rgb(data, None, max_pixels, max_side=max_side))
 
 
 class QualityDescriber:
