@@ -29,6 +29,13 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 OUT_OPTION = typer.Option(..., "--out", "-o", help="Run folder: every artifact is written here.")
+WORKERS_OPTION = typer.Option(
+    None, help="Threads that decode images while the model runs (default: 2 on the CPU, every "
+               "core when a GPU runs the model).")
+DEVICE_OPTION = typer.Option(
+    "auto", help="Where the networks run: auto (a CUDA GPU when PyTorch sees one), cpu (ONNX "
+                 "Runtime) or cuda[:N]. On a GPU, JPEGs are decoded there too (nvjpeg) when every "
+                 "descriptor of the pass runs on it.")
 DESCRIPTORS_OPTION = typer.Option(
     None, "--descriptors", "-d",
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
@@ -124,7 +131,8 @@ def run(
     allow_invalid_rows: bool = typer.Option(
         False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
-    workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+    workers: Optional[int] = WORKERS_OPTION,
+    device: str = DEVICE_OPTION,
     image_checks: bool = typer.Option(
         True, help="Measure image quality and vehicle presence for the outlier verdict (one more "
                    "network pass when the input brought its own descriptors)."),
@@ -143,7 +151,7 @@ def run(
             descriptors=_names(descriptors),
             descriptor_files=list(descriptor_file),
             ingest=IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows),
-            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
+            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device),
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
             image_checks=image_checks,
@@ -201,7 +209,8 @@ def describe(
     target: Path = typer.Argument(..., help="A run folder, or an INPUT when --out is given."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ingest TARGET into this run folder first."),
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
-    workers: int = typer.Option(2, help="Threads that decode images while the model runs."),
+    workers: Optional[int] = WORKERS_OPTION,
+    device: str = DEVICE_OPTION,
     chunk_rows: int = typer.Option(1024, help="Rows per stored chunk: at most this much work is "
                                               "lost when extraction is interrupted."),
 ) -> None:
@@ -218,7 +227,7 @@ def describe(
         else:
             folder = _run_folder(target)
         names = choose_descriptors(folder, _names(descriptors))
-        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows)
+        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device)
         describe_missing(folder, names, settings, _reporter(), image_checks=False)
     except VehiclustError as exc:
         _fail(exc)

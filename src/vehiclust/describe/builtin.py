@@ -18,27 +18,46 @@ def default_model_cache() -> Path:
     return cache_root() / "models"
 
 
-class BackboneDescriber:
-    """Pooled penultimate features of an ImageNet classifier, run by ONNX Runtime on the CPU."""
-
-    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None):
-        from vehiclust.describe.models.efficientnet_lite import BACKBONES
+def image_model(name: str, device: str, threads: int | None, cache_dir: Path | None):
+    """The network of a backbone: ONNX Runtime on the CPU, PyTorch (fp16) on a GPU."""
+    if device == "cpu":
         from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
+
+        return OnnxImageModel(cached_onnx_model(name, cache_dir or default_model_cache()), threads=threads)
+    from vehiclust.describe.onnx_backend import build_pipeline
+    from vehiclust.describe.torch_backend import TorchImageModel
+
+    pipeline, size = build_pipeline(name)
+    return TorchImageModel(pipeline, size, device)
+
+
+def runtime_provenance(model) -> dict:
+    if hasattr(model, "session"):
+        return {"runtime": "onnxruntime", "onnx": str(model.path)}
+    return {"runtime": f"torch {model.device}" + (" fp16" if model.half else "")}
+
+
+class BackboneDescriber:
+    """Pooled penultimate features of an ImageNet classifier (ONNX Runtime on CPU, torch on GPU)."""
+
+    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None,
+                 device: str = "cpu"):
+        from vehiclust.describe.models.efficientnet_lite import BACKBONES
 
         self.backbone = backbone
         self.spec = BACKBONES[backbone]
         self.input_size = self.spec.input_size
         self.outputs = {backbone: self.spec.feature_dim, "vehicle_type": len(TYPE_COLUMNS)}
         self.column_names = {"vehicle_type": list(TYPE_COLUMNS)}
-        self.onnx_path = cached_onnx_model(backbone, cache_dir or default_model_cache())
-        self.model = OnnxImageModel(self.onnx_path, threads=threads)
+        self.model = image_model(backbone, device, threads, cache_dir)
+        self.accepts_tensors = device != "cpu"  # GPU-decoded batches go straight in
 
     def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
         features, logits = self.model.run(images)
         return {self.backbone: features, "vehicle_type": type_probabilities(logits)}
 
     def provenance(self) -> dict:
-        return {"model": self.backbone, "runtime": "onnxruntime", "onnx": str(self.onnx_path),
+        return {"model": self.backbone, **runtime_provenance(self.model),
                 "input_size": self.input_size, "preprocessing": "resize to square, bilinear"}
 
 
@@ -89,6 +108,7 @@ register_describer(
      DescriptorSpec("vehicle_type", "vehicle-type probabilities from ImageNet classes (13-d, "
                     "incl. not_a_vehicle), EfficientNet-Lite0", "efficientnet_lite0",
                     tags=("vehicle", "type"))],
+    accelerated=True,
 )
 register_describer(
     "color_hist",
@@ -115,16 +135,16 @@ register_describer(
 class PretrainedDescriber:
     """Features of a backbone whose weights the user provides (a file, or a pip package)."""
 
-    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None):
+    def __init__(self, backbone: str, threads: int | None = None, cache_dir: Path | None = None,
+                 device: str = "cpu"):
         from vehiclust.describe.models.checkpoints import pretrained_spec
-        from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
 
         self.backbone = backbone
         self.spec = pretrained_spec(backbone)
         self.input_size = self.spec.square_size  # OSNet resizes 256x256 -> 256x128 in its graph
         self.outputs = {backbone: self.spec.feature_dim}
-        self.onnx_path = cached_onnx_model(backbone, cache_dir or default_model_cache())
-        self.model = OnnxImageModel(self.onnx_path, threads=threads)
+        self.model = image_model(backbone, device, threads, cache_dir)
+        self.accepts_tensors = device != "cpu"
 
     def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
         features, _ = self.model.run(images)
@@ -134,7 +154,7 @@ class PretrainedDescriber:
         from vehiclust.describe.models.checkpoints import sha256_file
 
         weights = self.spec.locate()
-        return {"model": self.backbone, "runtime": "onnxruntime", "onnx": str(self.onnx_path),
+        return {"model": self.backbone, **runtime_provenance(self.model),
                 "weights": str(weights), "weights_sha256": sha256_file(weights),
                 "input_size": list(self.spec.input_size), "preprocessing": "resize to square, bilinear"}
 
@@ -160,4 +180,4 @@ def _pretrained_factory(name: str):
 
 for _name, _summary, _tags, _dtype in _PRETRAINED:
     register_describer(_name, _pretrained_factory(_name),
-                       [DescriptorSpec(_name, _summary, _name, dtype=_dtype, tags=_tags)])
+                       [DescriptorSpec(_name, _summary, _name, dtype=_dtype, tags=_tags)], accelerated=True)

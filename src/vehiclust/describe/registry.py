@@ -38,11 +38,15 @@ class DescriptorSpec:
 
 DESCRIPTORS: dict[str, DescriptorSpec] = {}
 DESCRIBERS: dict[str, Callable[..., Describer]] = {}
+ACCELERATED: set[str] = set()  # describers whose factory takes ``device=`` (they can run on a GPU)
 DEFAULT_IMAGE_DESCRIPTORS = ("efficientnet_lite0", "vehicle_type", "vehicle_color", "color_hist")
 
 
-def register_describer(key: str, factory: Callable[..., Describer], specs: list[DescriptorSpec]) -> None:
+def register_describer(key: str, factory: Callable[..., Describer], specs: list[DescriptorSpec],
+                       accelerated: bool = False) -> None:
     DESCRIBERS[key] = factory
+    if accelerated:
+        ACCELERATED.add(key)
     for spec in specs:
         DESCRIPTORS[spec.name] = spec
 
@@ -57,6 +61,11 @@ def get_spec(name: str) -> DescriptorSpec:
 def available() -> dict[str, DescriptorSpec]:
     _ensure_builtin()
     return dict(DESCRIPTORS)
+
+
+def is_accelerated(key: str) -> bool:
+    _ensure_builtin()
+    return key in ACCELERATED
 
 
 def create_describer(key: str, **kwargs) -> Describer:

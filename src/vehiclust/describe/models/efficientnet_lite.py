@@ -301,7 +301,7 @@ class ImagePipelineModel(nn.Module):
                              persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)  # float32, or float16 on a GPU
         x = (x - self.mean) * self.scale
         features = self.backbone.forward_features(x)
         if getattr(self.backbone, "num_classes", None) == 0:  # feature-only weights (MobileNetV2, OSNet)
