@@ -49,6 +49,14 @@ THRESHOLD_OPTION = typer.Option(
     [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable.")
 GROUP_BY_OPTION = typer.Option(
     "auto", help="Column whose groups get their own relative thresholds (auto: camera_id if present; none).")
+MIX_OPTION = typer.Option(
+    [], "--mix", "-m", help="Add a mixture of descriptors, swept and selected like a descriptor: "
+    "'type+color' (weights measured on held-out vehicles), 'type:2+color:1' (your weights), 'all' "
+    "(every clustered descriptor). Short names: type, color, lite0, hist, or any unique part of a name. "
+    "Repeatable.")
+BEST_OPTION = typer.Option(
+    None, "--best", help="Clustering to deliver in clusters.csv's cluster column (a descriptor, mixture "
+    "or 'consensus'), instead of the comparison's rule.")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
 
@@ -57,6 +65,12 @@ def _outlier_settings(contamination, threshold, group_by, detectors):
     from vehiclust.outliers import outlier_settings
 
     return outlier_settings(contamination, list(threshold), group_by, detectors)
+
+
+def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0):
+    from vehiclust.compare import CompareSettings
+
+    return CompareSettings(mixes=tuple(mix), best=best, seed=seed)
 
 
 def _reporter():
@@ -132,8 +146,10 @@ def run(
     threshold: list[str] = THRESHOLD_OPTION,
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
+    mix: list[str] = MIX_OPTION,
+    best: Optional[str] = BEST_OPTION,
 ) -> None:
-    """Run the whole pipeline: ingest, describe, cluster, outliers, report."""
+    """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
     from vehiclust.collection import IngestSettings
     from vehiclust.describe import DescribeSettings
     from vehiclust.pipeline import RunSettings, run_pipeline
@@ -146,6 +162,7 @@ def run(
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
+            compare=_compare_settings(mix, best, seed),
             image_checks=image_checks,
         )
         result = run_pipeline(input, out, settings, _reporter())
@@ -166,11 +183,12 @@ def demo(
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
     score the result against the demo's ground truth."""
-    from vehiclust.demo_run import run_demo
+    from vehiclust.demo_run import DEMO_MIXES, run_demo
 
+    mixes = DEMO_MIXES if mix is None else [m for m in mix if m.lower() != "none"]
     try:
         result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle)
+                          case_bundle=case_bundle, compare=_compare_settings(mixes, best))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -264,18 +282,55 @@ def outliers(
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
     import pandas as pd
 
+    from vehiclust.compare.settings import is_derived
     from vehiclust.outliers import outliers as outlier_stage
 
     try:
         run = _run_folder(folder)
         if not run.path("runs.csv").exists():
             raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
-        names = list(dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]))
+        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
         settings = _outlier_settings(contamination, threshold, group_by, detectors)
         verdicts = outlier_stage(run, names, _reporter(), settings)
     except VehiclustError as exc:
         _fail(exc)
     console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {run.path('outliers.csv')}")
+
+
+@app.command("compare")
+def compare_command(
+    folder: Path = typer.Argument(..., help="Run folder with a finished cluster stage."),
+    mix: list[str] = MIX_OPTION,
+    best: Optional[str] = BEST_OPTION,
+    k: Optional[str] = K_OPTION,
+    algorithms: Optional[str] = ALGORITHMS_OPTION,
+    preprocessing: Optional[str] = PREPROCESSING_OPTION,
+    prefer_few: bool = PREFER_FEW_OPTION,
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Compare the descriptors' clusterings (comparison.csv, agreement.csv, attributes.csv), add
+    mixtures and the consensus, pick the best clustering; then rewrite clusters.csv and the
+    report. Give the cluster settings the run used, so mixtures are swept the same way."""
+    import pandas as pd
+
+    from vehiclust.compare import compare as compare_stage
+    from vehiclust.compare.settings import is_derived
+    from vehiclust.report import report as report_stage
+
+    try:
+        run = _run_folder(folder)
+        if not run.path("runs.csv").exists():
+            raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
+        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
+        table = compare_stage(run, names, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                              _compare_settings(mix, best, seed), _reporter())
+        if run.path("outliers.csv").exists():
+            report_stage(run, _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    columns = ["name", "n_clusters", "common_score", "stability", "best"]
+    columns += [c for c in ("ari_type+color", "nmi_type+color") if c in table.columns]
+    console.print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"), highlight=False)
 
 
 @app.command()
