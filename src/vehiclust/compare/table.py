@@ -111,7 +111,7 @@ def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.nd
             **checks(lab[evaluation]),
             "silhouette_own": own["silhouette"], "davies_bouldin_own": own["davies_bouldin"],
             "calinski_harabasz_own": own["calinski_harabasz"],
-            "own_space": f"{int(own['n_rows'])} x {own.get('space_dims', '')}" if pd.notna(own.get("n_rows")) else "",
+            "own_space": _own_space(own),
             "shared_rows": len(shared), "evaluation_rows": len(evaluation), "common_dims": X.shape[1],
         }
         records.append(record)
