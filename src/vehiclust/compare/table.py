@@ -135,15 +135,17 @@ def _notes(frame: pd.DataFrame) -> list[str]:
 
 
 def resolve_name(name: str, names: list[str]) -> str:
-    """A clustering name as the user wrote it (exact, alias, ``mix_`` prefix left out, unique
-    substring)."""
+    """A clustering name as the user wrote it: exact, alias, ``mix_`` prefix left out, then the
+    one name (or the one single descriptor) that contains it."""
     candidates = [name, ALIASES.get(name.lower(), ""), MIX_PREFIX + name]
     for candidate in candidates:
         if candidate in names:
             return candidate
     matches = [n for n in names if name.lower() in n.lower()]
-    if len(matches) == 1:
-        return matches[0]
+    singles = [n for n in matches if kind_of(n) == "descriptor"]
+    for group in (matches, singles):  # "color" means vdc_color, not every mixture that holds it
+        if len(group) == 1:
+            return group[0]
     raise VehiclustError(f"--best {name!r}: {'matches ' + ', '.join(matches) if matches else 'no such clustering'}; "
                          f"known: {', '.join(names)}")
 

@@ -119,6 +119,6 @@ def _contingency_view(run: RunFolder, a: str, b: str) -> dict:
     la, lb = np.load(clustering_path(run, a))["labels"], np.load(clustering_path(run, b))["labels"]
     both = (la >= 0) | (lb >= 0)
     frame = contingency_frame(la[both], lb[both], a, b)
-    share = frame.div(frame.sum(1), axis=0)  # where each cluster of a went in b
+    share = frame.div(frame.sum(axis=1), axis=0)  # where each cluster of a went in b
     return {"a": a, "b": b, "plot": _matrix_plot(share, f"share of each {a} cluster (rows) in {b}'s clusters",
                                                  0, 1, xlabel=b, ylabel=a)}
