@@ -164,7 +164,9 @@ def test_best_rule_and_override():
 def test_sentence_names_what_a_clustering_groups():
     scores = pd.DataFrame({"clustering": ["c"] * 3, "attribute": ["color", "type", "camera_id"],
                            "ami": [0.41, 0.05, 0.02], "nmi": [0.5, 0.1, 0.2], "n_rows": [10] * 3})
-    assert sentence("c", scores) == "c groups colour (AMI 0.41), far more than camera (0.02)."
+    assert sentence("c", scores) == "c groups colour (AMI 0.41), far more than vehicle type (0.05)."
+    no_labels = scores[scores["attribute"] == "camera_id"].assign(attribute=["day_night"])
+    assert sentence("c", pd.concat([no_labels, scores.iloc[[0]].assign(attribute="aspect")])).endswith("day/night (0.02).")
 
 
 # -- end to end through the CLI --------------------------------------------------------------

@@ -52,8 +52,12 @@ GROUP_BY_OPTION = typer.Option(
 MIX_OPTION = typer.Option(
     [], "--mix", "-m", help="Add a mixture of descriptors, swept and selected like a descriptor: "
     "'type+color' (weights measured on held-out vehicles), 'type:2+color:1' (your weights), 'all' "
-    "(every clustered descriptor). Short names: type, color, lite0, hist, or any unique part of a name. "
+    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: type, color, lite0, hist, or any unique part of a name. "
     "Repeatable.")
+MIX_TUNE_OPTION = typer.Option(
+    "auto", "--mix-tune", help="What chooses mixture weights on held-out vehicles: auto (identity "
+    "consistency when vehicle ids exist, else stability), identity, stability, a label column, or "
+    "columns joined by '+' (type+color).")
 BEST_OPTION = typer.Option(
     None, "--best", help="Clustering to deliver in clusters.csv's cluster column (a descriptor, mixture "
     "or 'consensus'), instead of the comparison's rule.")
@@ -67,10 +71,10 @@ def _outlier_settings(contamination, threshold, group_by, detectors):
     return outlier_settings(contamination, list(threshold), group_by, detectors)
 
 
-def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0):
+def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: str = "auto"):
     from vehiclust.compare import CompareSettings
 
-    return CompareSettings(mixes=tuple(mix), best=best, seed=seed)
+    return CompareSettings(mixes=tuple(mix), best=best, seed=seed, tune=tune)
 
 
 def _reporter():
@@ -147,6 +151,7 @@ def run(
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
     mix: list[str] = MIX_OPTION,
+    mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
@@ -162,7 +167,7 @@ def run(
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels),
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
-            compare=_compare_settings(mix, best, seed),
+            compare=_compare_settings(mix, best, seed, mix_tune),
             image_checks=image_checks,
         )
         result = run_pipeline(input, out, settings, _reporter())
@@ -188,7 +193,7 @@ def demo(
     mixes = DEMO_MIXES if mix is None else [m for m in mix if m.lower() != "none"]
     try:
         result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle, compare=_compare_settings(mixes, best))
+                          case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -301,6 +306,7 @@ def outliers(
 def compare_command(
     folder: Path = typer.Argument(..., help="Run folder with a finished cluster stage."),
     mix: list[str] = MIX_OPTION,
+    mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
     k: Optional[str] = K_OPTION,
     algorithms: Optional[str] = ALGORITHMS_OPTION,
@@ -323,7 +329,7 @@ def compare_command(
             raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
         names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
         table = compare_stage(run, names, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
-                              _compare_settings(mix, best, seed), _reporter())
+                              _compare_settings(mix, best, seed, mix_tune), _reporter())
         if run.path("outliers.csv").exists():
             report_stage(run, _reporter())
     except VehiclustError as exc:

@@ -5,6 +5,8 @@
     type+color          two blocks, weights chosen by measurement
     type:2+color:1      two blocks, the user's weights (shares of the fused variance)
     all                 every clustered single descriptor
+    auto                the informed pair: for each label column (type, colour), the single
+                        descriptor whose clustering captures it best (AMI on the held-out rows)
 
 Block names are descriptor names or short aliases (``type`` -> vehicle_type, ``color`` ->
 vehicle_color, ``lite0`` -> efficientnet_lite0, ...); a name that is neither is matched to the
@@ -34,6 +36,7 @@ class MixSpec:
     blocks: tuple[str, ...]
     weights: tuple[float, ...] | None = None
     is_all: bool = False
+    is_auto: bool = False
 
 
 def parse_mix(text: str) -> MixSpec:
@@ -41,6 +44,8 @@ def parse_mix(text: str) -> MixSpec:
     text = text.strip()
     if text.lower() == "all":
         return MixSpec((), None, True)
+    if text.lower() == "auto":
+        return MixSpec((), None, False, True)
     names, weights = [], []
     for part in text.split("+"):
         name, _, weight = part.strip().partition(":")
@@ -110,7 +115,8 @@ class CompareSettings:
         concatenation (memory, and a 2560-d block's noise dimensions cannot outvote anything);
         ``mix_dims``: PCA components kept after concatenation; ``tune``: what chooses weights
         when the user gives none: ``auto`` (identity consistency when the collection has vehicle
-        ids, else stability), ``identity``, ``stability`` or a label column.
+        ids, else stability), ``identity``, ``stability``, a label column, or columns joined by
+        ``+`` (``type+color``: the joint label).
     Held-out rows
         ``tuning_share`` of the rows (whole vehicles when ids exist, at most ``tuning_rows``)
         choose the weights; every number of the comparison is measured on the other rows.

@@ -77,9 +77,14 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
                                            settings.tuning_share, settings.tuning_rows, settings.seed)
     mixes, tuning_info = [], {}
     for spec in settings.specs():
+        if spec.is_auto:
+            spec = informed_pair(run, singles, tuning, table, cluster_settings.label_columns, reporter)
+            if spec is None:
+                continue
         name, info = build_mixture(run, spec, singles, tuning, table, cluster_settings, settings, reporter)
-        mixes.append(name)
-        tuning_info[name] = info
+        if name not in mixes:
+            mixes.append(name)
+            tuning_info[name] = info
     frames = [runs] + [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings))
                        for m in mixes]
     runs = pd.concat(frames, ignore_index=True)
@@ -147,6 +152,36 @@ def build_mixture(run: RunFolder, spec, singles: list[str], tuning: np.ndarray, 
     meta = store_mixture(run, name, blocks, weights, key, settings.block_norm, settings.block_dims,
                          settings.mix_dims, settings.seed, tuning_record)
     return name, {"blocks": meta["blocks"], "weights": meta["weights"], "tuning": meta["tuning"]}
+
+
+def informed_pair(run: RunFolder, singles: list[str], tuning: np.ndarray, table: pd.DataFrame,
+                  label_columns: tuple[str, ...], reporter: Reporter):
+    """``--mix auto``: for each label column, the single descriptor whose selected clustering
+    has the highest AMI with it on the tuning rows (never the rows the comparison reports on).
+    None, with a message, when fewer than two label columns or descriptors can be paired."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from vehiclust.cluster.metrics import _codes
+    from vehiclust.compare.settings import MixSpec
+
+    columns = [c for c in label_columns if c in table.columns]
+    labels = {n: np.load(clustering_path(run, n))["labels"][tuning] for n in singles}
+    picks, why = [], []
+    for column in columns:
+        codes = _codes(table[column].iloc[tuning].reset_index(drop=True))
+        known = codes >= 0
+        if known.sum() < 10:
+            continue
+        ranked = sorted(singles, key=lambda n: -adjusted_mutual_info_score(codes[known], labels[n][known]))
+        pick = next((n for n in ranked if n not in picks), None)
+        if pick is not None:
+            picks.append(pick)
+            why.append(f"{column}: {pick}")
+    if len(picks) < 2:
+        reporter.message("--mix auto: skipped, it needs two label columns (e.g. type and color) and two descriptors")
+        return None
+    reporter.message(f"--mix auto: {' + '.join(picks)} (best on the held-out rows for {'; '.join(why)})")
+    return MixSpec(tuple(picks[:2]))
 
 
 def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.ndarray], valid: np.ndarray,

@@ -8,7 +8,8 @@ is clustered with k-means at a few k on the tuning rows and scored by the criter
               vehicle should share a cluster; the free label of every re-id collection, and it
               rewards what is constant within a vehicle (type, colour), not camera or light
 ``stability`` mean ARI between k-means fits on two resamples with other seeds
-a column      ARI against that collection column (e.g. ``type``)
+a column      ARI against that collection column (``type``), or the joint label of columns
+              joined by ``+`` (``type+color``)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.metrics import _codes, identity_consistency
 from vehiclust.compare.fusion import BlockScaler, block_rows
+from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder
 
 TUNING_KS = 4  # k values per candidate, spread over the sweep's grid
@@ -92,10 +94,14 @@ def score_partitions(X: np.ndarray, ks: list[int], criterion: str, target: np.nd
 def criterion_target(criterion: str, table: pd.DataFrame, rows: np.ndarray, identity_column: str) -> np.ndarray | None:
     if criterion == "stability":
         return None
-    column = identity_column if criterion == "identity" else criterion
-    if column not in table.columns:
-        raise ValueError(f"no column {column!r} in the collection to tune weights on")
-    codes = _codes(table[column].iloc[rows].reset_index(drop=True))
+    columns = [identity_column] if criterion == "identity" else criterion.split("+")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise VehiclustError(f"--mix-tune {criterion}: the collection has no column {', '.join(missing)}")
+    values = table[columns[0]].astype(str)
+    for column in columns[1:]:  # a joint label: "type+color" -> "suv/white"
+        values = values + "/" + table[column].astype(str)
+    codes = _codes(values.iloc[rows].reset_index(drop=True))
     if criterion == "identity":  # vehicles with a single tuning image cannot be consistent or not
         sizes = np.bincount(codes[codes >= 0])
         codes = np.where((codes >= 0) & (sizes[np.maximum(codes, 0)] >= 2), codes, -1)
