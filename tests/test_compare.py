@@ -219,3 +219,23 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
     runs = pd.read_csv(mixed_run.path("runs.csv"))
     assert runs.loc[runs["best_overall"], "descriptor"].tolist() == ["vdc_color"]
     assert "chosen by the user" in runs.loc[runs["best_overall"], "reason"].iloc[0]
+
+
+def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):
+    from vehiclust.cluster.sweep import clustering_path
+    from vehiclust.compare.stage import informed_pair
+    from vehiclust.progress import NullReporter
+
+    rng = np.random.default_rng(0)
+    types, colours = rng.integers(0, 4, 1000), rng.integers(0, 3, 1000)
+    table = pd.DataFrame({"type": types.astype(str), "color": colours.astype(str)})
+    run = RunFolder(tmp_path)
+    clusterings = {"sees_type": types, "sees_colour": colours, "sees_nothing": rng.integers(0, 5, 1000),
+                   "sees_type_badly": np.where(rng.random(1000) < 0.5, types, 0)}
+    for name, labels in clusterings.items():
+        clustering_path(run, name).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(clustering_path(run, name), labels=labels.astype(np.int32))
+    spec = informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table, ("type", "color"), NullReporter())
+    assert spec.blocks == ("sees_type", "sees_colour")
+    assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),
+                         NullReporter()) is None

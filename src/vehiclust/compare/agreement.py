@@ -51,6 +51,16 @@ def contingency_frame(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: s
     return pd.crosstab(pd.Series(a, name=name_a), pd.Series(b, name=name_b))
 
 
+def contingency_of(run, a: str, b: str) -> pd.DataFrame:
+    """Contingency table of two stored clusterings by name (descriptor, mixture or consensus),
+    over the rows either of them clustered: for the report and the notebook."""
+    from vehiclust.cluster.sweep import clustering_path
+
+    la, lb = np.load(clustering_path(run, a))["labels"], np.load(clustering_path(run, b))["labels"]
+    either = (la >= 0) | (lb >= 0)
+    return contingency_frame(la[either], lb[either], a, b)
+
+
 def most_interesting_pairs(agreement: pd.DataFrame, count: int = 2) -> list[tuple[str, str]]:
     """The pairs that agree least and most (by ARI): where descriptors see different things,
     and where two of them found the same structure."""

@@ -12,8 +12,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.sweep import clustering_path
-from vehiclust.compare.agreement import agreement_matrix, contingency_frame, most_interesting_pairs
+from vehiclust.compare.agreement import agreement_matrix, contingency_of, most_interesting_pairs
 from vehiclust.runfolder import RunFolder, read_json
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
@@ -116,9 +115,7 @@ def _attribute_plot(scores: pd.DataFrame) -> str:
 
 
 def _contingency_view(run: RunFolder, a: str, b: str) -> dict:
-    la, lb = np.load(clustering_path(run, a))["labels"], np.load(clustering_path(run, b))["labels"]
-    both = (la >= 0) | (lb >= 0)
-    frame = contingency_frame(la[both], lb[both], a, b)
+    frame = contingency_of(run, a, b)
     share = frame.div(frame.sum(axis=1), axis=0)  # where each cluster of a went in b
     return {"a": a, "b": b, "plot": _matrix_plot(share, f"share of each {a} cluster (rows) in {b}'s clusters",
                                                  0, 1, xlabel=b, ylabel=a)}
