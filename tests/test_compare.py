@@ -153,12 +153,26 @@ def test_mix_grammar_and_short_names():
 def test_best_rule_and_override():
     frame = pd.DataFrame({"name": ["a", "mix_a+b", "consensus"], "common_score": [0.3, 0.5, 0.4],
                           "stability": [1.0, 0.9, 0.9]})
-    marked, name, why = apply_best(frame, None)
+    marked, name, why, rule = apply_best(frame, None)
     assert name == "mix_a+b" and marked["best"].tolist() == [False, True, False] and "runner-up consensus" in why
+    assert "common_score" in rule
     assert apply_best(frame, "a+b")[1] == "mix_a+b"
     assert apply_best(frame, "consensus")[1] == "consensus"
     with pytest.raises(VehiclustError):
         apply_best(frame, "zzz")
+
+
+def test_best_rule_with_vehicle_ids_uses_identity_lift_and_breaks_ties_by_common_score():
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "common_score": [0.1, 0.3, 0.9], "stability": [1.0] * 3,
+                          "identity_consistency": [0.80, 0.795, 0.6], "identity_consistency_chance": [0.3] * 3,
+                          "identity_rows": [4000] * 3})
+    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
+    marked, name, why, rule = apply_best(frame, None)
+    assert name == "b"  # a and b are within one standard error: b has the better common_score
+    assert "identity_lift" in rule and marked.set_index("name")["rank"].to_dict() == {"b": 1, "a": 2, "c": 3}
+    frame.loc[1, "identity_consistency"] = 0.7
+    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
+    assert apply_best(frame, None)[1] == "a"
 
 
 def test_sentence_names_what_a_clustering_groups():
@@ -201,7 +215,9 @@ def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
     for name in comparison["name"]:
         assert f"cluster_{name}" in clusters.columns
     best = comparison.loc[comparison["best"], "name"].iloc[0]
-    assert best == comparison.sort_values("common_score", ascending=False)["name"].iloc[0]
+    assert best == comparison.loc[comparison["rank"] == 1, "name"].iloc[0]
+    lifts = comparison.set_index("name")["identity_lift"]
+    assert lifts[best] >= lifts.max() - 0.05  # vehicle ids exist: the identity rule applied
     assert (clusters["cluster"] == clusters[f"cluster_{best}"]).all()
     html = mixed_run.path("report.html").read_text()
     assert 'id="comparison"' in html and "mix_vdc_color+vdc_type" in html and "common space" in html

@@ -85,15 +85,18 @@ def assign_rows(all_labels: np.ndarray, sample: np.ndarray, sample_consensus: np
     return out, strength
 
 
-def consensus(all_labels: np.ndarray, sample_size: int, seed: int, k: int | None = None) -> dict:
+def consensus(all_labels: np.ndarray, sample_size: int, seed: int, k: int | None = None,
+              k_max: int = 30) -> dict:
     """Consensus of the columns of ``all_labels`` (n x m) and its stability: the ARI between
-    the consensus from this sample and from a second, independent one."""
+    the consensus from this sample and from a second, independent one. ``k_max``: the pipeline
+    passes the sweep's largest k, so the consensus lives on the same grid as every clustering
+    (on disagreeing inputs the mean NMI keeps rising with k)."""
     n = len(all_labels)
     result = {}
     for attempt in (0, 1):
         rng = np.random.default_rng(seed + 101 * attempt)
         sample = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
-        sample_labels = partition_sample(all_labels[sample], k)
+        sample_labels = partition_sample(all_labels[sample], k, k_max)
         labels, strength = assign_rows(all_labels, sample, sample_labels)
         if attempt == 0:
             k = int(sample_labels.max()) + 1  # the second run is cut at the same k

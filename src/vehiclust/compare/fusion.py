@@ -122,10 +122,13 @@ def fuse(run: RunFolder, blocks: tuple[str, ...], weights: np.ndarray, rows: np.
 
 
 def mixture_key(run: RunFolder, blocks: tuple[str, ...], weights, norm: str, block_dims: int, mix_dims: int,
-                seed: int) -> str:
+                seed: int, tuning=None) -> str:
+    """Fingerprint of a stored mixture: its blocks' own fingerprints, the fusion settings, and
+    how weights were measured (criterion, held-out share) when the user gave none."""
     metas = [run.descriptor_meta(n) for n in blocks]
     return fingerprint("mixture", FUSION_VERSION, list(blocks), None if weights is None else list(weights), norm,
-                       block_dims, mix_dims, seed, [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas])
+                       block_dims, mix_dims, seed, tuning,
+                       [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas])
 
 
 def store_mixture(run: RunFolder, name: str, blocks: tuple[str, ...], weights: np.ndarray, key: str,

@@ -31,7 +31,7 @@ from vehiclust.compare.agreement import agreement_table
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
-from vehiclust.compare.table import BEST_RULE, COMMON_SPACE, apply_best, comparison_table
+from vehiclust.compare.table import COMMON_SPACE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
@@ -111,7 +111,7 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     write_csv(run.path("attributes.csv"), scores)
     write_csv(run.path("comparison.csv"), comparison)
     write_json(run.path("compare.json"), {
-        "common_space": COMMON_SPACE.format(dims=settings.block_dims), "best_rule": BEST_RULE,
+        "common_space": COMMON_SPACE.format(dims=settings.block_dims),
         "evaluation_rows": int(len(evaluation)), "tuning_rows": int(len(tuning)),
         "tuning_note": ("held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
                         "comparison.csv, agreement.csv and attributes.csv is measured on the other rows"),
@@ -130,7 +130,8 @@ def build_mixture(run: RunFolder, spec, singles: list[str], tuning: np.ndarray, 
     """Store (or reuse) one mixture; weights measured on the tuning rows when none were given."""
     blocks, given = resolve_mix(spec, singles)
     name = mixture_name(blocks, spec.is_all, given)
-    key = mixture_key(run, blocks, given, settings.block_norm, settings.block_dims, settings.mix_dims, settings.seed)
+    key = mixture_key(run, blocks, given, settings.block_norm, settings.block_dims, settings.mix_dims, settings.seed,
+                      None if given else (settings.tune, settings.tuning_share, settings.tuning_rows))
     if name in run.descriptor_names() and run.descriptor_meta(name).get("fingerprint") == key:
         reporter.message(f"{name}: reused")
         meta = run.descriptor_meta(name)
@@ -192,7 +193,7 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 
     started = time.perf_counter()
     stacked = np.column_stack([labels[n][valid] for n in singles]).astype(np.int64)
-    result = consensus(stacked, settings.consensus_sample, settings.seed)
+    result = consensus(stacked, settings.consensus_sample, settings.seed, k_max=max(cluster_settings.ks()))
     n_total = len(table)
     full = np.full(n_total, -1, dtype=np.int32)
     sizes = np.bincount(result["labels"])
@@ -229,7 +230,7 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     """Apply the best rule (or the override) to comparison.csv and runs.csv's best_overall."""
     comparison = pd.read_csv(run.path("comparison.csv"))
-    comparison, name, why = apply_best(comparison, override)
+    comparison, name, why, rule = apply_best(comparison, override)
     runs = _read_runs(run)
     runs["reason"] = runs["reason"].str.replace(r"; best overall.*$", "", regex=True)
     runs["best_overall"] = runs["selected"] & (runs["descriptor"] == name)
@@ -238,6 +239,6 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     write_csv(run.path("comparison.csv"), comparison)
     write_csv(run.path("runs.csv"), runs)
     info = read_json(run.path("compare.json"))
-    info.update(best=name, best_why=why)
+    info.update(best=name, best_why=why, best_rule=rule)
     write_json(run.path("compare.json"), info)
     return comparison

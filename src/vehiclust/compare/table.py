@@ -18,10 +18,16 @@ The rows
     Everything is measured on the evaluation rows: rows valid in every descriptor, minus the
     held-out vehicles that chose the mixture weights.
 The best rule
-    ``common_score = coverage x mean(silhouette+, 1 / (1 + Davies-Bouldin)) x stability+``, the
-    selection score of the cluster stage but with silhouette and Davies-Bouldin from the common
-    space; the highest wins, ties to stability. Label checks are reported, never used.
-    ``--best NAME`` overrides it.
+    With vehicle ids (the free label of every re-id collection: one folder, one vehicle), the
+    highest ``identity_lift`` = (identity consistency - chance) / (1 - chance) wins: images of one
+    vehicle share its type and colour, so a clustering that keeps them together found what is
+    constant about a vehicle, not its camera or light; "chance" is the same clustering with the
+    labels shuffled, so a few big clusters gain nothing. Lifts within one standard error of the
+    leader's are a tie, broken by ``common_score``.
+    Without vehicle ids: ``common_score = coverage x mean(silhouette+, 1 / (1 + Davies-Bouldin))
+    x stability+``, the cluster stage's selection score with silhouette and Davies-Bouldin from
+    the common space. The type/colour label checks are reported, never used.
+    ``--best NAME`` overrides the rule.
 """
 
 from __future__ import annotations
@@ -38,9 +44,14 @@ from vehiclust.runfolder import RunFolder
 
 COMMON_SPACE = ("equal-weight block-normalised concatenation of every single descriptor "
                 "(each block centred, PCA to at most {dims} dims, total variance 1)")
-BEST_RULE = ("highest common_score = coverage x mean(silhouette+, 1/(1+Davies-Bouldin)) x stability+, "
-             "silhouette and Davies-Bouldin measured in the common space on the shared sample; ties to "
-             "stability; label checks are reported, never used")
+SCORE_RULE = ("highest common_score = coverage x mean(silhouette+, 1/(1+Davies-Bouldin)) x stability+, "
+              "silhouette and Davies-Bouldin measured in the common space on the shared sample; ties to "
+              "stability; label checks are reported, never used")
+IDENTITY_RULE = ("highest identity_lift = (identity consistency - chance) / (1 - chance) on the evaluation rows: "
+                 "images of one vehicle (the free vehicle-id label) should share a cluster, and a clustering that "
+                 "keeps them together groups what is constant about a vehicle (type, colour), not camera or light; "
+                 "lifts within one standard error of the leader's tie, broken by common_score (coverage x "
+                 "mean(silhouette+, 1/(1+DB)) x stability, in the common space); type/colour checks are never used")
 
 
 def kind_of(name: str) -> str:
@@ -117,6 +128,10 @@ def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.nd
         records.append(record)
     out = pd.DataFrame(records)
     out["common_score"] = common_score(out)
+    if "identity_consistency" in out.columns:
+        chance = out["identity_consistency_chance"]
+        out["identity_lift"] = (out["identity_consistency"] - chance) / (1 - chance).clip(lower=1e-9)
+        out["identity_rows"] = checks.ids is not None and int((checks.ids >= 0).sum())
     out["note"] = _notes(out)
     return out
 
@@ -150,24 +165,43 @@ def resolve_name(name: str, names: list[str]) -> str:
                          f"known: {', '.join(names)}")
 
 
-def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame, str, str]:
-    """Mark the best row; returns (frame, name, why)."""
+def rule_order(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows best first, and the rule that ordered them (see the module docstring)."""
+    if "identity_lift" not in frame.columns or not np.isfinite(frame["identity_lift"].astype(float)).any():
+        return frame.sort_values(["common_score", "stability"], ascending=False), SCORE_RULE
+    lift = frame["identity_lift"].astype(float).fillna(-np.inf)
+    leader = frame.loc[lift.idxmax()]
+    p, n = float(leader["identity_consistency"]), max(float(leader.get("identity_rows") or 1), 1.0)
+    # one standard error of the leader's consistency (a share of n images), in lift units
+    error = np.sqrt(max(p * (1 - p), 1e-12) / n) / max(1 - float(leader["identity_consistency_chance"]), 1e-9)
+    tie = lift >= lift.max() - error
+    ordered = frame.assign(_tie=tie, _lift=lift).sort_values(["_tie", "common_score", "_lift"], ascending=False)
+    tied = ordered[ordered["_tie"]]
+    rest = ordered[~ordered["_tie"]].sort_values("_lift", ascending=False)
+    return pd.concat([tied, rest]).drop(columns=["_tie", "_lift"]), IDENTITY_RULE
+
+
+def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame, str, str, str]:
+    """Mark the best row; returns (frame, name, why, the rule applied)."""
     frame = frame.copy()
-    ranked = frame.sort_values(["common_score", "stability"], ascending=False)
-    by_rule = str(ranked.iloc[0]["name"])
+    ranked, rule = rule_order(frame)
+    top = ranked.iloc[0]
+    by_rule = str(top["name"])
+    measure = "identity_lift" if rule == IDENTITY_RULE else "common_score"
     if override:
         name = resolve_name(override, list(frame["name"]))
-        why = (f"best overall: chosen by the user (--best {override}); the rule would pick {by_rule} "
-               f"(common_score {ranked.iloc[0]['common_score']:.3f})")
+        why = f"best overall: chosen by the user (--best {override}); the rule would pick {by_rule}"
     else:
         name = by_rule
-        runner = ranked.iloc[1] if len(ranked) > 1 else None
-        why = f"best overall by the comparison rule: common_score {ranked.iloc[0]['common_score']:.3f}"
-        if runner is not None:
-            why += f", runner-up {runner['name']} {runner['common_score']:.3f}"
+        why = f"best overall by the comparison rule: {measure} {top[measure]:.3f}"
+        if measure == "identity_lift":
+            why += f", common_score {top['common_score']:.3f}"
+        if len(ranked) > 1:
+            runner = ranked.iloc[1]
+            why += f"; runner-up {runner['name']} ({measure} {runner[measure]:.3f})"
     frame["best"] = frame["name"] == name
-    frame["rank"] = frame["common_score"].rank(ascending=False, method="min").astype(int)
-    return frame, name, why
+    frame["rank"] = pd.Series(np.arange(1, len(ranked) + 1), index=ranked.index).reindex(frame.index)
+    return frame, name, why, rule
 
 
 def _own_space(own: pd.Series) -> str:
