@@ -37,7 +37,7 @@ from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, read_json, write_csv, write_json
 
-COMPARE_VERSION = 1
+COMPARE_VERSION = 2  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json")
 
 
