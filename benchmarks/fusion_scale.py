@@ -94,7 +94,8 @@ def child(folder: str, step: str) -> None:
         table = compare(run, names, settings, CompareSettings(mixes=("all", "type+color")))
         runs = pd.read_csv(run.path("runs.csv"))
         mix_sweep = float(runs.loc[runs["descriptor"].str.startswith("mix_"), "seconds"].sum())
-        out = {"mixture_sweep_seconds": round(mix_sweep, 1),
+        out = {"phase_seconds": json.loads(run.path("compare.json").read_text())["seconds"],
+               "mixture_sweep_seconds": round(mix_sweep, 1),
                "mixture_preprocess_seconds": runs.loc[runs["descriptor"].str.startswith("mix_")]
                .groupby("descriptor")["preprocess_seconds"].first().round(1).to_dict(),
                "comparison": table[["name", "n_clusters", "common_score", "ari_type+color", "best"]]
@@ -130,9 +131,11 @@ def main() -> None:
               f"(shared: timings are noisy); data generated in {time.perf_counter() - started:.0f}s: "
               f"{args.rows:,} rows, blocks {CASE_BLOCKS}, float16", flush=True)
         for step in ("cluster", "compare"):
-            for stage in ("cluster", "compare"):
-                if step == "cluster":
-                    (folder / "stages" / f"{stage}.json").unlink(missing_ok=True)
+            # the cluster step only prepares (it skips itself when the folder already has it);
+            # the compare step always runs from scratch, mixtures included
+            (folder / "stages" / "compare.json").unlink(missing_ok=True)
+            for mixture in folder.glob("descriptors/mix_*"):
+                mixture.unlink()
             result = subprocess.run([sys.executable, __file__, "--child", str(folder), step], capture_output=True,
                                     text=True)
             if result.returncode != 0:

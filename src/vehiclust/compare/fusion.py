@@ -73,13 +73,21 @@ def fit_blocks(run: RunFolder, blocks: tuple[str, ...], fit_rows: np.ndarray, no
     return [BlockScaler(norm, max_dims, seed).fit(run.load_descriptor(name)[fit_rows]) for name in blocks]
 
 
+def normalised_blocks(run: RunFolder, blocks: tuple[str, ...], scalers: list[BlockScaler],
+                      rows: np.ndarray) -> list[np.ndarray]:
+    return [s.transform(run.load_descriptor(n)[rows]) for n, s in zip(blocks, scalers)]
+
+
+def weighted(parts: list[np.ndarray], weights) -> np.ndarray:
+    """Concatenation with each block scaled by sqrt(its share of the weights)."""
+    shares = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    return np.hstack([p * np.float32(np.sqrt(w)) for p, w in zip(parts, shares)])
+
+
 def block_rows(run: RunFolder, blocks: tuple[str, ...], scalers: list[BlockScaler], rows: np.ndarray,
                weights: np.ndarray) -> np.ndarray:
     """The weighted, normalised concatenation of ``rows`` (few enough to hold in memory)."""
-    shares = np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    parts = [s.transform(run.load_descriptor(n)[rows]) * np.float32(np.sqrt(w))
-             for n, s, w in zip(blocks, scalers, shares)]
-    return np.hstack(parts)
+    return weighted(normalised_blocks(run, blocks, scalers, rows), weights)
 
 
 def sample_rows(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -132,13 +140,13 @@ def mixture_key(run: RunFolder, blocks: tuple[str, ...], weights, norm: str, blo
 
 
 def store_mixture(run: RunFolder, name: str, blocks: tuple[str, ...], weights: np.ndarray, key: str,
-                  norm: str, block_dims: int, mix_dims: int, seed: int, tuning: dict | None) -> dict:
+                  norm: str, block_dims: int, mix_dims: int, seed: int, tuning: dict | None,
+                  scalers: list[BlockScaler] | None = None) -> dict:
     """Fuse every valid row into ``descriptors/<name>.npy`` (streamed into a memmap); rows
     invalid in any block are zero placeholders listed as ``invalid``, as for extracted ones."""
     n_total = run.load_descriptor(blocks[0]).shape[0]
     rows = common_valid_rows(run, blocks)
-    fit = sample_rows(rows, FIT_ROWS, seed)
-    scalers = fit_blocks(run, blocks, fit, norm, block_dims, seed)
+    scalers = scalers or fit_blocks(run, blocks, sample_rows(rows, FIT_ROWS, seed), norm, block_dims, seed)
     width = min(sum(s.out_dims_ for s in scalers), mix_dims)
     path = run.descriptor_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from vehiclust.cluster.sweep import RUN_COLUMNS, clustering_path, sweep_descript
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
 from vehiclust.compare.consensus import consensus
-from vehiclust.compare.fusion import common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
+from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
 from vehiclust.compare.table import COMMON_SPACE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
@@ -75,6 +75,13 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     valid = common_valid_rows(run, tuple(singles))
     tuning, evaluation = split_tuning_rows(valid, table[identity] if identity in table.columns else None,
                                            settings.tuning_share, settings.tuning_rows, settings.seed)
+    seconds, clock = {}, time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+
     mixes, tuning_info = [], {}
     for spec in settings.specs():
         if spec.is_auto:
@@ -85,14 +92,17 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
         if name not in mixes:
             mixes.append(name)
             tuning_info[name] = info
+    lap("fusion and weights")
     frames = [runs] + [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings))
                        for m in mixes]
     runs = pd.concat(frames, ignore_index=True)
+    lap("mixture sweeps")
     labels = {n: np.load(clustering_path(run, n))["labels"] for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
         runs = pd.concat([runs, build_consensus(run, singles, labels, valid, table, cluster_settings, settings)],
                          ignore_index=True)
         labels[CONSENSUS] = np.load(clustering_path(run, CONSENSUS))["labels"]
+    lap("consensus")
     selected = runs[runs["selected"]].drop_duplicates("descriptor").set_index("descriptor")
     with reporter.task("Comparing clusterings", 3) as task:
         comparison = comparison_table(run, singles, labels, selected, evaluation, table, settings,
@@ -102,9 +112,11 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
                                     settings.seed)
         task.advance()
         attribute_frame = attr.attribute_table(run, table)
-        scores = attr.attribute_scores({n: lab[evaluation] for n, lab in labels.items()}, attribute_frame,
-                                       sample_rows(evaluation, settings.agreement_sample, settings.seed + 9))
+        attribute_rows = sample_rows(evaluation, settings.agreement_sample, settings.seed + 9)
+        scores = attr.attribute_scores({n: lab[attribute_rows] for n, lab in labels.items()}, attribute_frame,
+                                       attribute_rows)
         task.advance()
+    lap("comparison, agreement, attributes")
     comparison["captures"] = [attr.sentence(n, scores) for n in comparison["name"]]
     write_csv(run.path("runs.csv"), runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]])
     write_csv(run.path("agreement.csv"), agreement)
@@ -116,7 +128,7 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
         "tuning_note": ("held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
                         "comparison.csv, agreement.csv and attributes.csv is measured on the other rows"),
         "mixtures": tuning_info, "singles": singles,
-        "attributes": list(attribute_frame.columns),
+        "attributes": list(attribute_frame.columns), "seconds": seconds,
     })
 
 
@@ -138,10 +150,12 @@ def build_mixture(run: RunFolder, spec, singles: list[str], tuning: np.ndarray, 
         return name, {"blocks": meta["blocks"], "weights": meta["weights"], "tuning": meta["tuning"]}
     tuning_record = None
     weights = np.asarray(given if given else np.ones(len(blocks)), dtype=np.float64)
+    # normalisation is unsupervised, so it is fitted once on a sample of all rows and shared by
+    # the weight search and the stored mixture
+    scalers = fit_blocks(run, blocks, sample_rows(common_valid_rows(run, blocks), FIT_ROWS, settings.seed),
+                         settings.block_norm, settings.block_dims, settings.seed)
     if given is None:
         criterion = resolve_criterion(settings.tune, table, cluster_settings.identity_column)
-        scalers = fit_blocks(run, blocks, sample_rows(tuning, 50_000, settings.seed), settings.block_norm,
-                             settings.block_dims, settings.seed)
         chosen, candidates = choose_weights(run, blocks, scalers, tuning, criterion, table,
                                             cluster_settings.identity_column, cluster_settings.ks(), settings.seed)
         weights = np.asarray(chosen)
@@ -151,7 +165,7 @@ def build_mixture(run: RunFolder, spec, singles: list[str], tuning: np.ndarray, 
         reporter.message(f"{name}: weights {', '.join(f'{b} {w:.2f}' for b, w in zip(blocks, weights))} "
                          f"({criterion} on {len(tuning):,} held-out rows)")
     meta = store_mixture(run, name, blocks, weights, key, settings.block_norm, settings.block_dims,
-                         settings.mix_dims, settings.seed, tuning_record)
+                         settings.mix_dims, settings.seed, tuning_record, scalers)
     return name, {"blocks": meta["blocks"], "weights": meta["weights"], "tuning": meta["tuning"]}
 
 

@@ -22,7 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.metrics import _codes, identity_consistency
-from vehiclust.compare.fusion import BlockScaler, block_rows
+from vehiclust.compare.fusion import BlockScaler, normalised_blocks, weighted
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder
 
@@ -75,11 +75,11 @@ def score_partitions(X: np.ndarray, ks: list[int], criterion: str, target: np.nd
                      seed: int) -> float:
     values = []
     for k in ks:
-        labels = KMeans(k, n_init=2, random_state=seed).fit_predict(X)
+        labels = KMeans(k, n_init=1, random_state=seed).fit_predict(X)
         if criterion == "stability":
             rng = np.random.default_rng(seed + k)
             sub = rng.choice(len(X), size=int(0.8 * len(X)), replace=False)
-            refit = KMeans(k, n_init=2, random_state=seed + 1).fit_predict(X[sub])
+            refit = KMeans(k, n_init=1, random_state=seed + 1).fit_predict(X[sub])
             values.append(adjusted_rand_score(labels[sub], refit))
         elif criterion == "identity":
             ic = identity_consistency(labels, target)
@@ -114,9 +114,9 @@ def choose_weights(run: RunFolder, blocks: tuple[str, ...], scalers: list[BlockS
     """The best-scoring candidate weighting and every candidate's score (ties: the most even)."""
     target = criterion_target(criterion, table, tuning_rows, identity_column)
     ks = [k for k in tuning_ks(ks) if k < len(tuning_rows)]
-    records = []
+    records, parts = [], normalised_blocks(run, blocks, scalers, tuning_rows)
     for weights in candidate_weights(len(blocks)):
-        X = block_rows(run, blocks, scalers, tuning_rows, np.asarray(weights))
+        X = weighted(parts, weights)
         records.append({"weights": ",".join(f"{w:.3f}" for w in weights),
                         "score": score_partitions(X, ks, criterion, target, seed)})
     frame = pd.DataFrame(records)
