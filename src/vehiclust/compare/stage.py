@@ -125,7 +125,7 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     write_json(run.path("compare.json"), {
         "common_space": COMMON_SPACE.format(dims=settings.block_dims),
         "evaluation_rows": int(len(evaluation)), "tuning_rows": int(len(tuning)),
-        "tuning_note": ("held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
+        "tuning_note": ("Held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
                         "comparison.csv, agreement.csv and attributes.csv is measured on the other rows"),
         "mixtures": tuning_info, "singles": singles,
         "attributes": list(attribute_frame.columns), "seconds": seconds,

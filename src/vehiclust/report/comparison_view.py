@@ -17,7 +17,7 @@ from vehiclust.runfolder import RunFolder, read_json
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
                  "calinski_harabasz_common", "stability", "noise_share", "identity_consistency",
-                 "identity_consistency_chance", "ari_type", "nmi_type", "ari_color", "nmi_color",
+                 "identity_consistency_chance", "identity_lift", "ari_type", "nmi_type", "ari_color", "nmi_color",
                  "ari_type+color", "nmi_type+color", "purity_type+color", "common_score", "rank", "best")
 JOINT = "type+color"
 
