@@ -255,3 +255,15 @@ def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows
     assert spec.blocks == ("sees_type", "sees_colour")
     assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),
                          NullReporter()) is None
+
+
+def test_report_leaves_out_a_comparison_of_clusterings_that_were_redone(tmp_path):
+    from vehiclust.report.comparison_view import comparison_context
+
+    run = RunFolder(tmp_path)
+    for name in ("comparison.csv", "agreement.csv", "attributes.csv"):
+        pd.DataFrame({"name": ["a"], "captures": [""]}).to_csv(run.path(name), index=False)
+    run.path("compare.json").write_text("{}")
+    run.record_stage("cluster", "new", 1.0)
+    run.record_stage("compare", "x", 1.0, cluster="old")
+    assert comparison_context(run) is None

@@ -56,7 +56,8 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
     else:
         started = time.perf_counter()
         _compare(run, singles, cluster_settings, settings, reporter)
-        run.record_stage("compare", key, time.perf_counter() - started, singles=singles)
+        run.record_stage("compare", key, time.perf_counter() - started, singles=singles,
+                         cluster=(run.stage_record("cluster") or {}).get("fingerprint"))
     return choose_best(run, settings.best)
 
 

@@ -25,6 +25,9 @@ JOINT = "type+color"
 def comparison_context(run: RunFolder) -> dict | None:
     if not run.path("comparison.csv").exists() or not run.path("compare.json").exists():
         return None
+    compared = (run.stage_record("compare") or {}).get("cluster")
+    if compared != (run.stage_record("cluster") or {}).get("fingerprint"):
+        return None  # the clustering changed since: the comparison describes clusterings that are gone
     table = pd.read_csv(run.path("comparison.csv"))
     agreement = pd.read_csv(run.path("agreement.csv"))
     attributes = pd.read_csv(run.path("attributes.csv")) if run.path("attributes.csv").exists() else pd.DataFrame()
