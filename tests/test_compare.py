@@ -267,3 +267,10 @@ def test_report_leaves_out_a_comparison_of_clusterings_that_were_redone(tmp_path
     run.record_stage("cluster", "new", 1.0)
     run.record_stage("compare", "x", 1.0, cluster="old")
     assert comparison_context(run) is None
+
+
+def test_demo_and_compare_commands_take_the_mix_options():
+    for command in ("run", "demo", "compare"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        assert "--mix" in result.output and "--best" in result.output and "--mix-tune" in result.output

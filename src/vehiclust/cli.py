@@ -185,6 +185,11 @@ def demo(
     case_bundle: Optional[Path] = typer.Option(
         None, help="Also write the demo as the assignment's case bundle (images_paths.csv, "
                    "descriptors/*.pickle, raw_data/) into this folder."),
+    mix: Optional[list[str]] = typer.Option(
+        None, "--mix", "-m", help="Mixtures to add (see `vehiclust run --help`). Default: all and auto; "
+                                  "--mix none for none."),
+    mix_tune: str = MIX_TUNE_OPTION,
+    best: Optional[str] = BEST_OPTION,
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
     score the result against the demo's ground truth."""
