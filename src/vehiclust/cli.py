@@ -56,6 +56,18 @@ THRESHOLD_OPTION = typer.Option(
     [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable.")
 GROUP_BY_OPTION = typer.Option(
     "auto", help="Column whose groups get their own relative thresholds (auto: camera_id if present; none).")
+MIX_OPTION = typer.Option(
+    [], "--mix", "-m", help="Add a mixture of descriptors, swept and selected like a descriptor: "
+    "'type+color' (weights measured on held-out vehicles), 'type:2+color:1' (your weights), 'all' "
+    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: type, color, lite0, hist, or any unique part of a name. "
+    "Repeatable.")
+MIX_TUNE_OPTION = typer.Option(
+    "auto", "--mix-tune", help="What chooses mixture weights on held-out vehicles: auto (identity "
+    "consistency when vehicle ids exist, else stability), identity, stability, a label column, or "
+    "columns joined by '+' (type+color).")
+BEST_OPTION = typer.Option(
+    None, "--best", help="Clustering to deliver in clusters.csv's cluster column (a descriptor, mixture "
+    "or 'consensus'), instead of the comparison's rule.")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
 
@@ -64,6 +76,12 @@ def _outlier_settings(contamination, threshold, group_by, detectors):
     from vehiclust.outliers import outlier_settings
 
     return outlier_settings(contamination, list(threshold), group_by, detectors)
+
+
+def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: str = "auto"):
+    from vehiclust.compare import CompareSettings
+
+    return CompareSettings(mixes=tuple(mix), best=best, seed=seed, tune=tune)
 
 
 def _reporter():
@@ -140,8 +158,11 @@ def run(
     threshold: list[str] = THRESHOLD_OPTION,
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
+    mix: list[str] = MIX_OPTION,
+    mix_tune: str = MIX_TUNE_OPTION,
+    best: Optional[str] = BEST_OPTION,
 ) -> None:
-    """Run the whole pipeline: ingest, describe, cluster, outliers, report."""
+    """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
     from vehiclust.collection import IngestSettings
     from vehiclust.describe import DescribeSettings
     from vehiclust.pipeline import RunSettings, run_pipeline
@@ -154,6 +175,7 @@ def run(
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device),
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
+            compare=_compare_settings(mix, best, seed, mix_tune),
             image_checks=image_checks,
         )
         result = run_pipeline(input, out, settings, _reporter())
@@ -171,14 +193,20 @@ def demo(
     case_bundle: Optional[Path] = typer.Option(
         None, help="Also write the demo as the assignment's case bundle (images_paths.csv, "
                    "descriptors/*.pickle, raw_data/) into this folder."),
+    mix: Optional[list[str]] = typer.Option(
+        None, "--mix", "-m", help="Mixtures to add (see `vehiclust run --help`). Default: all and auto; "
+                                  "--mix none for none."),
+    mix_tune: str = MIX_TUNE_OPTION,
+    best: Optional[str] = BEST_OPTION,
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
     score the result against the demo's ground truth."""
-    from vehiclust.demo_run import run_demo
+    from vehiclust.demo_run import DEMO_MIXES, run_demo
 
+    mixes = DEMO_MIXES if mix is None else [m for m in mix if m.lower() != "none"]
     try:
         result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle)
+                          case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -273,18 +301,56 @@ def outliers(
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
     import pandas as pd
 
+    from vehiclust.compare.settings import is_derived
     from vehiclust.outliers import outliers as outlier_stage
 
     try:
         run = _run_folder(folder)
         if not run.path("runs.csv").exists():
             raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
-        names = list(dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]))
+        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
         settings = _outlier_settings(contamination, threshold, group_by, detectors)
         verdicts = outlier_stage(run, names, _reporter(), settings)
     except VehiclustError as exc:
         _fail(exc)
     console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {run.path('outliers.csv')}")
+
+
+@app.command("compare")
+def compare_command(
+    folder: Path = typer.Argument(..., help="Run folder with a finished cluster stage."),
+    mix: list[str] = MIX_OPTION,
+    mix_tune: str = MIX_TUNE_OPTION,
+    best: Optional[str] = BEST_OPTION,
+    k: Optional[str] = K_OPTION,
+    algorithms: Optional[str] = ALGORITHMS_OPTION,
+    preprocessing: Optional[str] = PREPROCESSING_OPTION,
+    prefer_few: bool = PREFER_FEW_OPTION,
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Compare the descriptors' clusterings (comparison.csv, agreement.csv, attributes.csv), add
+    mixtures and the consensus, pick the best clustering; then rewrite clusters.csv and the
+    report. Give the cluster settings the run used, so mixtures are swept the same way."""
+    import pandas as pd
+
+    from vehiclust.compare import compare as compare_stage
+    from vehiclust.compare.settings import is_derived
+    from vehiclust.report import report as report_stage
+
+    try:
+        run = _run_folder(folder)
+        if not run.path("runs.csv").exists():
+            raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
+        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
+        table = compare_stage(run, names, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                              _compare_settings(mix, best, seed, mix_tune), _reporter())
+        if run.path("outliers.csv").exists():
+            report_stage(run, _reporter())
+    except VehiclustError as exc:
+        _fail(exc)
+    columns = ["name", "n_clusters", "common_score", "stability", "best"]
+    columns += [c for c in ("ari_type+color", "nmi_type+color") if c in table.columns]
+    console.print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"), highlight=False)
 
 
 @app.command()

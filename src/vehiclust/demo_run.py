@@ -9,11 +9,17 @@ import pandas as pd
 
 from vehiclust.cache import cache_root
 from vehiclust.cluster import ClusterSettings
+from vehiclust.compare import CompareSettings
 from vehiclust.evaluate import clustering_scores, outlier_scores
 from vehiclust.pipeline import RunResult, RunSettings, run_pipeline
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
 from vehiclust.runfolder import write_csv
+
+
+# every descriptor together, and the informed pair: the descriptors that capture type and colour
+# best on held-out vehicles (efficientnet_lite0 + vehicle_color on the default demo)
+DEMO_MIXES = ("all", "auto")
 
 
 def parse_size(size: str | int) -> str | int:
@@ -23,7 +29,7 @@ def parse_size(size: str | int) -> str | int:
 
 def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
              cluster: ClusterSettings | None = None, reporter: Reporter | None = None,
-             case_bundle: Path | None = None) -> RunResult:
+             case_bundle: Path | None = None, compare: CompareSettings | None = None) -> RunResult:
     """Build the demo, run everything on it, score against its ground truth; optionally also
     write it as a case bundle (images_paths.csv + descriptor pickles) at ``case_bundle``."""
     from vehiclust.demo import build_demo, load_ground_truth, write_case_bundle, write_contact_sheet
@@ -33,7 +39,8 @@ def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
     collection_dir = cache_root() / "demo" / f"{size}-seed{seed}"
     reporter.message(f"demo collection: {collection_dir}")
     demo = build_demo(collection_dir, size=size, seed=seed)
-    settings = RunSettings(cluster=cluster or ClusterSettings())
+    settings = RunSettings(cluster=cluster or ClusterSettings(),
+                           compare=compare or CompareSettings(mixes=DEMO_MIXES))
     result = run_pipeline(demo.root, out, settings, reporter)
     images = sorted(Path(demo.root).rglob("*.jpg"))
     write_contact_sheet(images, result.run.path("demo_contact_sheet.jpg"), n=64, seed=seed)

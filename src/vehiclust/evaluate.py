@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-LABELS = ("type", "color", "vehicle_id")
+LABELS = ("type", "color", "type+color", "vehicle_id")  # type+color: the joint label
 
 
 def clustering_scores(clusters: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """One row per clustering column and label: ARI and NMI on clean, clustered images."""
     merged = clusters.merge(truth, on="path", how="inner", suffixes=("", "_truth"))
-    clean = merged[~merged["is_outlier_truth"].astype(bool)]
+    clean = merged[~merged["is_outlier_truth"].astype(bool)].copy()
+    parts = [f"{p}_truth" if f"{p}_truth" in clean.columns else p for p in ("type", "color")]
+    if all(p in clean.columns for p in parts):
+        clean["type+color"] = clean[parts[0]].astype(str) + "/" + clean[parts[1]].astype(str)
     rows = []
     for column in [c for c in clusters.columns if c == "cluster" or c.startswith("cluster_")]:
         usable = clean[clean[column] >= 0]

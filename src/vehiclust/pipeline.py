@@ -1,4 +1,4 @@
-"""The whole pipeline over one run folder: ingest -> describe -> cluster -> outliers -> report.
+"""The whole pipeline over one run folder: ingest -> describe -> cluster -> compare -> outliers -> report.
 
 Each stage skips itself when its inputs and settings did not change, so re-running after an
 interruption, or after changing only a later stage's settings, redoes only what is needed.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.collection import IngestSettings, ingest
+from vehiclust.compare import CompareSettings, compare
 from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
 from vehiclust.describe.extract import descriptor_key, is_current
 from vehiclust.errors import VehiclustError
@@ -28,6 +29,7 @@ class RunSettings:
     describe: DescribeSettings = field(default_factory=DescribeSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     outliers: OutlierSettings = field(default_factory=OutlierSettings)
+    compare: CompareSettings = field(default_factory=CompareSettings)  # mixtures, consensus, best rule
     image_checks: bool = True  # compute quality and vehicle type for the outlier checks
 
 
@@ -113,6 +115,7 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     names = choose_descriptors(run, settings.descriptors)
     describe_missing(run, names, settings.describe, reporter, settings.image_checks)
     cluster(run, names, settings.cluster, reporter)
+    compare(run, names, settings.cluster, settings.compare, reporter)
     outliers(run, names, reporter, settings.outliers)
     report(run, reporter)
     return RunResult(run, names)

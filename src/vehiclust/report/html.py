@@ -13,6 +13,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vehiclust.cluster.sweep import clustering_path
+from vehiclust.report.comparison_view import comparison_context
 from vehiclust.report.deliverables import best_descriptor
 from vehiclust.report.thumbnails import thumbnail_uri
 from vehiclust.runfolder import RunFolder, write_text
@@ -52,6 +53,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "galleries": _galleries(table, verdicts, has_images),
         "timings": run.stage_timings(),
         "external": _external_scores(run),
+        "comparison": comparison_context(run),
     }
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),
                       autoescape=select_autoescape(["html"]))

@@ -1,0 +1,276 @@
+"""Comparison and mixtures: block normalisation, fusion, weights, agreement, consensus, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+from conftest import write_case_bundle
+from vehiclust.cli import app
+from vehiclust.compare.agreement import agreement_table, contingency_frame
+from vehiclust.compare.attributes import sentence
+from vehiclust.compare.consensus import consensus
+from vehiclust.compare.fusion import BlockScaler, fuse, store_mixture
+from vehiclust.compare.settings import CompareSettings, parse_mix, resolve_mix
+from vehiclust.compare.table import apply_best
+from vehiclust.compare.weights import choose_weights, split_tuning_rows
+from vehiclust.errors import VehiclustError
+from vehiclust.runfolder import RunFolder
+
+N_VEHICLES, PER_VEHICLE = 240, 5
+
+
+def two_label_data(seed: int = 0):
+    """Vehicles with two independent labels: a wide, large-scale block carries only the first
+    (4 classes), a narrow small-scale block only the second (3 classes)."""
+    rng = np.random.default_rng(seed)
+    first, second = rng.integers(0, 4, N_VEHICLES), rng.integers(0, 3, N_VEHICLES)
+    first_centres, second_centres = rng.normal(size=(4, 300)) * 0.5, rng.normal(size=(3, 5)) * 3
+    rows_first, rows_second = np.repeat(first, PER_VEHICLE), np.repeat(second, PER_VEHICLE)
+    wide = (first_centres[rows_first] + rng.normal(size=(len(rows_first), 300))) * 50
+    narrow = second_centres[rows_second] + rng.normal(size=(len(rows_second), 5))
+    ids = np.repeat(np.arange(N_VEHICLES), PER_VEHICLE)
+    return wide.astype(np.float32), narrow.astype(np.float32), rows_first, rows_second, ids
+
+
+def run_folder_with(tmp_path, **matrices) -> RunFolder:
+    run = RunFolder(tmp_path / "run")
+    for name, matrix in matrices.items():
+        run.save_descriptor(name, matrix, {"name": name, "kind": "imported", "fingerprint": name})
+    return run
+
+
+@pytest.mark.parametrize("norm", ["variance", "unit"])
+def test_block_normalisation_equalises_blocks_whatever_their_width(norm):
+    rng = np.random.default_rng(1)
+    wide = rng.normal(size=(2000, 500)).astype(np.float32) * 40 + 7
+    narrow = rng.normal(size=(2000, 4)).astype(np.float32) * 0.01
+    totals = [BlockScaler(norm, max_dims=64).fit(b).transform(b).var(0).sum() for b in (wide, narrow)]
+    assert totals == pytest.approx([1.0, 1.0], rel=1e-3)
+
+
+def test_fused_blocks_share_the_variance_as_weighted(tmp_path):
+    wide, narrow, *_ = two_label_data()
+    run = run_folder_with(tmp_path, wide=wide, narrow=narrow)
+    rows = np.arange(len(wide))
+    fused, info = fuse(run, ("narrow", "wide"), np.array([1.0, 3.0]), rows, mix_dims=10_000)
+    narrow_dims = info["block_dims"]["narrow"]
+    shares = np.array([fused[:, :narrow_dims].var(0).sum(), fused[:, narrow_dims:].var(0).sum()])
+    assert shares / shares.sum() == pytest.approx([0.25, 0.75], abs=1e-3)
+    assert info["weights"] == [0.25, 0.75]
+
+
+def test_mixture_recovers_the_joint_label_better_than_either_block_or_raw_concatenation(tmp_path):
+    wide, narrow, first, second, _ = two_label_data()
+    joint = first * 3 + second
+    run = run_folder_with(tmp_path, wide=wide, narrow=narrow)
+    fused, _ = fuse(run, ("narrow", "wide"), np.array([1.0, 1.0]), np.arange(len(wide)))
+
+    def ari(X):
+        return adjusted_rand_score(joint, KMeans(12, n_init=4, random_state=0).fit_predict(X))
+
+    mixture, raw = ari(fused), ari(np.hstack([wide, narrow]))
+    assert mixture > 0.9
+    assert mixture > max(ari(wide), ari(narrow)) + 0.3
+    assert mixture > raw + 0.3  # the wide block drowns the narrow one without per-block scaling
+
+
+def test_weights_measured_on_held_out_vehicles_turn_down_a_block_that_carries_nothing(tmp_path):
+    wide, narrow, first, second, ids = two_label_data()
+    noise = np.random.default_rng(5).normal(size=wide.shape).astype(np.float32) * 50
+    run = run_folder_with(tmp_path, signal=narrow, noise=noise)
+    table = pd.DataFrame({"vehicle_id": ids.astype(str)})
+    tuning, evaluation = split_tuning_rows(np.arange(len(ids)), table["vehicle_id"], 0.3, 10_000, 0)
+    assert not set(ids[tuning]) & set(ids[evaluation])  # whole vehicles on one side
+    scalers = [BlockScaler().fit(run.load_descriptor(n)[tuning]) for n in ("noise", "signal")]
+    weights, candidates = choose_weights(run, ("noise", "signal"), scalers, tuning, "identity", table,
+                                         "vehicle_id", list(range(2, 9)), 0)
+    assert weights[1] > weights[0]
+    assert candidates["chosen"].sum() == 1
+
+
+def test_stored_mixture_is_a_descriptor_with_provenance(tmp_path):
+    wide, narrow, *_ = two_label_data()
+    narrow[3] = 0.0
+    run = run_folder_with(tmp_path, wide=wide, narrow=narrow)
+    run.save_descriptor_meta("narrow", {"name": "narrow", "kind": "imported", "invalid": {"3": "unreadable"}})
+    meta = store_mixture(run, "mix_narrow+wide", ("narrow", "wide"), np.array([1.0, 1.0]), "k", "variance",
+                         64, 32, 0, None)
+    matrix = run.load_descriptor("mix_narrow+wide")
+    assert matrix.shape == (len(wide), 32) and meta["kind"] == "mixture"
+    assert meta["blocks"] == ["narrow", "wide"] and meta["invalid"] == {"3": "invalid in a block of the mixture"}
+    assert not matrix[3].any() and np.abs(matrix[4]).sum() > 0
+
+
+def test_agreement_of_a_clustering_with_itself_and_a_relabelling_is_one():
+    labels = np.random.default_rng(0).integers(0, 6, 3000)
+    relabelled = np.array([3, 5, 0, 1, 4, 2])[labels]
+    other = np.random.default_rng(1).integers(0, 6, 3000)
+    table = agreement_table({"a": labels, "b": labels, "c": relabelled, "d": other}, sample=1000, seed=0)
+    same = table[table["b"] != "d"]
+    assert np.allclose(same[["ari", "ami", "nmi"]].to_numpy(), 1.0)
+    assert (table.loc[table["b"] == "d", "ari"].abs() < 0.05).all()
+
+
+def test_contingency_counts_where_each_cluster_went():
+    frame = contingency_frame(np.array([0, 0, 1, 1, -1]), np.array([1, 1, 0, 1, 0]))
+    assert frame.loc[0, 1] == 2 and frame.loc[1, 0] == 1 and frame.loc[-1, 0] == 1 and frame.to_numpy().sum() == 5
+
+
+def test_consensus_of_identical_partitions_is_that_partition():
+    labels = np.repeat(np.arange(7), 300)
+    result = consensus(np.column_stack([labels, labels, np.array([6, 5, 4, 3, 2, 1, 0])[labels]]), 500, seed=0)
+    assert result["k"] == 7
+    assert adjusted_rand_score(labels, result["labels"]) == 1.0
+    assert result["stability"] == 1.0
+
+
+def test_consensus_of_two_crossed_partitions_is_their_product():
+    first, second = np.repeat(np.arange(3), 400), np.tile(np.repeat(np.arange(2), 200), 3)
+    result = consensus(np.column_stack([first, second]), 600, seed=0)
+    assert adjusted_rand_score(first * 2 + second, result["labels"]) == 1.0
+
+
+def test_mix_grammar_and_short_names():
+    available = ["efficientnet_lite0", "vehicle_color", "vehicle_type"]
+    assert resolve_mix(parse_mix("type+color"), available) == (("vehicle_color", "vehicle_type"), None)
+    assert resolve_mix(parse_mix("type:2+lite0:1"), available) == (("efficientnet_lite0", "vehicle_type"), (1.0, 2.0))
+    assert resolve_mix(parse_mix("all"), available)[0] == tuple(available)
+    assert resolve_mix(parse_mix("type+color"), ["vdc_type", "vdc_color"])[0] == ("vdc_color", "vdc_type")
+    for bad in ("type", "type+", "type:x+color", "type:1+color"):
+        with pytest.raises(VehiclustError):
+            parse_mix(bad)
+    with pytest.raises(VehiclustError, match="matches no clustered descriptor"):
+        resolve_mix(parse_mix("osnet+color"), available)
+    with pytest.raises(VehiclustError):
+        CompareSettings(mixes=("nonsense",))
+
+
+def test_best_rule_and_override():
+    frame = pd.DataFrame({"name": ["a", "mix_a+b", "consensus"], "common_score": [0.3, 0.5, 0.4],
+                          "stability": [1.0, 0.9, 0.9]})
+    marked, name, why, rule = apply_best(frame, None)
+    assert name == "mix_a+b" and marked["best"].tolist() == [False, True, False] and "runner-up consensus" in why
+    assert "common_score" in rule
+    assert apply_best(frame, "a+b")[1] == "mix_a+b"
+    assert apply_best(frame, "consensus")[1] == "consensus"
+    with pytest.raises(VehiclustError):
+        apply_best(frame, "zzz")
+
+
+def test_best_rule_with_vehicle_ids_uses_identity_lift_and_breaks_ties_by_common_score():
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "common_score": [0.1, 0.3, 0.9], "stability": [1.0] * 3,
+                          "identity_consistency": [0.80, 0.795, 0.6], "identity_consistency_chance": [0.3] * 3,
+                          "identity_rows": [4000] * 3})
+    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
+    marked, name, why, rule = apply_best(frame, None)
+    assert name == "b"  # a and b are within one standard error: b has the better common_score
+    assert "identity_lift" in rule and marked.set_index("name")["rank"].to_dict() == {"b": 1, "a": 2, "c": 3}
+    frame.loc[1, "identity_consistency"] = 0.7
+    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
+    assert apply_best(frame, None)[1] == "a"
+
+
+def test_sentence_names_what_a_clustering_groups():
+    scores = pd.DataFrame({"clustering": ["c"] * 3, "attribute": ["color", "type", "camera_id"],
+                           "ami": [0.41, 0.05, 0.02], "nmi": [0.5, 0.1, 0.2], "n_rows": [10] * 3})
+    assert sentence("c", scores) == "c groups colour (AMI 0.41), far more than vehicle type (0.05)."
+    no_labels = scores[scores["attribute"] == "camera_id"].assign(attribute=["day_night"])
+    assert sentence("c", pd.concat([no_labels, scores.iloc[[0]].assign(attribute="aspect")])).endswith("day/night (0.02).")
+
+
+# -- end to end through the CLI --------------------------------------------------------------
+
+runner = CliRunner()
+SWEEP = ["--k", "2:8", "--algorithms", "kmeans", "--preprocessing", "l2+pca"]
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    wide, narrow, *_ = two_label_data()
+    root = tmp_path_factory.mktemp("mix")
+    paths = [f"veriwild/1/{v + 1:05d}/{i:06d}.jpg" for i, v in enumerate(np.repeat(np.arange(N_VEHICLES), PER_VEHICLE))]
+    bundle = write_case_bundle(root / "bundle", paths, {"vdc_type": wide, "vdc_color": narrow})
+    result = runner.invoke(app, ["run", str(bundle), "--out", str(root / "run"), *SWEEP,
+                                 "--mix", "type+color", "--mix", "all"])
+    assert result.exit_code == 0, result.output
+    return RunFolder(root / "run")
+
+
+@pytest.mark.slow
+def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
+    runs = pd.read_csv(mixed_run.path("runs.csv"))
+    assert {"mix_vdc_color+vdc_type", "mix_all", "consensus"} <= set(runs["descriptor"])
+    assert set(runs.loc[runs["descriptor"] == "mix_all", "k"]) == set(range(2, 9))  # the same sweep
+    assert runs.groupby("descriptor")["selected"].sum().eq(1).all() and runs["best_overall"].sum() == 1
+    comparison = pd.read_csv(mixed_run.path("comparison.csv"))
+    assert set(comparison["kind"]) == {"descriptor", "mixture", "consensus"} and comparison["best"].sum() == 1
+    agreement = pd.read_csv(mixed_run.path("agreement.csv"))
+    assert len(agreement) == len(comparison) * (len(comparison) - 1) // 2
+    clusters = pd.read_csv(mixed_run.path("clusters.csv"))
+    for name in comparison["name"]:
+        assert f"cluster_{name}" in clusters.columns
+    best = comparison.loc[comparison["best"], "name"].iloc[0]
+    assert best == comparison.loc[comparison["rank"] == 1, "name"].iloc[0]
+    lifts = comparison.set_index("name")["identity_lift"]
+    assert lifts[best] >= lifts.max() - 0.05  # vehicle ids exist: the identity rule applied
+    assert (clusters["cluster"] == clusters[f"cluster_{best}"]).all()
+    html = mixed_run.path("report.html").read_text()
+    assert 'id="comparison"' in html and "mix_vdc_color+vdc_type" in html and "common space" in html
+
+
+@pytest.mark.slow
+def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
+    record = mixed_run.stage_record("compare")
+    result = runner.invoke(app, ["compare", str(mixed_run.root), *SWEEP, "--mix", "type+color", "--mix", "all",
+                                 "--best", "color"])
+    assert result.exit_code == 0, result.output
+    assert mixed_run.stage_record("compare")["finished"] == record["finished"]  # only the choice changed
+    clusters = pd.read_csv(mixed_run.path("clusters.csv"))
+    assert (clusters["cluster"] == clusters["cluster_vdc_color"]).all()
+    runs = pd.read_csv(mixed_run.path("runs.csv"))
+    assert runs.loc[runs["best_overall"], "descriptor"].tolist() == ["vdc_color"]
+    assert "chosen by the user" in runs.loc[runs["best_overall"], "reason"].iloc[0]
+
+
+def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):
+    from vehiclust.cluster.sweep import clustering_path
+    from vehiclust.compare.stage import informed_pair
+    from vehiclust.progress import NullReporter
+
+    rng = np.random.default_rng(0)
+    types, colours = rng.integers(0, 4, 1000), rng.integers(0, 3, 1000)
+    table = pd.DataFrame({"type": types.astype(str), "color": colours.astype(str)})
+    run = RunFolder(tmp_path)
+    clusterings = {"sees_type": types, "sees_colour": colours, "sees_nothing": rng.integers(0, 5, 1000),
+                   "sees_type_badly": np.where(rng.random(1000) < 0.5, types, 0)}
+    for name, labels in clusterings.items():
+        clustering_path(run, name).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(clustering_path(run, name), labels=labels.astype(np.int32))
+    spec = informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table, ("type", "color"), NullReporter())
+    assert spec.blocks == ("sees_type", "sees_colour")
+    assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),
+                         NullReporter()) is None
+
+
+def test_report_leaves_out_a_comparison_of_clusterings_that_were_redone(tmp_path):
+    from vehiclust.report.comparison_view import comparison_context
+
+    run = RunFolder(tmp_path)
+    for name in ("comparison.csv", "agreement.csv", "attributes.csv"):
+        pd.DataFrame({"name": ["a"], "captures": [""]}).to_csv(run.path(name), index=False)
+    run.path("compare.json").write_text("{}")
+    run.record_stage("cluster", "new", 1.0)
+    run.record_stage("compare", "x", 1.0, cluster="old")
+    assert comparison_context(run) is None
+
+
+def test_demo_and_compare_commands_take_the_mix_options():
+    for command in ("run", "demo", "compare"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        assert "--mix" in result.output and "--best" in result.output and "--mix-tune" in result.output
