@@ -49,8 +49,20 @@ THRESHOLD_OPTION = typer.Option(
     [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable.")
 GROUP_BY_OPTION = typer.Option(
     "auto", help="Column whose groups get their own relative thresholds (auto: camera_id if present; none).")
+MAP_METHOD_OPTION = typer.Option("umap", "--map-method", help="2D/3D maps: umap, pca or tsne.")
+NOTEBOOK_OPTION = typer.Option(True, "--notebook/--no-notebook", help="Write and execute report.ipynb.")
+MAX_THUMBNAILS_OPTION = typer.Option(
+    100_000, "--max-thumbnails", help="Hover thumbnails for at most this many map points (cached in DIR/thumbs).")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
+
+
+def _report_settings(map_method: str = "umap", notebook: bool = True, max_thumbnails: int = 100_000, seed: int = 0):
+    from vehiclust.report.maps import MapSettings
+    from vehiclust.report.stage import ReportSettings
+
+    return ReportSettings(maps=MapSettings(method=map_method, seed=seed), notebook=notebook,
+                          max_thumbnails=max_thumbnails)
 
 
 def _outlier_settings(contamination, threshold, group_by, detectors):
@@ -97,7 +109,9 @@ def _cluster_settings(k: Optional[str], seed: int, algorithms: Optional[str] = N
 
 def _print_result(run) -> None:
     console.print(f"[green]done.[/] clusters: [bold]{run.path('clusters.csv')}[/]")
-    console.print(f"      report:   [bold]{run.path('report.html')}[/]")
+    console.print(f"      report:   [bold]{run.path('report.html')}[/] (with its thumbs/ folder)")
+    if run.path("report.ipynb").exists():
+        console.print(f"      notebook: [bold]{run.path('report.ipynb')}[/]")
 
 
 @app.callback(invoke_without_command=True)
@@ -132,6 +146,9 @@ def run(
     threshold: list[str] = THRESHOLD_OPTION,
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
+    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, outliers, report."""
     from vehiclust.collection import IngestSettings
@@ -147,6 +164,7 @@ def run(
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
             image_checks=image_checks,
+            report=_report_settings(map_method, notebook, max_thumbnails, seed),
         )
         result = run_pipeline(input, out, settings, _reporter())
     except VehiclustError as exc:
@@ -163,6 +181,8 @@ def demo(
     case_bundle: Optional[Path] = typer.Option(
         None, help="Also write the demo as the assignment's case bundle (images_paths.csv, "
                    "descriptors/*.pickle, raw_data/) into this folder."),
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
     score the result against the demo's ground truth."""
@@ -170,7 +190,7 @@ def demo(
 
     try:
         result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle)
+                          case_bundle=case_bundle, report_settings=_report_settings(map_method, notebook))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -279,13 +299,18 @@ def outliers(
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
-    """Write clusters.csv and report.html from the run folder."""
+def report(
+    folder: Path = typer.Argument(..., help="Run folder."),
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
+    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
+) -> None:
+    """Write clusters.csv, cluster_descriptions.csv, the maps, report.html and report.ipynb."""
     from vehiclust.report import report as report_stage
 
     try:
         run = _run_folder(folder)
-        report_stage(run, _reporter())
+        report_stage(run, _reporter(), _report_settings(map_method, notebook, max_thumbnails))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(run)

@@ -17,6 +17,7 @@ from vehiclust.errors import VehiclustError
 from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
+from vehiclust.report.stage import ReportSettings
 from vehiclust.runfolder import RunFolder
 
 
@@ -29,6 +30,7 @@ class RunSettings:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     outliers: OutlierSettings = field(default_factory=OutlierSettings)
     image_checks: bool = True  # compute quality and vehicle type for the outlier checks
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 @dataclass
@@ -43,6 +45,10 @@ class RunResult:
     @property
     def report_html(self) -> Path:
         return self.run.path("report.html")
+
+    @property
+    def report_notebook(self) -> Path:
+        return self.run.path("report.ipynb")
 
 
 def imported_descriptors(run: RunFolder) -> list[str]:
@@ -114,5 +120,5 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     describe_missing(run, names, settings.describe, reporter, settings.image_checks)
     cluster(run, names, settings.cluster, reporter)
     outliers(run, names, reporter, settings.outliers)
-    report(run, reporter)
+    report(run, reporter, settings.report)
     return RunResult(run, names)

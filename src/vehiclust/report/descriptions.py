@@ -52,6 +52,11 @@ class Evidence:
         return self.share / self.overall if self.overall else float("inf")
 
 
+RULE = (f"a value is named when it covers at least {MIN_SHARE:.0%} of the cluster and at least {MIN_LIFT:g} times "
+        f"its share of the collection; a median is named when it differs from the collection's by "
+        f"{NUMERIC_RATIO - 1:.0%} or more")
+
+
 def is_characteristic(share: float, overall: float) -> bool:
     return share >= MIN_SHARE and share >= MIN_LIFT * overall
 
@@ -159,7 +164,7 @@ def cluster_name(evidence: list[Evidence], cluster: int) -> str:
         words.append("vehicles")
     time_of_day = _named(evidence, "day_night")
     if time_of_day:
-        words.append(f"at {time_of_day[0].value}")
+        words.append(("at " if time_of_day[0].share >= 0.5 else "often at ") + time_of_day[0].value)
     if not words:
         camera = _named(evidence, "camera")
         words = [f"camera {camera[0].value}"] if camera else [f"mixed cluster {cluster}"]

@@ -52,3 +52,19 @@ def save_figure(figure, path) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     _pyplot().close(figure)
+
+
+def plot_montage(images: list, captions: list[str], columns: int = 10, title: str = ""):
+    """A grid of PIL images (None shows as an empty grey tile)."""
+    plt = _pyplot()
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image if image is not None else np.full((8, 8, 3), 220, np.uint8))
+        ax.set_title(str(caption)[-18:], fontsize=6)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

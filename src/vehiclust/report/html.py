@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from vehiclust.cluster.sweep import clustering_path
-from vehiclust.report.deliverables import best_descriptor
+from vehiclust.report.descriptions import RULE
 from vehiclust.report.thumbnails import cached_uri
 from vehiclust.runfolder import RunFolder, write_text
 
@@ -61,6 +60,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "map_notes": data.map_notes,
         "plotly_js": get_plotlyjs() if data.map_payload else "",
         "comparison": data.comparison,
+        "description_rule": RULE,
     }
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),
                       autoescape=select_autoescape(["html"]))

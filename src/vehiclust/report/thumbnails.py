@@ -9,6 +9,7 @@ thumbnail's file name from a point's row number without shipping a list of 400k 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +37,8 @@ def thumbnail_path(run: RunFolder, row: int) -> Path:
 
 def collection_key(table: pd.DataFrame) -> str:
     hashes = table["content_hash"] if "content_hash" in table.columns else table["location"]
-    return fingerprint(THUMB_SIDE, QUALITY, pd.util.hash_pandas_object(
-        table["path"].astype(str) + "|" + hashes.astype(str), index=False).sum().item())
+    rows = pd.util.hash_pandas_object(table["path"].astype(str) + "|" + hashes.astype(str), index=False)
+    return fingerprint(THUMB_SIDE, QUALITY, hashlib.sha256(rows.to_numpy().tobytes()).hexdigest())
 
 
 def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4) -> np.ndarray:
