@@ -86,7 +86,7 @@ def test_map_view_packing():
 
 # -- descriptions ----------------------------------------------------------------------------
 
-QUOTE = re.compile(r"(?P<value>[\w ./-]+?) (?P<share>\d+)% \(vs (?P<overall>\d+)% overall\)")
+QUOTE = re.compile(r"(?P<value>[\w./-][\w ./-]*?) (?P<share>\d+)% \(vs (?P<overall>\d+)% overall\)")
 
 
 def _parts(sentence: str) -> dict[str, str]:
