@@ -158,7 +158,7 @@ def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, sett
     meta = next(iter(map_meta.values()))
     notes = [f"{meta['method'].upper()} of each descriptor (standardised, PCA to {meta['pca_dims']} dimensions "
              f"first), fitted on {meta['fit_rows']:,} of {meta['n_rows']:,} rows"
-             + ("; the other rows were transformed into the fitted map." if meta["transformed"] else ".")]
+             + (f"; the other rows were placed by {meta.get('placement', 'transform')}." if meta["transformed"] else ".")]
     if payload:
         views = payload["views"].values()
         n2, n3 = max(v["n"] for v in views), max(v["n3"] for v in views)
