@@ -122,6 +122,42 @@ def outliers_table(table: pd.DataFrame, rng) -> pd.DataFrame:
                          "is_outlier": reasons != "", "outlier_reasons": reasons})
 
 
+def browser_timings(page_path: Path, chromium: str = "/usr/bin/chromium") -> None:
+    """Open the page in headless Chromium (software WebGL): time to a drawn map, hover and redraws."""
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        started = time.perf_counter()
+        page.goto(page_path.resolve().as_uri(), timeout=600_000)
+        page.wait_for_selector("#map .main-svg", timeout=600_000)
+        print(f"browser: page loaded and map drawn in {time.perf_counter() - started:.1f} s")
+        page.locator("#map").scroll_into_view_if_needed()
+        x, y = page.evaluate("""() => { const gd = document.getElementById('map'), s = gd._fullLayout._size;
+            const t = gd.data[0], box = gd.getBoundingClientRect();
+            return [box.left + s.l + gd._fullLayout.xaxis.l2p(t.x[0]), box.top + s.t + gd._fullLayout.yaxis.l2p(t.y[0])]; }""")
+        started = time.perf_counter()
+        page.mouse.move(x, y)
+        page.wait_for_function("() => document.getElementById('hover-info').rows.length > 0", timeout=60_000)
+        shown = page.evaluate("() => document.getElementById('hover-img').getAttribute('src')")
+        print(f"browser: hover answered in {1000 * (time.perf_counter() - started):.0f} ms (image: {shown})")
+        for label, action in (("colour by outlier reason", lambda: page.select_option("#map-colour", "outlier reason")),
+                              ("3D view", lambda: page.check("input[name=map-dims][value='3']"))):
+            started = time.perf_counter()
+            action()
+            page.wait_for_timeout(50)
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            print(f"browser: {label} redrawn in {time.perf_counter() - started:.1f} s")
+        print(f"browser: console errors: {errors or 'none'}")
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=416_314)
@@ -129,10 +165,15 @@ def main() -> None:
     parser.add_argument("--max-thumbnails", type=int, default=100_000)
     parser.add_argument("--fit-sample", type=int, default=20_000)
     parser.add_argument("--no-notebook", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="Keep an existing generated run folder (and its caches).")
+    parser.add_argument("--browser", action="store_true", help="Also time the page in headless Chromium.")
     args = parser.parse_args()
     started = time.perf_counter()
-    run = build_run(args.out, args.rows)
-    print(f"built a {args.rows:,}-row run folder in {time.perf_counter() - started:.1f} s: {args.out}")
+    if args.reuse and (args.out / "runs.csv").exists():
+        run = RunFolder(args.out)
+    else:
+        run = build_run(args.out, args.rows)
+        print(f"built a {args.rows:,}-row run folder in {time.perf_counter() - started:.1f} s: {args.out}")
     settings = ReportSettings(maps=MapSettings(fit_sample=args.fit_sample), max_thumbnails=args.max_thumbnails,
                               notebook=not args.no_notebook)
     started = time.perf_counter()
@@ -153,6 +194,8 @@ def main() -> None:
         print(f"  map {name}: {view['n']:,} points in 2D (scattergl), {view['n3']:,} in 3D")
     if run.path("report.ipynb").exists():
         print(f"report.ipynb: {run.path('report.ipynb').stat().st_size / 1e6:.1f} MB")
+    if args.browser:
+        browser_timings(run.path("report.html"))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,13 @@ def b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
 
 
+def _b64_unless_identity(index: np.ndarray, n: int) -> str | None:
+    """None stands for 0, 1, ..., n-1 (every point, in order): 1.7 MB less per view at 416k rows."""
+    if len(index) == n and np.array_equal(index, np.arange(n)):
+        return None
+    return b64(index.astype(np.uint32))
+
+
 def quantise(coords: np.ndarray) -> tuple[np.ndarray, list[float], list[float]]:
     """uint16 codes and the (low, high) per axis to undo them in the page."""
     low, high = np.nanmin(coords, axis=0), np.nanmax(coords, axis=0)
@@ -94,13 +101,14 @@ def map_payload(maps: dict[str, dict[int, np.ndarray]], colourings: dict[str, pd
         rows3 = view["rows"][display_rows(np.ones(len(view["rows"]), bool), settings.max_points_3d, settings.seed)]
         codes3, low3, high3 = quantise(maps[name][3][rows3])
         index3 = np.searchsorted(shown, rows3).astype(np.uint32)
-        out_views[name] = {"n": int(len(index)), "index": b64(index), "xy": b64(codes2), "low": low2, "high": high2,
-                           "n3": int(len(index3)), "index3": b64(index3), "xyz": b64(codes3),
+        out_views[name] = {"n": int(len(index)), "index": _b64_unless_identity(index, len(shown)), "xy": b64(codes2),
+                           "low": low2, "high": high2, "n3": int(len(index3)),
+                           "index3": _b64_unless_identity(index3, len(shown)), "xyz": b64(codes3),
                            "low3": low3, "high3": high3}
     return {
         "best": best,
         "n": int(len(shown)),
-        "rows": b64(shown.astype(np.uint32)),
+        "rows": _b64_unless_identity(shown.astype(np.uint32), len(shown)),
         "thumb": b64(has_thumb[shown].astype(np.uint8)),
         "paths": paths.iloc[shown].astype(str).tolist() if len(shown) <= PATHS_MAX else None,
         "views": out_views,

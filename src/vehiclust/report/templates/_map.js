@@ -24,7 +24,10 @@
     return out;
   }
 
-  const rows = decode(DATA.rows, Uint32Array);
+  // null stands for every point in order (0, 1, ..., n-1)
+  const identity = n => { const a = new Uint32Array(n); for (let i = 0; i < n; i++) a[i] = i; return a; };
+  const indexOf = (text, n) => (text === null ? identity(n) : decode(text, Uint32Array));
+  const rows = indexOf(DATA.rows, DATA.n);
   const hasThumb = decode(DATA.thumb, Uint8Array);
   const colourings = {};
   for (const [label, c] of Object.entries(DATA.colourings)) {
@@ -33,8 +36,8 @@
   const views = {};
   for (const [name, v] of Object.entries(DATA.views)) {
     views[name] = {
-      index: decode(v.index, Uint32Array), xy: dequantise(decode(v.xy, Uint16Array), 2, v.low, v.high),
-      index3: decode(v.index3, Uint32Array), xyz: dequantise(decode(v.xyz, Uint16Array), 3, v.low3, v.high3),
+      index: indexOf(v.index, v.n), xy: dequantise(decode(v.xy, Uint16Array), 2, v.low, v.high),
+      index3: indexOf(v.index3, v.n3), xyz: dequantise(decode(v.xyz, Uint16Array), 3, v.low3, v.high3),
     };
   }
 
