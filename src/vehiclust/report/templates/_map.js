@@ -107,7 +107,9 @@
   function showHover(position) {
     const src = thumbnailOf(position);
     hoverImg.src = src || "data:,";  // lazy: one file read per hovered point
-    hoverImg.alt = src ? "thumbnail" : "no thumbnail cached for this point";
+    hoverImg.alt = src ? "thumbnail" : "";
+    hoverImg.style.visibility = src ? "visible" : "hidden";
+    document.getElementById("hover-note").textContent = src ? "" : "no thumbnail cached for this point";
     hoverInfo.replaceChildren(...describe(position).map(([k, v]) => {
       const tr = document.createElement("tr");
       for (const text of [k, v]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
