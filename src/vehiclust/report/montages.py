@@ -51,9 +51,11 @@ def cluster_montages(run: RunFolder, name: str, labels: np.ndarray, distance: np
     rows = np.flatnonzero(labels >= 0)
     if len(rows) == 0:
         return {}
-    ratio = np.full(len(labels), np.nan)
     if name in run.descriptor_names():
+        ratio = np.full(len(labels), np.nan)
         ratio[rows] = border_ratio(reduced_space(run, name, rows, seed), labels[rows])
+    else:  # no matrix of its own (e.g. a consensus clustering): the farthest from the centre
+        ratio = distance.astype(np.float64)
     rng = np.random.default_rng(seed)
     montages = {}
     for cluster in np.unique(labels[rows]):

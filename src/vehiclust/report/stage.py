@@ -77,6 +77,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
             data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
             write_report(run, table, runs, verdicts, data)
         task.advance()
+        notebook_status = "not written (--no-notebook)"
         if settings.notebook:
             from vehiclust.report.notebook import write_notebook
 
@@ -84,7 +85,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
                 notebook_status = write_notebook(run, execute=settings.execute_notebook)
             reporter.message(f"notebook: {notebook_status}")
         task.advance()
-    run.record_stage("report", "always", time.perf_counter() - started, parts=seconds)
+    run.record_stage("report", "always", time.perf_counter() - started, parts=seconds, notebook=notebook_status)
 
 
 @contextlib.contextmanager
