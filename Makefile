@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean chromium
 
 setup: $(STAMP)
 
@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/vehiclust demo --out $(OUT)
 
-test: setup
-	$(BIN)/python -m pytest -q
+# The report's browser test drives Debian's chromium (headless); installed here when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: setup chromium
+	VEHICLUST_BROWSER_TESTS=required $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/end_to_end.py

@@ -13,4 +13,14 @@ __version__ = "0.1.0"
 
 from vehiclust.errors import InputError, VehiclustError  # noqa: E402
 
-__all__ = ["InputError", "VehiclustError", "__version__"]
+
+def __getattr__(name: str):
+    # lazy: reading results pulls in pandas/scikit-learn, which `import vehiclust` should not
+    if name in ("load_run", "RunResults"):
+        from vehiclust import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'vehiclust' has no attribute {name!r}")
+
+
+__all__ = ["InputError", "RunResults", "VehiclustError", "__version__", "load_run"]

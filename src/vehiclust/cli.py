@@ -68,8 +68,20 @@ MIX_TUNE_OPTION = typer.Option(
 BEST_OPTION = typer.Option(
     None, "--best", help="Clustering to deliver in clusters.csv's cluster column (a descriptor, mixture "
     "or 'consensus'), instead of the comparison's rule.")
+MAP_METHOD_OPTION = typer.Option("umap", "--map-method", help="2D/3D maps: umap, pca or tsne.")
+NOTEBOOK_OPTION = typer.Option(True, "--notebook/--no-notebook", help="Write and execute report.ipynb.")
+MAX_THUMBNAILS_OPTION = typer.Option(
+    100_000, "--max-thumbnails", help="Hover thumbnails for at most this many map points (cached in DIR/thumbs).")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
+
+
+def _report_settings(map_method: str = "umap", notebook: bool = True, max_thumbnails: int = 100_000, seed: int = 0):
+    from vehiclust.report.maps import MapSettings
+    from vehiclust.report.stage import ReportSettings
+
+    return ReportSettings(maps=MapSettings(method=map_method, seed=seed), notebook=notebook,
+                          max_thumbnails=max_thumbnails)
 
 
 def _outlier_settings(contamination, threshold, group_by, detectors):
@@ -122,7 +134,9 @@ def _cluster_settings(k: Optional[str], seed: int, algorithms: Optional[str] = N
 
 def _print_result(run) -> None:
     console.print(f"[green]done.[/] clusters: [bold]{run.path('clusters.csv')}[/]")
-    console.print(f"      report:   [bold]{run.path('report.html')}[/]")
+    console.print(f"      report:   [bold]{run.path('report.html')}[/] (with its thumbs/ folder)")
+    if run.path("report.ipynb").exists():
+        console.print(f"      notebook: [bold]{run.path('report.ipynb')}[/]")
 
 
 @app.callback(invoke_without_command=True)
@@ -161,6 +175,9 @@ def run(
     mix: list[str] = MIX_OPTION,
     mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
+    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
     from vehiclust.collection import IngestSettings
@@ -177,6 +194,7 @@ def run(
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
             compare=_compare_settings(mix, best, seed, mix_tune),
             image_checks=image_checks,
+            report=_report_settings(map_method, notebook, max_thumbnails, seed),
         )
         result = run_pipeline(input, out, settings, _reporter())
     except VehiclustError as exc:
@@ -198,6 +216,8 @@ def demo(
                                   "--mix none for none."),
     mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
     score the result against the demo's ground truth."""
@@ -206,7 +226,8 @@ def demo(
     mixes = DEMO_MIXES if mix is None else [m for m in mix if m.lower() != "none"]
     try:
         result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune))
+                          case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune),
+                          report_settings=_report_settings(map_method, notebook))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(result.run)
@@ -354,13 +375,18 @@ def compare_command(
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="Run folder.")) -> None:
-    """Write clusters.csv and report.html from the run folder."""
+def report(
+    folder: Path = typer.Argument(..., help="Run folder."),
+    map_method: str = MAP_METHOD_OPTION,
+    notebook: bool = NOTEBOOK_OPTION,
+    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
+) -> None:
+    """Write clusters.csv, cluster_descriptions.csv, the maps, report.html and report.ipynb."""
     from vehiclust.report import report as report_stage
 
     try:
         run = _run_folder(folder)
-        report_stage(run, _reporter())
+        report_stage(run, _reporter(), _report_settings(map_method, notebook, max_thumbnails))
     except VehiclustError as exc:
         _fail(exc)
     _print_result(run)

@@ -3,6 +3,7 @@ the demo's ground truth and print those scores: the project's first quality yard
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from vehiclust.evaluate import clustering_scores, outlier_scores
 from vehiclust.pipeline import RunResult, RunSettings, run_pipeline
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
+from vehiclust.report.stage import ReportSettings
 from vehiclust.runfolder import write_csv
 
 
@@ -29,18 +31,22 @@ def parse_size(size: str | int) -> str | int:
 
 def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
              cluster: ClusterSettings | None = None, reporter: Reporter | None = None,
-             case_bundle: Path | None = None, compare: CompareSettings | None = None) -> RunResult:
+             case_bundle: Path | None = None, compare: CompareSettings | None = None,
+             report_settings: ReportSettings | None = None) -> RunResult:
     """Build the demo, run everything on it, score against its ground truth; optionally also
     write it as a case bundle (images_paths.csv + descriptor pickles) at ``case_bundle``."""
     from vehiclust.demo import build_demo, load_ground_truth, write_case_bundle, write_contact_sheet
 
     reporter = reporter or NullReporter()
+    report_settings = report_settings or ReportSettings()
     size = parse_size(size)
     collection_dir = cache_root() / "demo" / f"{size}-seed{seed}"
     reporter.message(f"demo collection: {collection_dir}")
     demo = build_demo(collection_dir, size=size, seed=seed)
+    # the notebook waits for the last report pass, which also shows the external scores
     settings = RunSettings(cluster=cluster or ClusterSettings(),
-                           compare=compare or CompareSettings(mixes=DEMO_MIXES))
+                           compare=compare or CompareSettings(mixes=DEMO_MIXES),
+                           report=replace(report_settings, notebook=False))
     result = run_pipeline(demo.root, out, settings, reporter)
     images = sorted(Path(demo.root).rglob("*.jpg"))
     write_contact_sheet(images, result.run.path("demo_contact_sheet.jpg"), n=64, seed=seed)
@@ -54,7 +60,7 @@ def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
                      + cluster_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     reporter.message("Outlier verdicts against the planted outliers:\n"
                      + outlier_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    report(result.run, reporter)  # again, now that the external scores exist
+    report(result.run, reporter, report_settings)  # again, now that the external scores exist
     if case_bundle is not None:
         write_case_bundle(result.run, demo.root, case_bundle, result.descriptors)
         reporter.message(f"case bundle: {case_bundle}")

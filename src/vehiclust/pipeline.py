@@ -18,6 +18,7 @@ from vehiclust.errors import VehiclustError
 from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
+from vehiclust.report.stage import ReportSettings
 from vehiclust.runfolder import RunFolder
 
 
@@ -31,6 +32,7 @@ class RunSettings:
     outliers: OutlierSettings = field(default_factory=OutlierSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)  # mixtures, consensus, best rule
     image_checks: bool = True  # compute quality and vehicle type for the outlier checks
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 @dataclass
@@ -45,6 +47,10 @@ class RunResult:
     @property
     def report_html(self) -> Path:
         return self.run.path("report.html")
+
+    @property
+    def report_notebook(self) -> Path:
+        return self.run.path("report.ipynb")
 
 
 def imported_descriptors(run: RunFolder) -> list[str]:
@@ -117,5 +123,5 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     cluster(run, names, settings.cluster, reporter)
     compare(run, names, settings.cluster, settings.compare, reporter)
     outliers(run, names, reporter, settings.outliers)
-    report(run, reporter)
+    report(run, reporter, settings.report)
     return RunResult(run, names)

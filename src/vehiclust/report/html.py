@@ -1,10 +1,12 @@
-"""``report.html``: one self-contained page (thumbnails and plots inlined) that opens from the
-disk with no server and no internet."""
+"""``report.html``: a page that opens from the disk with no server and no internet. Montages,
+plots and the map's data are inlined; the map's hover thumbnails are read lazily from the
+``thumbs/`` folder beside the page (the report is "the page plus its thumbnail folder")."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -12,33 +14,33 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from vehiclust.cluster.sweep import clustering_path
 from vehiclust.report.comparison_view import comparison_context
-from vehiclust.report.deliverables import best_descriptor
-from vehiclust.report.thumbnails import thumbnail_uri
+from vehiclust.report.descriptions import RULE
+from vehiclust.report.thumbnails import cached_uri
 from vehiclust.runfolder import RunFolder, write_text
 
-TYPICAL_PER_CLUSTER = 10
-BORDERLINE_PER_CLUSTER = 5
-GALLERY_PER_REASON = 16
-METADATA_COLUMNS = ("type", "color", "camera_id")
+SECTION_PARTS = ("typical", "random", "borderline")
+PART_TITLES = {"typical": "most typical (closest to the centre)", "random": "a random sample",
+               "borderline": "borderline (nearly as close to another cluster)"}
 
 
 @dataclass
-class ClusterView:
-    cluster_id: int
-    size: int
-    share: float
-    typical: list[dict] = field(default_factory=list)
-    borderline: list[dict] = field(default_factory=list)
-    metadata: list[str] = field(default_factory=list)
+class ReportData:
+    """What the report stage prepared for the page (all rows are collection rows)."""
+    descriptions: pd.DataFrame
+    montages: dict[int, dict[str, np.ndarray]]
+    galleries: dict[str, np.ndarray]
+    map_payload: dict | None
+    map_notes: list[str] = field(default_factory=list)
+    part_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
-                  clusters: pd.DataFrame) -> str:
+                  data: ReportData) -> str:
+    from plotly.offline import get_plotlyjs
+
     ingest = run.stage_record("ingest") or {}
     has_images = bool((table["location"] != "").any())
-    best = best_descriptor(runs)
     context = {
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "ingest": ingest,
@@ -47,58 +49,48 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "n_unreadable": int(verdicts["outlier_reasons"].str.contains("unreadable").sum()),
         "n_outliers": int(verdicts["is_outlier"].sum()),
         "best": runs[runs["best_overall"]].iloc[0].to_dict(),
-        "clusters": _cluster_views(run, table, best, has_images),
+        "clusters": _cluster_views(run, table, data, has_images),
         "descriptor_sections": _descriptor_sections(runs),
         "runs_html": _runs_table(runs),
-        "galleries": _galleries(table, verdicts, has_images),
+        "galleries": _galleries(run, table, verdicts, data.galleries, has_images),
         "timings": run.stage_timings(),
+        "part_seconds": data.part_seconds,
         "external": _external_scores(run),
+        "map_json": _script_json(data.map_payload) if data.map_payload else "",
+        "map_notes": data.map_notes,
+        "plotly_js": get_plotlyjs() if data.map_payload else "",
         "comparison": comparison_context(run),
+        "description_rule": RULE,
     }
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),
                       autoescape=select_autoescape(["html"]))
     return env.get_template("report.html").render(**context)
 
 
+def _script_json(obj) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
+
+
 def write_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
-                 clusters: pd.DataFrame) -> None:
-    write_text(run.path("report.html"), render_report(run, table, runs, verdicts, clusters))
+                 data: ReportData) -> None:
+    write_text(run.path("report.html"), render_report(run, table, runs, verdicts, data))
 
 
-def _item(table: pd.DataFrame, row: int, has_images: bool, caption: str = "") -> dict:
-    location = table["location"].iat[row] if has_images else ""
-    return {"src": thumbnail_uri(location), "path": table["path"].iat[row], "caption": caption}
+def _item(run: RunFolder, table: pd.DataFrame, row: int, has_images: bool, caption: str = "") -> dict:
+    has_image = has_images and bool(table["location"].iat[row])
+    return {"src": cached_uri(run, row, has_image), "path": table["path"].iat[row], "caption": caption,
+            "row": int(row)}
 
 
-def _cluster_views(run: RunFolder, table: pd.DataFrame, name: str, has_images: bool) -> list[ClusterView]:
-    selected = np.load(clustering_path(run, name))
-    labels, distance = selected["labels"], selected["distance"]
-    valid = labels >= 0
+def _cluster_views(run: RunFolder, table: pd.DataFrame, data: ReportData, has_images: bool) -> list[dict]:
     views = []
-    for cluster_id in range(int(labels.max()) + 1 if valid.any() else 0):
-        members = np.flatnonzero(labels == cluster_id)
-        by_distance = members[np.argsort(distance[members], kind="stable")]
-        view = ClusterView(cluster_id, len(members), len(members) / max(valid.sum(), 1))
-        view.typical = [_item(table, r, has_images) for r in by_distance[:TYPICAL_PER_CLUSTER]]
-        view.borderline = [_item(table, r, has_images) for r in by_distance[::-1][:BORDERLINE_PER_CLUSTER]]
-        view.metadata = _metadata_summary(table, members)
-        views.append(view)
+    for record in data.descriptions.to_dict("records"):
+        rows = data.montages.get(int(record["cluster"]), {})
+        parts = [{"title": PART_TITLES[part], "images": [_item(run, table, int(r), has_images) for r in rows[part]]}
+                 for part in SECTION_PARTS if part in rows]
+        views.append({**record, "parts": parts})
     return views
-
-
-def _metadata_summary(table: pd.DataFrame, members: np.ndarray) -> list[str]:
-    """"type: SUV 61% (vs 22% overall)" for each metadata column the collection has."""
-    lines = []
-    for column in METADATA_COLUMNS:
-        if column not in table.columns:
-            continue
-        inside = table[column].iloc[members].astype(str).value_counts(normalize=True)
-        overall = table[column].astype(str).value_counts(normalize=True)
-        top = [f"{value} {share:.0%} (vs {overall.get(value, 0):.0%} overall)"
-               for value, share in inside.head(2).items() if value]
-        if top:
-            lines.append(f"{column}: " + ", ".join(top))
-    return lines
 
 
 def _descriptor_sections(runs: pd.DataFrame) -> list[dict]:
@@ -161,14 +153,14 @@ def _external_scores(run: RunFolder) -> list[dict]:
     return tables
 
 
-def _galleries(table: pd.DataFrame, verdicts: pd.DataFrame, has_images: bool) -> list[dict]:
-    galleries = []
-    reasons = verdicts["outlier_reasons"].str.split(";").explode()
-    for reason, count in reasons[reasons != ""].value_counts().items():
-        rows = verdicts.index[verdicts["outlier_reasons"].str.split(";").map(lambda r: reason in r)]
-        top = verdicts.loc[rows].sort_values("outlier_score", ascending=False).head(GALLERY_PER_REASON)
-        items = [_item(table, int(r), has_images,
-                       f"{verdicts.at[r, 'outlier_score']:.2f} {verdicts.at[r, 'error']}".strip())
-                 for r in top.index]
-        galleries.append({"reason": reason, "count": int(count), "images": items})
-    return galleries
+def _galleries(run: RunFolder, table: pd.DataFrame, verdicts: pd.DataFrame,
+               galleries: dict[str, np.ndarray], has_images: bool) -> list[dict]:
+    out = []
+    reasons = verdicts["outlier_reasons"].astype(str)
+    for reason, rows in galleries.items():
+        count = int(reasons.str.split(";").map(lambda r: reason in r).sum())
+        items = [_item(run, table, int(r), has_images,
+                       f"{verdicts['outlier_score'].iat[r]:.2f} {verdicts['error'].iat[r]}".strip())
+                 for r in rows]
+        out.append({"reason": reason, "count": count, "share": count / max(len(verdicts), 1), "images": items})
+    return out

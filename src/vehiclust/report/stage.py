@@ -1,32 +1,170 @@
-"""The report stage: clusters.csv and report.html from everything before it."""
+"""The report stage: clusters.csv, cluster descriptions, maps, thumbnails, report.html and the
+executed report.ipynb, from everything before it.
+
+The parts that cost time reuse what an earlier report run stored (maps by fingerprint,
+thumbnails by file), so re-running the report after a change of a later setting is quick.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from vehiclust.progress import NullReporter, Reporter
-from vehiclust.report.deliverables import write_clusters_csv
-from vehiclust.report.html import write_report
-from vehiclust.runfolder import RunFolder
+from vehiclust.cluster.sweep import clustering_path
 from vehiclust.errors import VehiclustError
+from vehiclust.progress import NullReporter, Reporter
+from vehiclust.report.deliverables import best_descriptor, write_clusters_csv
+from vehiclust.report.descriptions import attributes, describe_clusters
+from vehiclust.report.html import ReportData, write_report
+from vehiclust.report.maps import MapSettings, compute_maps, load_map
+from vehiclust.report.mapview import MapViewSettings, display_rows, map_payload
+from vehiclust.report.montages import cluster_montages, reason_galleries
+from vehiclust.report.thumbnails import ensure_thumbnails
+from vehiclust.runfolder import RunFolder, write_csv
 
 
-def report(run: RunFolder, reporter: Reporter | None = None) -> None:
+@dataclass(frozen=True)
+class ReportSettings:
+    maps: MapSettings = field(default_factory=MapSettings)
+    map_view: MapViewSettings = field(default_factory=MapViewSettings)
+    max_thumbnails: int = 100_000  # hover thumbnails for at most this many map points
+    notebook: bool = True
+    execute_notebook: bool = True
+    threads: int = 4
+
+
+def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSettings | None = None) -> None:
     reporter = reporter or NullReporter()
+    settings = settings or ReportSettings()
     for needed in ("runs.csv", "outliers.csv"):
         if not run.path(needed).exists():
             raise VehiclustError(f"{run.path(needed)} is missing; run `vehiclust cluster` and "
                                  f"`vehiclust outliers` first")
     started = time.perf_counter()
+    seconds: dict[str, float] = {}
     table = run.load_collection()
     runs = pd.read_csv(run.path("runs.csv"))
     runs["reason"] = runs["reason"].fillna("")
     verdicts = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
-    with reporter.task("Writing clusters.csv and report.html", 2) as task:
-        clusters = write_clusters_csv(run, table, runs, verdicts)
+    best = best_descriptor(runs)
+    with reporter.task("Writing the report", 6) as task:
+        with _timed(seconds, "descriptions"):
+            descriptions = _descriptions(run, table, runs)
         task.advance()
-        write_report(run, table, runs, verdicts, clusters)
+        with _timed(seconds, "clusters.csv"):
+            write_clusters_csv(run, table, runs, verdicts, descriptions)
         task.advance()
-    run.record_stage("report", "always", time.perf_counter() - started)
+        with _timed(seconds, "maps"):
+            names = [n for n in dict.fromkeys(runs["descriptor"]) if n in run.descriptor_names()]
+            map_meta = compute_maps(run, names, settings.maps, reporter.message)
+        task.advance()
+        with _timed(seconds, "montages"):
+            best_clustering = np.load(clustering_path(run, best))
+            montages = cluster_montages(run, best, best_clustering["labels"], best_clustering["distance"])
+            galleries = reason_galleries(verdicts)
+        with _timed(seconds, "thumbnails"):
+            has_thumb = _thumbnails(run, table, montages, galleries, map_meta, settings)
+        task.advance()
+        with _timed(seconds, "map data"):
+            payload = _map_payload(run, table, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
+            _static_maps(run, runs, map_meta)
+        notes = _map_notes(map_meta, payload, has_thumb, settings)
+        with _timed(seconds, "report.html"):
+            data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
+            write_report(run, table, runs, verdicts, data)
+        task.advance()
+        notebook_status = "not written (--no-notebook)"
+        if settings.notebook:
+            from vehiclust.report.notebook import write_notebook
+
+            with _timed(seconds, "report.ipynb"):
+                notebook_status = write_notebook(run, execute=settings.execute_notebook)
+            reporter.message(f"notebook: {notebook_status}")
+        task.advance()
+    run.record_stage("report", "always", time.perf_counter() - started, parts=seconds, notebook=notebook_status)
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], part: str):
+    started = time.perf_counter()
+    yield
+    seconds[part] = round(time.perf_counter() - started, 2)
+
+
+def _descriptions(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    labels = np.load(clustering_path(run, best_descriptor(runs)))["labels"]
+    descriptions, evidence = describe_clusters(attributes(run, table), labels)
+    write_csv(run.path("cluster_descriptions.csv"), descriptions)
+    write_csv(run.path("cluster_evidence.csv"), evidence)
+    return descriptions
+
+
+def _thumbnails(run: RunFolder, table: pd.DataFrame, montages: dict, galleries: dict, map_meta: dict,
+                settings: ReportSettings) -> np.ndarray:
+    """Thumbnails for every montage and gallery image and for up to ``max_thumbnails`` map points;
+    returns a per-row flag: has a cached thumbnail."""
+    wanted = [rows for parts in montages.values() for rows in parts.values()] + list(galleries.values())
+    has_image = (table["location"] != "").to_numpy()
+    wanted.append(display_rows(has_image, settings.max_thumbnails, settings.map_view.seed))
+    made = ensure_thumbnails(run, table, np.concatenate(wanted) if wanted else [], settings.threads)
+    flags = np.zeros(len(table), dtype=bool)
+    flags[made] = True
+    return flags
+
+
+def _colourings(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
+                best: str) -> dict[str, pd.Series]:
+    names = list(dict.fromkeys(runs["descriptor"]))
+    colourings = {f"cluster ({best}, best)": _cluster_series(run, best)}
+    for name in names:
+        if name != best:
+            colourings[f"cluster ({name})"] = _cluster_series(run, name)
+    colourings["outlier reason"] = verdicts["outlier_reasons"].astype(str).str.split(";").str[0].replace("", "ok")
+    frame = attributes(run, table)
+    for column in ("predicted_type", "predicted_color", "type_label", "color_label", "day_night", "camera"):
+        if column in frame.columns:
+            colourings[column.replace("_", " ")] = frame[column]
+    return colourings
+
+
+def _cluster_series(run: RunFolder, name: str) -> pd.Series:
+    labels = np.load(clustering_path(run, name))["labels"]
+    return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
+
+
+def _map_payload(run, table, runs, verdicts, map_meta, has_thumb, best, settings) -> dict:
+    maps = {name: {d: load_map(run, name, d) for d in (2, 3)} for name in map_meta}
+    first = best if best in maps else next(iter(maps))
+    return map_payload({first: maps.pop(first), **maps}, _colourings(run, table, runs, verdicts, best),
+                       has_thumb, table["path"], first, settings.map_view)
+
+
+def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
+    """maps/<descriptor>_2d.png coloured by that descriptor's clustering (for quick looks)."""
+    from vehiclust.report.figures import plot_map, save_figure
+
+    for name in map_meta:
+        labels = np.load(clustering_path(run, name))["labels"]
+        figure = plot_map(load_map(run, name, 2), labels, title=f"{name}: its selected clustering")
+        save_figure(figure, run.root / "maps" / f"{name}_2d.png")
+
+
+def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, settings: ReportSettings) -> list[str]:
+    if not map_meta:
+        return ["No map: no descriptor of this run could be embedded."]
+    meta = next(iter(map_meta.values()))
+    notes = [f"{meta['method'].upper()} of each descriptor (standardised, PCA to {meta['pca_dims']} dimensions "
+             f"first), fitted on {meta['fit_rows']:,} of {meta['n_rows']:,} rows"
+             + (f"; the other rows were placed by {meta.get('placement', 'transform')}." if meta["transformed"] else ".")]
+    if payload:
+        views = payload["views"].values()
+        n2, n3 = max(v["n"] for v in views), max(v["n3"] for v in views)
+        notes.append(f"2D view: {n2:,} points (WebGL); 3D view: {n3:,} points"
+                     + (" (a random sample)." if n3 < n2 else "."))
+    notes.append(f"Hover thumbnails: {int(has_thumb.sum()):,} images have one, read from the thumbs/ folder "
+                 f"beside this page (keep them together when moving the report).")
+    return notes

@@ -1,0 +1,70 @@
+"""Static matplotlib figures shared by the report stage and the notebook."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg",) and not _in_notebook():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _in_notebook() -> bool:
+    import sys
+
+    return "ipykernel" in sys.modules
+
+
+def plot_map(coords: np.ndarray, categories, title: str = "", max_points: int = 200_000, seed: int = 0,
+             ax=None):
+    """Scatter of a 2D map coloured by ``categories`` (cluster labels or any per-row values);
+    at most ``max_points`` random points are drawn. Returns the figure."""
+    plt = _pyplot()
+    categories = np.asarray(categories).astype(str)
+    shown = np.flatnonzero(np.isfinite(coords).all(1))
+    if len(shown) > max_points:
+        shown = np.random.default_rng(seed).choice(shown, max_points, replace=False)
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(7, 6))
+    else:
+        figure = ax.figure
+    values, counts = np.unique(categories[shown], return_counts=True)
+    size = max(0.5, min(8.0, 4000 / max(len(shown), 1)))
+    for value in values[np.argsort(-counts)][:20]:
+        points = shown[categories[shown] == value]
+        ax.scatter(coords[points, 0], coords[points, 1], s=size, label=value, alpha=0.7, linewidths=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure, path) -> None:
+    from vehiclust.runfolder import atomic_path
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=80)
+    _pyplot().close(figure)
+
+
+def plot_montage(images: list, captions: list[str], columns: int = 10, title: str = ""):
+    """A grid of PIL images (None shows as an empty grey tile)."""
+    plt = _pyplot()
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image if image is not None else np.full((8, 8, 3), 220, np.uint8))
+        ax.set_title(str(caption)[-18:], fontsize=6)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,171 @@
+"""2D and 3D maps of each descriptor, stored in the run folder for the report and the notebook.
+
+Layout::
+
+    DIR/maps/<descriptor>_2d.npy   N x 2 float32 (NaN for rows without a valid vector)
+    DIR/maps/<descriptor>_3d.npy   N x 3 float32
+    DIR/maps/<descriptor>.json     method, rows fitted on, seconds, fingerprint
+
+Every method is fitted on a sample of at most ``fit_sample`` rows. PCA transforms the other
+rows exactly. UMAP and t-SNE place each other row at the distance-weighted mean position of its
+``NEIGHBOURS`` nearest fitted rows (in the PCA space both start from): t-SNE has no transform,
+and UMAP's own transform starts from this very placement and then optimises each point, which
+measured about 4 minutes per 100k rows on this 2-core machine (one fit on 20k rows: about a
+minute), too slow for 400k rows per descriptor and per dimension.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vehiclust.cluster.backends import knn_search
+from vehiclust.cluster.preprocess import valid_rows
+from vehiclust.errors import VehiclustError
+from vehiclust.runfolder import RunFolder, fingerprint, read_json, write_json, write_npy
+
+METHODS = ("umap", "pca", "tsne")
+MAPS_VERSION = 3
+CHUNK = 20_000
+NEIGHBOURS = 10
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    method: str = "umap"
+    fit_sample: int = 10_000  # rows the embedding is fitted on; the rest are placed among them
+    pca_dims: int = 50  # linear reduction before UMAP / t-SNE (speed; little effect on the map)
+    n_neighbors: int = 15
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise VehiclustError(f"map method must be one of {', '.join(METHODS)}, got {self.method!r}")
+
+
+def map_path(run: RunFolder, name: str, dims: int):
+    return run.root / "maps" / f"{name}_{dims}d.npy"
+
+
+def map_meta_path(run: RunFolder, name: str):
+    return run.root / "maps" / f"{name}.json"
+
+
+def load_map(run: RunFolder, name: str, dims: int = 2) -> np.ndarray:
+    path = map_path(run, name, dims)
+    if not path.exists():
+        raise VehiclustError(f"{path} is missing; run `vehiclust report {run.root}` to compute the maps")
+    return np.load(path)
+
+
+def map_key(run: RunFolder, name: str, settings: MapSettings) -> str:
+    meta = run.descriptor_meta(name)
+    return fingerprint("maps", MAPS_VERSION, name, meta.get("fingerprint") or meta.get("source_mtime_ns"),
+                       (run.stage_record("ingest") or {}).get("fingerprint"), asdict(settings))
+
+
+def compute_maps(run: RunFolder, names: list[str], settings: MapSettings = MapSettings(),
+                 message=lambda text: None) -> dict[str, dict]:
+    """2D and 3D maps for every descriptor in ``names``; reuses stored maps whose inputs and
+    settings did not change. Returns each map's provenance."""
+    metas = {}
+    for name in names:
+        key = map_key(run, name, settings)
+        meta_path = map_meta_path(run, name)
+        if meta_path.exists() and read_json(meta_path).get("fingerprint") == key and all(
+                map_path(run, name, d).exists() for d in (2, 3)):
+            metas[name] = read_json(meta_path)
+            continue
+        message(f"maps: {name} ({settings.method})")
+        metas[name] = _compute_one(run, name, settings, key)
+    return metas
+
+
+def _compute_one(run: RunFolder, name: str, settings: MapSettings, key: str) -> dict:
+    started = time.perf_counter()
+    matrix = run.load_descriptor(name)
+    rows = valid_rows(matrix, run.invalid_rows(name))
+    rng = np.random.default_rng(settings.seed)
+    fit_rows = np.sort(rng.choice(rows, min(settings.fit_sample, len(rows)), replace=False))
+    reduced = _reduced(matrix, rows, _linear_reducer(matrix, fit_rows, settings))
+    fitted = np.isin(rows, fit_rows)
+    neighbours = _neighbours(reduced, fitted) if settings.method != "pca" else None  # shared by 2D and 3D
+    for dims in (2, 3):
+        coords = np.full((matrix.shape[0], dims), np.nan, dtype=np.float32)
+        coords[rows] = embed(reduced, fitted, dims, settings, neighbours)
+        write_npy(map_path(run, name, dims), coords)
+    placement = "PCA transform" if settings.method == "pca" else f"weighted mean of the {NEIGHBOURS} nearest fitted rows"
+    meta = {"descriptor": name, "method": settings.method, "n_rows": int(len(rows)), "placement": placement,
+            "fit_rows": int(len(fit_rows)), "transformed": bool(len(fit_rows) < len(rows)),
+            "seconds": round(time.perf_counter() - started, 2), "fingerprint": key, **asdict(settings)}
+    write_json(map_meta_path(run, name), meta)
+    return meta
+
+
+def _linear_reducer(matrix: np.ndarray, fit_rows: np.ndarray, settings: MapSettings):
+    """Standardise and PCA-reduce, fitted on the sample, applied chunk by chunk to all rows."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sample = np.asarray(matrix[fit_rows], dtype=np.float32)
+    dims = min(settings.pca_dims, sample.shape[1], len(sample))
+    return make_pipeline(StandardScaler(), PCA(dims, random_state=settings.seed)).fit(sample)
+
+
+def _reduced(matrix: np.ndarray, rows: np.ndarray, reducer) -> np.ndarray:
+    parts = [reducer.transform(np.asarray(matrix[rows[s:s + CHUNK]], dtype=np.float32))
+             for s in range(0, len(rows), CHUNK)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32)
+
+
+def _neighbours(reduced: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices (into the fitted rows) of each other row's nearest fitted rows."""
+    sample = reduced[fitted]
+    return knn_search(sample, reduced[~fitted], min(NEIGHBOURS, len(sample)))
+
+
+def embed(reduced: np.ndarray, fitted: np.ndarray, dims: int, settings: MapSettings,
+          neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Coordinates (len(reduced) x dims): the method fitted on the rows where ``fitted`` is
+    true, the other rows placed among them."""
+    if settings.method == "pca" or fitted.sum() <= dims + 1:  # PCA, or too few rows to embed
+        return _pad(reduced[:, :dims], dims)
+    sample = reduced[fitted]
+    if settings.method == "umap":
+        embedding = _fit_umap(sample, dims, settings).embedding_.astype(np.float32)
+    else:
+        embedding = _fit_tsne(sample, dims, settings)
+    out = np.empty((len(reduced), dims), dtype=np.float32)
+    out[fitted] = embedding
+    if (~fitted).any():
+        distance, index = neighbours if neighbours is not None else _neighbours(reduced, fitted)
+        weights = 1.0 / np.maximum(distance, 1e-6)
+        out[~fitted] = (embedding[index] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+    return out
+
+
+def _fit_umap(sample: np.ndarray, dims: int, settings: MapSettings):
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs/random_state and numba notices, not problems
+        return umap.UMAP(n_components=dims, n_neighbors=min(settings.n_neighbors, len(sample) - 1),
+                         random_state=settings.seed, low_memory=True).fit(sample)
+
+
+def _fit_tsne(sample: np.ndarray, dims: int, settings: MapSettings) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (len(sample) - 1) // 3)))
+    return TSNE(n_components=dims, perplexity=perplexity, init="pca",
+                random_state=settings.seed).fit_transform(sample).astype(np.float32)
+
+
+def _pad(coords: np.ndarray, dims: int) -> np.ndarray:
+    if coords.shape[1] >= dims:
+        return coords
+    return np.hstack([coords, np.zeros((len(coords), dims - coords.shape[1]), np.float32)])

@@ -1,0 +1,112 @@
+"""``report.ipynb``: the report's analysis as cells a data scientist can edit and re-run.
+
+The notebook loads the run folder through :func:`vehiclust.load_run` (it recomputes nothing),
+so it executes in seconds and offline. It is built with nbformat and executed with nbclient;
+when execution fails, the unexecuted notebook is kept and the reason returned, the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from vehiclust.report.descriptions import RULE
+from vehiclust.runfolder import RunFolder, atomic_path
+
+CELL_TIMEOUT_S = 300
+
+
+def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
+    md, code = new_markdown_cell, new_code_cell
+    cells = [
+        md("# vehiclust: what is in this collection\n\n"
+           "Every cell reads the run folder this notebook sits in through `vehiclust.load_run`; "
+           "nothing is recomputed, so the notebook re-runs in seconds. Edit freely."),
+        code("import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\nimport vehiclust\n\n"
+             "RUN_DIR = \".\"  # the run folder (this notebook's folder)\n"
+             "run = vehiclust.load_run(RUN_DIR)\n"
+             "print(f\"{len(run.clusters):,} images; best clustering: {run.best_descriptor}\")\n"
+             "run.clusters.head()"),
+        md("## The best clustering, in words\n\nEach cluster's name and sentence come from "
+           f"`cluster_evidence.csv`: {RULE}."),
+        code("run.descriptions.style.format({\"share\": \"{:.1%}\"}).hide(axis=\"index\")"),
+        md("## Typical images per cluster (closest to the centre)"),
+        code("for cluster in run.descriptions[\"cluster\"]:\n"
+             "    figure = run.show_cluster(cluster, n=10)\n"
+             "    plt.show()"),
+        md("## Maps\n\nUMAP of each descriptor (coordinates in `maps/`), coloured by its own clustering "
+           "or by any column of clusters.csv."),
+        code("figure = run.plot_map(color_by=\"cluster\")\nplt.show()"),
+        code("for column in [c for c in (\"type\", \"color\", \"outlier_reasons\") if c in run.clusters.columns]:\n"
+             "    figure = run.plot_map(color_by=column)\n"
+             "    plt.show()"),
+        md("## How each descriptor's clustering was chosen\n\nThe selected run of every descriptor, then "
+           "the metrics of every run against the number of clusters."),
+        code("selected = run.runs[run.runs[\"selected\"].astype(bool)]\n"
+             "selected[[\"descriptor\", \"preprocessing\", \"algorithm\", \"params\", \"n_clusters\", "
+             "\"silhouette\", \"davies_bouldin\", \"stability\", \"score\"]]"),
+        code("metrics = [\"silhouette\", \"davies_bouldin\", \"stability\", \"score\"]\n"
+             "for descriptor, runs in run.runs.groupby(\"descriptor\", sort=False):\n"
+             "    figure, axes = plt.subplots(1, len(metrics), figsize=(14, 3))\n"
+             "    for (prep, algo), family in runs.groupby([\"preprocessing\", \"algorithm\"]):\n"
+             "        family = family.sort_values(\"n_clusters\")\n"
+             "        for ax, metric in zip(axes, metrics):\n"
+             "            ax.plot(family[\"n_clusters\"], family[metric], marker=\".\", label=f\"{algo} / {prep}\")\n"
+             "    for ax, metric in zip(axes, metrics):\n"
+             "        ax.set_title(metric); ax.set_xlabel(\"clusters\")\n"
+             "    figure.suptitle(descriptor)\n"
+             "    axes[-1].legend(fontsize=6, bbox_to_anchor=(1, 1))\n"
+             "    plt.show()"),
+        md("## Outliers"),
+        code("reasons = run.clusters[\"outlier_reasons\"].fillna(\"\").str.split(\";\").explode()\n"
+             "reasons[reasons != \"\"].value_counts()"),
+        code("outliers = run.clusters[run.clusters[\"is_outlier\"].astype(bool)]\n"
+             "for reason in reasons[reasons != \"\"].value_counts().index:\n"
+             "    rows = outliers[outliers[\"outlier_reasons\"].str.contains(reason, regex=False)]\n"
+             "    rows = rows.sort_values(\"outlier_score\", ascending=False).index[:10]\n"
+             "    figure = run.montage(rows, title=f\"{reason}: highest scores\")\n"
+             "    plt.show()"),
+        md("## Next steps\n\n- `vehiclust export . --by cluster --to FOLDER --copy` lays the images out "
+           "one folder per cluster (a dry run without `--copy`/`--link`).\n"
+           "- `run.evidence` holds every share and median behind the descriptions."),
+    ]
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+def kernel_env() -> dict[str, str]:
+    """The kernel imports the same vehiclust as the process that writes the notebook (an
+    uninstalled checkout included)."""
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def write_notebook(run: RunFolder, execute: bool = True) -> str:
+    """Write ``report.ipynb`` (executed when possible); returns what happened, in words."""
+    notebook = build_notebook(run)
+    status = "written, not executed"
+    if execute:
+        try:
+            from nbclient import NotebookClient
+
+            NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                           resources={"metadata": {"path": str(run.root)}}).execute(env=kernel_env())
+            status = "executed"
+        except Exception as exc:  # noqa: BLE001 (a failed notebook must not fail the run)
+            notebook = build_notebook(run)
+            status = f"written, not executed: {type(exc).__name__}: {_last_line(str(exc))}"
+    with atomic_path(run.path("report.ipynb")) as tmp:
+        nbformat.write(notebook, str(tmp))
+    return status

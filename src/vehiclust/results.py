@@ -1,0 +1,126 @@
+"""Reading a finished run folder back, for notebooks and scripts::
+
+    import vehiclust
+    run = vehiclust.load_run("runs/demo")
+    run.clusters.head()                 # clusters.csv
+    run.map("vehicle_type", dims=2)     # N x 2 coordinates
+    run.show_cluster(0)                 # a montage of cluster 0 (matplotlib)
+
+Everything is read from the files the pipeline wrote; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vehiclust.cluster.sweep import clustering_path
+from vehiclust.errors import VehiclustError
+from vehiclust.runfolder import RunFolder
+
+
+class RunResults:
+    """Read-only view of a run folder's outputs (tables load on first use)."""
+
+    def __init__(self, root: Path | str):
+        self.folder = RunFolder(root)
+        if not self.folder.path("clusters.csv").exists():
+            raise VehiclustError(f"{self.folder.path('clusters.csv')} is missing: not a finished run folder "
+                                 f"(run `vehiclust run` or `vehiclust report` first)")
+
+    @property
+    def root(self) -> Path:
+        return self.folder.root
+
+    def _csv(self, name: str) -> pd.DataFrame:
+        path = self.folder.path(name)
+        if not path.exists():
+            raise VehiclustError(f"{path} is missing; run `vehiclust report {self.root}`")
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+    @cached_property
+    def clusters(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder.path("clusters.csv"), keep_default_na=False, na_values=[""],
+                           dtype={"vehicle_id": str, "camera_id": str})
+
+    @cached_property
+    def collection(self) -> pd.DataFrame:
+        return self.folder.load_collection()
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        return self._csv("runs.csv")
+
+    @cached_property
+    def outliers(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder.path("outliers.csv"), keep_default_na=False)
+
+    @cached_property
+    def descriptions(self) -> pd.DataFrame:
+        return self._csv("cluster_descriptions.csv")
+
+    @cached_property
+    def evidence(self) -> pd.DataFrame:
+        return self._csv("cluster_evidence.csv")
+
+    @property
+    def best_descriptor(self) -> str:
+        return str(self.runs.loc[self.runs["best_overall"].astype(bool), "descriptor"].iloc[0])
+
+    @property
+    def descriptors(self) -> list[str]:
+        return list(dict.fromkeys(self.runs["descriptor"]))
+
+    def labels(self, descriptor: str | None = None) -> np.ndarray:
+        """Cluster per row of the selected clustering of ``descriptor`` (default: the best)."""
+        return np.load(clustering_path(self.folder, descriptor or self.best_descriptor))["labels"]
+
+    def descriptor(self, name: str) -> np.ndarray:
+        return self.folder.load_descriptor(name)
+
+    def map(self, descriptor: str | None = None, dims: int = 2) -> np.ndarray:
+        from vehiclust.report.maps import load_map
+
+        return load_map(self.folder, descriptor or self.best_descriptor, dims)
+
+    def thumbnail(self, row: int):
+        """The cached thumbnail of a collection row as a PIL image (None when there is none)."""
+        from PIL import Image
+
+        from vehiclust.report.thumbnails import thumbnail_path
+
+        path = thumbnail_path(self.folder, int(row))
+        return Image.open(path) if path.exists() else None
+
+    def plot_map(self, descriptor: str | None = None, color_by: str = "cluster", max_points: int = 200_000):
+        """2D map coloured by ``cluster`` (that descriptor's clustering) or any clusters.csv column."""
+        from vehiclust.report.figures import plot_map
+
+        descriptor = descriptor or self.best_descriptor
+        values = self.labels(descriptor) if color_by == "cluster" else self.clusters[color_by].fillna("").to_numpy()
+        return plot_map(self.map(descriptor, 2), values, title=f"{descriptor}, coloured by {color_by}",
+                        max_points=max_points)
+
+    def montage(self, rows, columns: int = 10, title: str = ""):
+        """A grid of the cached thumbnails of ``rows`` (matplotlib figure)."""
+        from vehiclust.report.figures import plot_montage
+
+        rows = [int(r) for r in rows]
+        return plot_montage([self.thumbnail(r) for r in rows], [self.clusters["path"].iat[r] for r in rows],
+                            columns, title)
+
+    def show_cluster(self, cluster: int, n: int = 10, seed: int = 0):
+        """Typical images of one cluster of the best clustering (closest to its centre first)."""
+        data = np.load(clustering_path(self.folder, self.best_descriptor))
+        members = np.flatnonzero(data["labels"] == cluster)
+        order = members[np.argsort(np.nan_to_num(data["distance"][members], nan=np.inf), kind="stable")]
+        name = self.descriptions.set_index("cluster")["name"].get(cluster, "")
+        return self.montage(order[:n], title=f"cluster {cluster}: {name}")
+
+
+def load_run(root: Path | str) -> RunResults:
+    """The outputs of a finished run folder (see :class:`RunResults`)."""
+    return RunResults(root)

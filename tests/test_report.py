@@ -1,0 +1,293 @@
+"""The report stage: maps, thumbnails, generated descriptions (true to their numbers), the
+executed notebook and the page itself in a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from vehiclust.cluster import ClusterSettings
+from vehiclust.errors import VehiclustError
+from vehiclust.pipeline import RunSettings, run_pipeline
+from vehiclust.report import descriptions as desc
+from vehiclust.report.maps import MapSettings, compute_maps, load_map, map_meta_path
+from vehiclust.report.mapview import display_rows, encode_categories, quantise
+from vehiclust.report.notebook import write_notebook
+from vehiclust.report.thumbnails import ensure_thumbnails, thumbnail_path
+from vehiclust.runfolder import RunFolder, read_json
+
+SECTIONS = ("summary", "map-section", "clusters", "descriptors", "outliers", "runs", "timings")
+
+
+# -- maps ------------------------------------------------------------------------------------
+
+def _vector_run(tmp_path: Path, n: int = 600, invalid: tuple[int, ...] = ()) -> RunFolder:
+    """Three well separated blobs in 20 dimensions (rows in blob order), stored as a descriptor."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (3, 20))
+    matrix = np.concatenate([c + rng.normal(0, 1, (n // 3, 20)) for c in centres]).astype(np.float32)
+    matrix[list(invalid)] = np.nan
+    run = RunFolder(tmp_path / "run")
+    run.save_descriptor("blobs", matrix, {"fingerprint": "blobs-v1", "invalid": {str(i): "nan" for i in invalid}})
+    return run
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+def test_maps_are_fitted_on_a_sample_and_transform_the_rest(tmp_path, method):
+    run = _vector_run(tmp_path, invalid=(5, 400))
+    meta = compute_maps(run, ["blobs"], MapSettings(method=method, fit_sample=150))["blobs"]
+    assert meta["fit_rows"] == 150 and meta["transformed"] and meta["n_rows"] == 598
+    for dims in (2, 3):
+        coords = load_map(run, "blobs", dims)
+        assert coords.shape == (600, dims) and coords.dtype == np.float32
+        assert np.isnan(coords[[5, 400]]).all() and np.isfinite(np.delete(coords, [5, 400], 0)).all()
+    # transformed rows land with their own blob: each blob's points are closer to its own centre
+    coords = np.delete(load_map(run, "blobs", 2), [5, 400], 0)
+    blob = np.delete(np.repeat(np.arange(3), 200), [5, 400])
+    centres = np.stack([coords[blob == b].mean(0) for b in range(3)])
+    nearest = np.argmin(np.linalg.norm(coords[:, None] - centres[None], axis=2), axis=1)
+    assert (nearest == blob).mean() > 0.95
+
+
+def test_maps_are_reused_until_their_inputs_change(tmp_path):
+    run = _vector_run(tmp_path)
+    settings = MapSettings(method="pca")
+    compute_maps(run, ["blobs"], settings)
+    first = read_json(map_meta_path(run, "blobs"))["fingerprint"]
+    stamp = (run.root / "maps" / "blobs_2d.npy").stat().st_mtime_ns
+    compute_maps(run, ["blobs"], settings)
+    assert (run.root / "maps" / "blobs_2d.npy").stat().st_mtime_ns == stamp
+    compute_maps(run, ["blobs"], MapSettings(method="pca", seed=1))
+    assert read_json(map_meta_path(run, "blobs"))["fingerprint"] != first
+
+
+def test_unknown_map_method_is_refused():
+    with pytest.raises(VehiclustError, match="umap, pca, tsne"):
+        MapSettings(method="isomap")
+
+
+def test_map_view_packing():
+    coords = np.array([[0.0, 10.0], [5.0, 20.0], [10.0, 30.0]])
+    codes, low, high = quantise(coords)
+    assert codes.dtype == np.uint16 and low == [0.0, 10.0] and high == [10.0, 30.0]
+    np.testing.assert_allclose(np.array(low) + codes / 65535 * (np.array(high) - low), coords, atol=1e-3)
+    many = pd.Series([f"camera {i % 40}" for i in range(400)] + [""] * 3)
+    encoded = encode_categories(many)
+    assert len(encoded["names"]) == 25 and encoded["names"][-1] == "other"  # the rarest pooled, "none" too
+    assert len(display_rows(np.ones(1000, bool), 100, 0)) == 100
+
+
+# -- descriptions ----------------------------------------------------------------------------
+
+QUOTE = re.compile(r"(?P<value>[\w./-][\w ./-]*?) (?P<share>\d+)% \(vs (?P<overall>\d+)% overall\)")
+
+
+def _parts(sentence: str) -> dict[str, str]:
+    """'label: values' parts of a generated sentence, by label."""
+    parts = {}
+    for part in sentence.rstrip(".").split("; "):
+        if ": " in part:
+            label, values = part.split(": ", 1)
+            parts[label] = values
+    return parts
+
+
+def assert_descriptions_are_true(frame: pd.DataFrame, labels: np.ndarray, descriptions: pd.DataFrame) -> int:
+    """Every share quoted equals the share recomputed here from the raw attributes; every value
+    named passes the rule; every value the rule picks (up to MAX_VALUES) is named. Returns how
+    many quotes were checked."""
+    checked = 0
+    for record in descriptions.to_dict("records"):
+        inside = labels == record["cluster"]
+        assert record["size"] == inside.sum()
+        parts = _parts(record["description"])
+        for attribute, label in desc.CATEGORICAL:
+            if attribute not in frame.columns:
+                assert label not in parts
+                continue
+            known = frame[attribute] != ""
+            share_in = frame.loc[inside & known, attribute].value_counts(normalize=True)
+            share_all = frame.loc[known, attribute].value_counts(normalize=True)
+            quoted = {m["value"]: m for m in QUOTE.finditer(parts.get(label, ""))}
+            for value, match in quoted.items():
+                assert int(match["share"]) == round(100 * share_in[value]), (record, value)
+                assert int(match["overall"]) == round(100 * share_all[value]), (record, value)
+                assert share_in[value] >= desc.MIN_SHARE and share_in[value] >= desc.MIN_LIFT * share_all[value]
+                checked += 1
+            passing = [v for v in share_in.index[:5]
+                       if share_in[v] >= desc.MIN_SHARE and share_in[v] >= desc.MIN_LIFT * share_all[v]]
+            assert set(passing[:desc.MAX_VALUES]) == set(quoted), (record, attribute, passing, quoted)
+    return checked
+
+
+def test_descriptions_quote_the_computed_shares_and_follow_the_rule():
+    rng = np.random.default_rng(1)
+    n = 2000
+    labels = rng.integers(0, 4, n)
+    colour = np.where(labels == 0, rng.choice(["white", "black"], n, p=[0.8, 0.2]),
+                      rng.choice(["white", "black", "red", "blue"], n))
+    kind = np.where(labels == 1, "van", rng.choice(["car", "van", "bus"], n, p=[0.7, 0.2, 0.1]))
+    frame = pd.DataFrame({"predicted_color": colour, "predicted_type": kind,
+                          "color_label": np.where(rng.random(n) < 0.1, "", colour),
+                          "pixels": np.where(labels == 2, 4.0e5, 1.0e5) * rng.uniform(0.9, 1.1, n)})
+    descriptions, evidence = desc.describe_clusters(frame, labels)
+    assert assert_descriptions_are_true(frame, labels, descriptions) >= 3
+    by_cluster = descriptions.set_index("cluster")
+    assert by_cluster.at[0, "name"].startswith("White")
+    assert by_cluster.at[1, "name"] == "Vans"
+    assert "image size higher" in by_cluster.at[2, "description"]
+    assert "No attribute stands out" in by_cluster.at[3, "description"]
+    assert set(evidence.columns) >= {"cluster", "attribute", "value", "share", "overall", "named", "lift"}
+
+
+def test_rule_boundaries():
+    assert desc.is_characteristic(0.31, 0.20) and not desc.is_characteristic(0.29, 0.20)
+    assert not desc.is_characteristic(0.20, 0.05)  # lifted but too rare inside the cluster
+    assert desc.numeric_differs(125, 100) and not desc.numeric_differs(120, 100)
+    assert not desc.numeric_differs(np.nan, 100)
+
+
+# -- thumbnails ------------------------------------------------------------------------------
+
+def test_thumbnails_are_cached_and_dropped_when_the_collection_changes(tmp_path, photo_folder):
+    files = sorted(photo_folder.rglob("*.jpg"))[:4]
+    table = pd.DataFrame({"path": [f.name for f in files], "location": [str(f) for f in files]})
+    table.loc[len(table)] = ["missing.jpg", ""]
+    run = RunFolder(tmp_path / "run")
+    made = ensure_thumbnails(run, table, range(5))
+    assert made.tolist() == [0, 1, 2, 3]
+    sizes = [thumbnail_path(run, r).stat().st_size for r in made]
+    assert all(500 < s < 15_000 for s in sizes)
+    stamp = thumbnail_path(run, 0).stat().st_mtime_ns
+    ensure_thumbnails(run, table, range(5))
+    assert thumbnail_path(run, 0).stat().st_mtime_ns == stamp
+    ensure_thumbnails(run, table.iloc[::-1].reset_index(drop=True), [0])
+    assert not thumbnail_path(run, 3).exists()  # row numbers moved: the old cache is gone
+
+
+# -- the whole report on a demo run ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from vehiclust.demo import build_demo
+
+    root = tmp_path_factory.mktemp("report")
+    demo = build_demo(root / "demo", size=150, seed=4)
+    settings = RunSettings(descriptors=["vehicle_type", "vehicle_color"],
+                           cluster=ClusterSettings(k_min=3, k_max=6, algorithms=("kmeans",),
+                                                   preprocessing=("std+pca",)))
+    return run_pipeline(demo.root, root / "run", settings).run
+
+
+@pytest.mark.slow
+def test_report_files_and_sections(demo_run):
+    for name in ("report.html", "report.ipynb", "clusters.csv", "cluster_descriptions.csv",
+                 "cluster_evidence.csv", "maps/vehicle_type_2d.npy", "maps/vehicle_color_3d.npy",
+                 "maps/vehicle_type_2d.png", "thumbs/manifest.json"):
+        assert demo_run.path(name).exists(), name
+    html = demo_run.path("report.html").read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    descriptions = pd.read_csv(demo_run.path("cluster_descriptions.csv"))
+    for name, sentence in zip(descriptions["name"], descriptions["description"]):
+        assert name in html and sentence.replace("%", "") [:40] in html.replace("%", "")
+    clusters = pd.read_csv(demo_run.path("clusters.csv"), keep_default_na=False)
+    assert set(clusters["cluster_name"]) <= set(descriptions["name"]) | {""}
+    assert "https://" not in re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # nothing fetched
+
+
+@pytest.mark.slow
+def test_demo_descriptions_are_true_to_the_evidence(demo_run):
+    table = demo_run.load_collection()
+    frame = desc.attributes(demo_run, table)
+    labels = pd.read_csv(demo_run.path("clusters.csv"))["cluster"].to_numpy()
+    descriptions = pd.read_csv(demo_run.path("cluster_descriptions.csv"), keep_default_na=False)
+    assert {"predicted_type", "predicted_color", "type_label", "color_label", "day_night"} <= set(frame.columns)
+    assert assert_descriptions_are_true(frame, labels, descriptions) > 0
+
+
+@pytest.mark.slow
+def test_notebook_is_executed_and_reads_the_run(demo_run):
+    notebook = nbformat.read(demo_run.path("report.ipynb"), as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert any("vehiclust.load_run(RUN_DIR)" in c.source for c in code)
+    assert all(c.execution_count for c in code)
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    text = " ".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    for name in pd.read_csv(demo_run.path("cluster_descriptions.csv"))["name"]:
+        assert name in text
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_kept_unexecuted(demo_run, tmp_path, monkeypatch):
+    copy = RunFolder(tmp_path / "copy")
+    shutil.copytree(demo_run.root, copy.root)
+    monkeypatch.setattr("vehiclust.report.notebook.CELL_TIMEOUT_S", 0.001)
+    status = write_notebook(copy)
+    assert status.startswith("written, not executed:")
+    notebook = nbformat.read(copy.path("report.ipynb"), as_version=4)
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
+
+
+# -- the page in a real browser --------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("VEHICLUST_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(demo_run):
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    if executable is None:
+        message = "no chromium found (make test installs Debian's chromium)"
+        if os.environ.get("VEHICLUST_BROWSER_TESTS") == "required":
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+        page.goto(demo_run.path("report.html").resolve().as_uri())
+        page.wait_for_selector("#map .main-svg", timeout=60_000)
+        n_points = page.evaluate("() => document.getElementById('map').data.reduce((n, t) => n + t.x.length, 0)")
+        assert n_points == len(demo_run.load_collection())
+        assert page.locator("#map canvas").count() >= 1  # WebGL layers of scattergl
+        x, y = page.evaluate("""() => {
+            const gd = document.getElementById('map'), size = gd._fullLayout._size, t = gd.data[0];
+            const box = gd.getBoundingClientRect();
+            return [box.left + size.l + gd._fullLayout.xaxis.l2p(t.x[0]), box.top + size.t + gd._fullLayout.yaxis.l2p(t.y[0])];
+        }""")
+        page.mouse.move(x, y)
+        page.wait_for_function("() => /thumbs\\/\\d+\\/\\d+\\.jpg$/.test(document.getElementById('hover-img').src)",
+                               timeout=10_000)
+        page.wait_for_function("() => document.getElementById('hover-img').naturalWidth > 0", timeout=10_000)
+        assert "row" in page.locator("#hover-info").inner_text()
+        page.mouse.click(x, y)
+        assert page.locator("#zoom").is_visible()
+        page.locator("#zoom").click()
+        page.check("input[name=map-dims][value='3']")
+        page.wait_for_function("() => document.getElementById('map').data[0].type === 'scatter3d'", timeout=30_000)
+        page.select_option("#map-colour", index=1)
+        browser.close()
+    assert not problems, problems
