@@ -225,6 +225,9 @@ def test_notebook_is_executed_and_reads_the_run(demo_run):
     text = " ".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     for name in pd.read_csv(demo_run.path("cluster_descriptions.csv"))["name"]:
         assert name in text
+    assert any(c.source.startswith("## Comparing descriptors") for c in notebook.cells)
+    for name in pd.read_csv(demo_run.path("comparison.csv"))["name"]:  # descriptors, consensus
+        assert name in text
 
 
 @pytest.mark.slow

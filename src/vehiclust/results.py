@@ -66,6 +66,32 @@ class RunResults:
     def evidence(self) -> pd.DataFrame:
         return self._csv("cluster_evidence.csv")
 
+    @cached_property
+    def comparison(self) -> pd.DataFrame:
+        """comparison.csv: every descriptor's, mixture's and the consensus's selected clustering."""
+        return self._csv("comparison.csv")
+
+    @cached_property
+    def agreement(self) -> pd.DataFrame:
+        """agreement.csv, long: one row per pair of clusterings (ARI, AMI, NMI)."""
+        return self._csv("agreement.csv")
+
+    @cached_property
+    def attributes(self) -> pd.DataFrame:
+        """attributes.csv, long: AMI / NMI of each clustering with each attribute."""
+        return self._csv("attributes.csv")
+
+    def agreement_matrix(self, measure: str = "ari") -> pd.DataFrame:
+        from vehiclust.compare.agreement import agreement_matrix
+
+        return agreement_matrix(self.agreement, measure)
+
+    def contingency(self, a: str, b: str) -> pd.DataFrame:
+        """Where each cluster of clustering ``a`` went in clustering ``b`` (row counts)."""
+        from vehiclust.compare.agreement import contingency_of
+
+        return contingency_of(self.folder, a, b)
+
     @property
     def best_descriptor(self) -> str:
         return str(self.runs.loc[self.runs["best_overall"].astype(bool), "descriptor"].iloc[0])
@@ -81,10 +107,22 @@ class RunResults:
     def descriptor(self, name: str) -> np.ndarray:
         return self.folder.load_descriptor(name)
 
+    @property
+    def map_descriptor(self) -> str:
+        """The space the default map shows: the best clustering's descriptor, or, when the best
+        has no space of its own (the consensus), the first descriptor with a map, as in the report."""
+        from vehiclust.report.maps import map_path
+
+        candidates = [self.best_descriptor, *self.descriptors]
+        with_map = [name for name in candidates if map_path(self.folder, name, 2).exists()]
+        if not with_map:
+            raise VehiclustError(f"{self.root}/maps holds no map; run `vehiclust report {self.root}`")
+        return with_map[0]
+
     def map(self, descriptor: str | None = None, dims: int = 2) -> np.ndarray:
         from vehiclust.report.maps import load_map
 
-        return load_map(self.folder, descriptor or self.best_descriptor, dims)
+        return load_map(self.folder, descriptor or self.map_descriptor, dims)
 
     def thumbnail(self, row: int):
         """The cached thumbnail of a collection row as a PIL image (None when there is none)."""
@@ -99,9 +137,13 @@ class RunResults:
         """2D map coloured by ``cluster`` (that descriptor's clustering) or any clusters.csv column."""
         from vehiclust.report.figures import plot_map
 
-        descriptor = descriptor or self.best_descriptor
-        values = self.labels(descriptor) if color_by == "cluster" else self.clusters[color_by].fillna("").to_numpy()
-        return plot_map(self.map(descriptor, 2), values, title=f"{descriptor}, coloured by {color_by}",
+        space = descriptor or self.map_descriptor
+        clustering = descriptor or self.best_descriptor
+        if color_by == "cluster":
+            values, colour = self.labels(clustering), f"the clustering of {clustering}"
+        else:
+            values, colour = self.clusters[color_by].fillna("").to_numpy(), color_by
+        return plot_map(self.map(space, 2), values, title=f"map of {space}, coloured by {colour}",
                         max_points=max_points)
 
     def montage(self, rows, columns: int = 10, title: str = ""):

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vehiclust.report.descriptions import RULE
@@ -61,6 +62,7 @@ def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
              "    figure.suptitle(descriptor)\n"
              "    axes[-1].legend(fontsize=6, bbox_to_anchor=(1, 1))\n"
              "    plt.show()"),
+        *_comparison_cells(run),
         md("## Outliers"),
         code("reasons = run.clusters[\"outlier_reasons\"].fillna(\"\").str.split(\";\").explode()\n"
              "reasons[reasons != \"\"].value_counts()"),
@@ -77,6 +79,33 @@ def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
     notebook = new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return notebook
+
+
+def _comparison_cells(run: RunFolder) -> list:
+    """The comparison section, when the compare stage wrote its tables."""
+    md, code = new_markdown_cell, new_code_cell
+    if not run.path("comparison.csv").exists():
+        return []
+    cells = [
+        md("## Comparing descriptors and mixtures\n\nEvery descriptor's, mixture's and the consensus's "
+           "selected clustering on criteria comparable across them (`comparison.csv`; the rule that picked "
+           "the delivered clustering is in `compare.json`), what each one groups (`attributes.csv`) and "
+           "how far they agree (`agreement.csv`)."),
+        code("columns = [\"name\", \"n_clusters\", \"common_score\", \"stability\", \"identity_lift\",\n"
+             "           \"ari_type+color\", \"nmi_type+color\", \"best\", \"captures\"]\n"
+             "run.comparison[[c for c in columns if c in run.comparison.columns]]"),
+        code("run.attributes.pivot(index=\"clustering\", columns=\"attribute\", values=\"ami\").round(2)"),
+        code("run.agreement_matrix(\"ari\").round(2)"),
+        code("pair = run.agreement.sort_values(\"ari\").iloc[0]  # the two that disagree most\n"
+             "table = run.contingency(pair[\"a\"], pair[\"b\"])\n"
+             "figure, ax = plt.subplots(figsize=(8, 5))\n"
+             "ax.imshow(table.div(table.sum(axis=1), axis=0), cmap=\"Blues\", aspect=\"auto\")\n"
+             "ax.set_xlabel(pair[\"b\"]); ax.set_ylabel(pair[\"a\"])\n"
+             "ax.set_title(\"where each cluster of one went in the other (row shares)\")\n"
+             "plt.show()"),
+    ]
+    pairs = run.path("agreement.csv")
+    return cells if pairs.exists() and len(pd.read_csv(pairs)) else cells[:3]
 
 
 def kernel_env() -> dict[str, str]:
