@@ -26,7 +26,8 @@ run: setup
 
 # The report's browser test drives Debian's chromium (headless); installed here when missing.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 test: setup chromium
 	VEHICLUST_BROWSER_TESTS=required $(BIN)/python -m pytest -q
