@@ -209,7 +209,8 @@ def test_demo_descriptions_are_true_to_the_evidence(demo_run):
     frame = desc.attributes(demo_run, table)
     labels = pd.read_csv(demo_run.path("clusters.csv"))["cluster"].to_numpy()
     descriptions = pd.read_csv(demo_run.path("cluster_descriptions.csv"), keep_default_na=False)
-    assert {"predicted_type", "predicted_color", "type_label", "color_label", "day_night"} <= set(frame.columns)
+    assert {"predicted_type", "predicted_color", "imagenet_class", "type_label", "color_label",
+            "day_night"} <= set(frame.columns)
     assert assert_descriptions_are_true(frame, labels, descriptions) > 0
 
 

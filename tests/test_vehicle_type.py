@@ -34,6 +34,25 @@ def described():
     return dict(zip(names, out["vehicle_type"]))
 
 
+@pytest.fixture(scope="module")
+def top_classes_of_photos():
+    photos = real_photos()
+    names = ["stereo_motorcycle", "chelsea"]
+    batch = np.stack([np.asarray(Image.fromarray(photos[n]).resize((224, 224))) for n in names])
+    out = create_describer("efficientnet_lite0").describe(batch)
+    return dict(zip(names, out["imagenet_top"]))
+
+
+def test_top_imagenet_classes_are_ranked_indices_with_probabilities(top_classes_of_photos):
+    for row in top_classes_of_photos.values():
+        classes, probs = row[0::2], row[1::2]
+        assert (classes == classes.round()).all() and ((0 <= classes) & (classes < 1000)).all()
+        assert len(set(classes)) == len(classes) and (np.diff(probs) <= 0).all() and probs.sum() <= 1.0001
+    motorcycle_class = int(top_classes_of_photos["stereo_motorcycle"][0])
+    assert type_matrix()[motorcycle_class, TYPE_COLUMNS.index("motorcycle")] == 1
+    assert "cat" in imagenet_classes()[int(top_classes_of_photos["chelsea"][0])]
+
+
 def test_motorcycle_photo_is_a_motorcycle(described):
     row = described["stereo_motorcycle"]
     assert TYPE_COLUMNS[int(np.argmax(row))] == "motorcycle"

@@ -70,7 +70,8 @@ def choose_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]
 
 # Computed whenever there are images, for the outlier checks, in the same decode pass; not
 # clustered unless asked for.
-SUPPORT_DESCRIPTORS = ("quality", "vehicle_type")
+SUPPORT_DESCRIPTORS = ("quality", "vehicle_type", "imagenet_top")
+NEVER_CLUSTERED = ("quality", "imagenet_top")  # measurements for checks and descriptions
 
 
 def describe_missing(run: RunFolder, names: list[str], settings: DescribeSettings,
@@ -93,7 +94,7 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
     else:
         table = run.load_collection()
         extracted = [n for n in run.descriptor_names()
-                     if n not in brought and n != "quality" and _safe_current(run, n, table)]
+                     if n not in brought and n not in NEVER_CLUSTERED and _safe_current(run, n, table)]
         heads = [n for n in run.descriptor_names()
                  if run.descriptor_meta(n).get("kind") == "head"
                  and run.descriptor_meta(n).get("backbone") in brought + extracted]

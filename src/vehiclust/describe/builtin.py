@@ -8,9 +8,19 @@ import numpy as np
 
 from vehiclust.cache import cache_root
 from vehiclust.describe.registry import DescriptorSpec, register_describer
-from vehiclust.describe.vehicle_type import TYPE_COLUMNS, type_probabilities
+from vehiclust.describe.vehicle_type import TYPE_COLUMNS, top_classes, type_probabilities
 
 COLOR_BINS = (8, 4, 4)  # hue x saturation x value
+IMAGENET_TOP = "imagenet_top"
+IMAGENET_TOP_K = 3
+IMAGENET_TOP_COLUMNS = tuple(f"{kind}_{i}" for i in range(1, IMAGENET_TOP_K + 1) for kind in ("class", "p"))
+
+
+def imagenet_top(logits: np.ndarray) -> np.ndarray:
+    """Top ImageNet classes per image as (class_1, p_1, class_2, p_2, ...); class indices are
+    exact in float32. For the report's descriptions, not for clustering."""
+    classes, probs = top_classes(logits, IMAGENET_TOP_K)
+    return np.stack([classes.astype(np.float32), probs.astype(np.float32)], axis=2).reshape(len(logits), -1)
 
 
 def default_model_cache() -> Path:
@@ -47,14 +57,16 @@ class BackboneDescriber:
         self.backbone = backbone
         self.spec = BACKBONES[backbone]
         self.input_size = self.spec.input_size
-        self.outputs = {backbone: self.spec.feature_dim, "vehicle_type": len(TYPE_COLUMNS)}
-        self.column_names = {"vehicle_type": list(TYPE_COLUMNS)}
+        self.outputs = {backbone: self.spec.feature_dim, "vehicle_type": len(TYPE_COLUMNS),
+                        IMAGENET_TOP: len(IMAGENET_TOP_COLUMNS)}
+        self.column_names = {"vehicle_type": list(TYPE_COLUMNS), IMAGENET_TOP: list(IMAGENET_TOP_COLUMNS)}
         self.model = image_model(backbone, device, threads, cache_dir)
         self.accepts_tensors = device != "cpu"  # GPU-decoded batches go straight in
 
     def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
         features, logits = self.model.run(images)
-        return {self.backbone: features, "vehicle_type": type_probabilities(logits)}
+        return {self.backbone: features, "vehicle_type": type_probabilities(logits),
+                IMAGENET_TOP: imagenet_top(logits)}
 
     def provenance(self) -> dict:
         return {"model": self.backbone, **runtime_provenance(self.model),
@@ -107,7 +119,10 @@ register_describer(
                     "efficientnet_lite0", tags=("deep", "imagenet")),
      DescriptorSpec("vehicle_type", "vehicle-type probabilities from ImageNet classes (13-d, "
                     "incl. not_a_vehicle), EfficientNet-Lite0", "efficientnet_lite0",
-                    tags=("vehicle", "type"))],
+                    tags=("vehicle", "type")),
+     DescriptorSpec(IMAGENET_TOP, f"top {IMAGENET_TOP_K} ImageNet classes and their probabilities "
+                    "(for cluster descriptions; not clustered), EfficientNet-Lite0", "efficientnet_lite0",
+                    tags=("support",))],
     accelerated=True,
 )
 register_describer(

@@ -3,7 +3,8 @@ evidence that is stored beside them.
 
 Evidence (one row per cluster x attribute x value, written to ``cluster_evidence.csv``):
 - categorical attributes: the vehicle type and body colour predicted per image (argmax of the
-  ``vehicle_type`` / ``vehicle_color`` descriptors), the metadata labels (``type``, ``color``,
+  ``vehicle_type`` / ``vehicle_color`` descriptors), the top ImageNet class (``imagenet_top``),
+  the metadata labels (``type``, ``color``,
   ``camera_id``) and day/night from the capture time; for each value its share inside the
   cluster and in the whole collection;
 - numeric attributes: the median image size and quality measurements inside the cluster
@@ -33,7 +34,7 @@ NIGHT_HOURS = set(range(0, 6)) | {20, 21, 22, 23}
 # (attribute, label in the sentence); predicted first, labels after
 CATEGORICAL = (("color_label", "colour label"), ("type_label", "type label"),
                ("predicted_color", "colour"), ("predicted_type", "type"),
-               ("day_night", "time"), ("camera", "camera"))
+               ("imagenet_class", "top ImageNet class"), ("day_night", "time"), ("camera", "camera"))
 NUMERIC = (("pixels", "image size", "px"), ("brisque", "BRISQUE (lower is better)", ""),
            ("brightness", "brightness", ""), ("blur", "blur", ""))
 
@@ -87,6 +88,8 @@ def attributes(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
                                           ("vehicle_color", "predicted_color", "p_")):
         if descriptor in names:
             frame[attribute] = _argmax_names(run, descriptor, prefix)
+    if "imagenet_top" in names:
+        frame["imagenet_class"] = _top_imagenet_class(run)
     frame["pixels"] = (table["width"].astype(float) * table["height"].astype(float)).where(table["width"] > 0)
     if "quality" in names:
         columns = run.descriptor_meta("quality").get("columns", [])
@@ -106,6 +109,16 @@ def _argmax_names(run: RunFolder, descriptor: str, prefix: str) -> np.ndarray:
     out = names[np.argmax(np.nan_to_num(matrix, nan=-1), axis=1)]
     invalid = list(run.invalid_rows(descriptor)) + list(np.flatnonzero(~np.isfinite(matrix).all(1)))
     out[invalid] = ""
+    return out
+
+
+def _top_imagenet_class(run: RunFolder) -> np.ndarray:
+    from vehiclust.describe.vehicle_type import imagenet_classes
+
+    names = np.array(imagenet_classes(), dtype=object)
+    top = np.asarray(run.load_descriptor("imagenet_top")[:, 0])
+    out = names[np.clip(np.nan_to_num(top, nan=0).astype(int), 0, len(names) - 1)]
+    out[list(run.invalid_rows("imagenet_top"))] = ""
     return out
 
 
