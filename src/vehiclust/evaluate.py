@@ -13,6 +13,12 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 LABELS = ("type", "color", "type+color", "vehicle_id")  # type+color: the joint label
 
 
+def clustering_columns(clusters: pd.DataFrame) -> list[str]:
+    """``cluster`` and every ``cluster_<name>`` holding labels (not ``cluster_name``, the words)."""
+    return [c for c in clusters.columns if (c == "cluster" or c.startswith("cluster_"))
+            and pd.api.types.is_integer_dtype(clusters[c])]
+
+
 def clustering_scores(clusters: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """One row per clustering column and label: ARI and NMI on clean, clustered images."""
     merged = clusters.merge(truth, on="path", how="inner", suffixes=("", "_truth"))
@@ -21,7 +27,7 @@ def clustering_scores(clusters: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFra
     if all(p in clean.columns for p in parts):
         clean["type+color"] = clean[parts[0]].astype(str) + "/" + clean[parts[1]].astype(str)
     rows = []
-    for column in [c for c in clusters.columns if c == "cluster" or c.startswith("cluster_")]:
+    for column in clustering_columns(clusters):
         usable = clean[clean[column] >= 0]
         for label in LABELS:
             target = f"{label}_truth" if f"{label}_truth" in usable.columns else label
