@@ -284,11 +284,13 @@ def test_per_channel_normalisation_in_the_uint8_pipeline():
     model = randomised(EfficientNet(B0))
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
-    images = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    images = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         features, logits = ImagePipelineModel(model, mean=mean, std=std)(images)
         expected = model.forward_features((images.permute(0, 3, 1, 2).float() - mean) / std)
-    torch.testing.assert_close(features, expected, atol=1e-3, rtol=1e-3)  # 1/std vs /std rounding
+    # x * (1/std) vs x / std rounds differently; 16 random blocks amplify it to ~1e-3 on some
+    # inputs (seen 1.6e-3), while a wrong mean or std changes features by far more than 1e-2
+    torch.testing.assert_close(features, expected, atol=5e-3, rtol=1e-3)
     assert logits.shape == (2, 1000)
 
 
