@@ -13,7 +13,7 @@ from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.collection import IngestSettings, ingest
 from vehiclust.compare import CompareSettings, compare
 from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
-from vehiclust.describe.extract import descriptor_key, is_current
+from vehiclust.describe.extract import descriptor_key, is_current, rows_key
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
@@ -93,11 +93,13 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
         names = requested
     else:
         table = run.load_collection()
-        extracted = [n for n in run.descriptor_names()
-                     if n not in brought and n not in NEVER_CLUSTERED and _safe_current(run, n, table)]
-        heads = [n for n in run.descriptor_names()
-                 if run.descriptor_meta(n).get("kind") == "head"
-                 and run.descriptor_meta(n).get("backbone") in brought + extracted]
+        rows = rows_key(table)
+        stored = run.descriptor_names()
+        metas = {n: run.descriptor_meta(n) for n in stored}
+        extracted = [n for n in stored
+                     if n not in brought and n not in NEVER_CLUSTERED and _safe_current(run, n, table, rows)]
+        heads = [n for n in stored
+                 if metas[n].get("kind") == "head" and metas[n].get("backbone") in brought + extracted]
         names = brought + extracted + heads
     missing = [n for n in names if n not in run.descriptor_names()]
     if missing:
@@ -106,9 +108,9 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
     return names
 
 
-def _safe_current(run: RunFolder, name: str, table) -> bool:
+def _safe_current(run: RunFolder, name: str, table, rows: str) -> bool:
     try:
-        return is_current(run, name, descriptor_key(name, table))
+        return is_current(run, name, descriptor_key(name, table, rows))
     except VehiclustError:  # a descriptor from an older registry: ignore it
         return False
 

@@ -41,12 +41,6 @@ def image_model(name: str, device: str, threads: int | None, cache_dir: Path | N
     return TorchImageModel(pipeline, size, device)
 
 
-def runtime_provenance(model) -> dict:
-    if hasattr(model, "session"):
-        return {"runtime": "onnxruntime", "onnx": str(model.path)}
-    return {"runtime": f"torch {model.device}" + (" fp16" if model.half else "")}
-
-
 class BackboneDescriber:
     """Pooled penultimate features of an ImageNet classifier (ONNX Runtime on CPU, torch on GPU)."""
 
@@ -69,7 +63,7 @@ class BackboneDescriber:
                 IMAGENET_TOP: imagenet_top(logits)}
 
     def provenance(self) -> dict:
-        return {"model": self.backbone, **runtime_provenance(self.model),
+        return {"model": self.backbone, **self.model.provenance(),
                 "input_size": self.input_size, "preprocessing": "resize to square, bilinear"}
 
 
@@ -169,7 +163,7 @@ class PretrainedDescriber:
         from vehiclust.describe.models.checkpoints import sha256_file
 
         weights = self.spec.locate()
-        return {"model": self.backbone, **runtime_provenance(self.model),
+        return {"model": self.backbone, **self.model.provenance(),
                 "weights": str(weights), "weights_sha256": sha256_file(weights),
                 "input_size": list(self.spec.input_size), "preprocessing": "resize to square, bilinear"}
 

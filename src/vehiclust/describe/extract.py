@@ -73,9 +73,10 @@ def rows_key(table: pd.DataFrame) -> str:
     return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
 
 
-def descriptor_key(name: str, table: pd.DataFrame) -> str:
+def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None) -> str:
+    """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path)."""
     spec = get_spec(name)
-    return fingerprint("describe", name, spec.version, _weights_identity(name), rows_key(table))
+    return fingerprint("describe", name, spec.version, _weights_identity(name), rows or rows_key(table))
 
 
 def _weights_identity(name: str) -> str:
@@ -105,7 +106,8 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     """Compute every requested descriptor that is not already stored; returns those computed."""
     reporter = reporter or NullReporter()
     table = run.load_collection()
-    keys = {name: descriptor_key(name, table) for name in names}
+    rows = rows_key(table)
+    keys = {name: descriptor_key(name, table, rows) for name in names}
     pending = [n for n in names if not is_current(run, n, keys[n])]
     if not pending:
         reporter.message(f"describe: up to date ({', '.join(names)})")
@@ -231,20 +233,38 @@ def _decode_views(data: bytes, views: list[int | str], max_pixels: int,
     return out
 
 
+def _files(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(location, error known from ingest) per row, as plain lists for the worker threads."""
+    return table["location"].tolist(), table["error"].tolist()
+
+
+def _read_row(files: tuple[list[str], list[str]], row: int) -> bytes | str:
+    """The file's bytes, or why it cannot be read (known from ingest, or found now)."""
+    locations, known_errors = files
+    if known_errors[row]:
+        return known_errors[row]
+    try:
+        return read_bytes(locations[row])
+    except UnreadableImage as exc:
+        return str(exc)
+
+
+def _views_or_error(blob: bytes, views: list[int | str], max_pixels: int, original_side: int) -> dict | str:
+    try:
+        return _decode_views(blob, views, max_pixels, original_side)
+    except UnreadableImage as exc:
+        return str(exc)
+
+
 def _decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo: list[int],
                     views: list[int | str], settings: DescribeSettings, original_side: int
                     ) -> Iterator[tuple[int, tuple[dict[int | str, np.ndarray | list], dict[int, str]]]]:
     """Yield (chunk index, (images per view, errors)) with the next chunk decoding meanwhile."""
-    locations = table["location"].tolist()
-    known_errors = table["error"].tolist()
+    files = _files(table)
 
     def load(row: int) -> dict | str:
-        if known_errors[row]:
-            return known_errors[row]
-        try:
-            return _decode_views(read_bytes(locations[row]), views, settings.max_pixels, original_side)
-        except UnreadableImage as exc:
-            return str(exc)
+        blob = _read_row(files, row)
+        return blob if isinstance(blob, str) else _views_or_error(blob, views, settings.max_pixels, original_side)
 
     with ThreadPoolExecutor(settings.threads_for("pil")) as pool:
         def submit(i: int) -> list[Future]:
@@ -279,7 +299,7 @@ def _gpu_decoded_chunks(table: pd.DataFrame, chunks: list[tuple[int, int]], todo
 
     decoder = NvjpegDecoder(settings.device)
     sizes = [v for v in views if v != ORIGINAL]
-    files = (table["location"].tolist(), table["error"].tolist())
+    files = _files(table)
 
     def slices(i: int) -> list[tuple[int, int]]:
         start, stop = chunks[i]
@@ -308,13 +328,7 @@ def _gpu_slice(files: tuple[list[str], list[str]], rows: tuple[int, int], sizes:
     from vehiclust.describe.gpu_decode import gpu_decodable, resize_batch
 
     start, stop = rows
-    locations, known_errors = files
-    blobs: list[bytes | str] = []
-    for row in range(start, stop):
-        try:
-            blobs.append(known_errors[row] or read_bytes(locations[row]))
-        except UnreadableImage as exc:
-            blobs.append(str(exc))
+    blobs = [_read_row(files, row) for row in range(start, stop)]
     on_gpu = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and gpu_decodable(b)]
     decoded = dict(zip(on_gpu, decoder.decode([blobs[i] for i in on_gpu])))
     good = [i for i in on_gpu if decoded[i] is not None]
@@ -324,17 +338,14 @@ def _gpu_slice(files: tuple[list[str], list[str]], rows: tuple[int, int], sizes:
             for i, image in zip(good, resize_batch([decoded[i] for i in good], size)):
                 rows_by_size[size][i] = image
     errors: dict[int, str] = {}
-    for i, blob in enumerate(blobs):
-        if isinstance(blob, str):
-            errors[start + i] = blob
-        elif i not in good:  # PIL decides, exactly as on the CPU path
-            try:
-                views = _decode_views(blob, sizes, max_pixels, ORIGINAL_MAX_SIDE)
-            except UnreadableImage as exc:
-                errors[start + i] = str(exc)
-                continue
-            for size in sizes:
-                rows_by_size[size][i] = torch.from_numpy(np.array(views[size])).to(decoder.device)
+    for i in set(range(len(blobs))) - set(good):  # PIL decides the rest, exactly as on the CPU path
+        views = blobs[i] if isinstance(blobs[i], str) else _views_or_error(blobs[i], sizes, max_pixels,
+                                                                            ORIGINAL_MAX_SIDE)
+        if isinstance(views, str):
+            errors[start + i] = views
+            continue
+        for size in sizes:
+            rows_by_size[size][i] = torch.from_numpy(np.array(views[size])).to(decoder.device)
     batches = {}
     for size, rows in rows_by_size.items():  # one stack: no scattered writes into a GPU batch
         blank = torch.zeros((size, size, 3), dtype=torch.uint8, device=decoder.device)

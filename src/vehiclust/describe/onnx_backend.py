@@ -202,6 +202,9 @@ class OnnxImageModel:
         shape = self.session.get_inputs()[0].shape
         self.input_size = int(shape[1])
 
+    def provenance(self) -> dict:
+        return {"runtime": "onnxruntime", "onnx": str(self.path)}
+
     def run(self, batch_uint8_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features [N, 1280], logits [N, 1000]) of a uint8 [N, S, S, 3] RGB batch."""
         batch = np.ascontiguousarray(batch_uint8_nhwc)

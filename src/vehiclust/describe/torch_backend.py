@@ -66,6 +66,9 @@ class TorchImageModel:
         features, logits = self.model(images)
         return features[:n].float(), logits[:n].float()
 
+    def provenance(self) -> dict:
+        return {"runtime": f"torch {self.device}" + (" fp16" if self.half else "")}
+
     def run(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         tensor = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
         features, logits = self.run_tensor(tensor)
