@@ -25,7 +25,7 @@ from PIL import Image
 from vehiclust.describe.vehicle_type import TYPE_COLUMNS
 from vehiclust.report.maps import MapSettings
 from vehiclust.report.stage import ReportSettings, report
-from vehiclust.runfolder import RunFolder, write_csv, write_json, write_npy, write_parquet
+from vehiclust.runfolder import RunFolder, write_csv, write_json, write_parquet
 
 COLOURS = ["white", "silver", "gray", "black", "red", "orange", "yellow", "green", "blue", "purple", "brown"]
 BODY = ["sedan", "suv", "mpv", "hatchback", "pickup", "bus", "truck", "van"]

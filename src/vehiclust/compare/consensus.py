@@ -30,19 +30,6 @@ def co_association(labels: np.ndarray) -> np.ndarray:
     return together
 
 
-def lifetime_cut(tree: np.ndarray, k_min: int = 2, k_max: int = 30) -> int:
-    """Number of clusters whose partition survives the longest stretch of merge heights."""
-    heights = tree[:, 2]
-    n = len(heights) + 1
-    best_k, best_gap = k_min, -1.0
-    for k in range(k_min, min(k_max, n - 1) + 1):
-        # k clusters exist between the (n-k)-th and (n-k+1)-th merges
-        gap = heights[n - k] - heights[n - k - 1]
-        if gap > best_gap:
-            best_k, best_gap = k, gap
-    return best_k
-
-
 def partition_sample(labels: np.ndarray, k: int | None = None, k_max: int = 30) -> np.ndarray:
     """Consensus labels (0..k-1) of the sample rows; k, when not given, maximises the mean NMI
     with the input clusterings (Strehl & Ghosh's ANMI: the partition that shares the most

@@ -224,8 +224,8 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
             np.savez(fh, labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
                      preprocessing=np.array("co-association"), algorithm=np.array("evidence_accumulation"),
                      params=np.array(f"k={result['k']}, of {', '.join(singles)}"))
-    checks = LabelChecks(_labels(table, cluster_settings).iloc[valid].reset_index(drop=True)
-                         if _labels(table, cluster_settings) is not None else None,
+    label_table = _labels(table, cluster_settings)
+    checks = LabelChecks(label_table.iloc[valid].reset_index(drop=True) if label_table is not None else None,
                          cluster_settings.label_columns, cluster_settings.identity_column, settings.seed)
     share = sizes / sizes.sum()
     record = {"descriptor": CONSENSUS, "preprocessing": "co-association", "algorithm": "evidence_accumulation",

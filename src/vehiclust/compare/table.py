@@ -37,7 +37,7 @@ import pandas as pd
 from sklearn.metrics import silhouette_score
 
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics
-from vehiclust.compare.fusion import block_rows, fit_blocks, sample_rows
+from vehiclust.compare.fusion import FIT_ROWS, block_rows, fit_blocks, sample_rows
 from vehiclust.compare.settings import ALIASES, CONSENSUS, MIX_PREFIX, CompareSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder
@@ -60,7 +60,7 @@ def kind_of(name: str) -> str:
 
 def common_space(run: RunFolder, singles: list[str], rows: np.ndarray, settings: CompareSettings) -> np.ndarray:
     """The common space (see the module docstring) of ``rows``; blocks fitted on a sample of them."""
-    fit = sample_rows(rows, 50_000, settings.seed)
+    fit = sample_rows(rows, FIT_ROWS, settings.seed)
     scalers = fit_blocks(run, tuple(singles), fit, settings.block_norm, settings.block_dims, settings.seed)
     return block_rows(run, tuple(singles), scalers, rows, np.ones(len(singles)))
 

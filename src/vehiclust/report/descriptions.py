@@ -212,12 +212,3 @@ def _number(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}"
-
-
-def write_descriptions(run: RunFolder, table: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    from vehiclust.runfolder import write_csv
-
-    descriptions, evidence = describe_clusters(attributes(run, table), labels)
-    write_csv(run.path("cluster_descriptions.csv"), descriptions)
-    write_csv(run.path("cluster_evidence.csv"), evidence)
-    return descriptions

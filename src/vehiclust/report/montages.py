@@ -32,10 +32,10 @@ def border_ratio(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
     on the border between two clusters, near 0 at the centre."""
     clusters = np.unique(labels)
     means = np.stack([points[labels == c].mean(0) for c in clusters])
-    distances = np.linalg.norm(points[:, None, :] - means[None, :, :], axis=2) if len(points) < 50_000 \
-        else _chunked_distances(points, means)
-    own = distances[np.arange(len(points)), np.searchsorted(clusters, labels)]
-    distances[np.arange(len(points)), np.searchsorted(clusters, labels)] = np.inf
+    distances = _chunked_distances(points, means)
+    own_index = (np.arange(len(points)), np.searchsorted(clusters, labels))
+    own = distances[own_index]
+    distances[own_index] = np.inf
     other = distances.min(1) if len(clusters) > 1 else np.full(len(points), np.inf)
     return own / np.maximum(other, 1e-12)
 

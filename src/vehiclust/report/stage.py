@@ -51,9 +51,11 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
     runs["reason"] = runs["reason"].fillna("")
     verdicts = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
     best = best_descriptor(runs)
+    best_clustering = np.load(clustering_path(run, best))
     with reporter.task("Writing the report", 6) as task:
         with _timed(seconds, "descriptions"):
-            descriptions = _descriptions(run, table, runs)
+            frame = attributes(run, table)
+            descriptions = _descriptions(run, frame, best_clustering["labels"])
         task.advance()
         with _timed(seconds, "clusters.csv"):
             write_clusters_csv(run, table, runs, verdicts, descriptions)
@@ -63,14 +65,13 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
             map_meta = compute_maps(run, names, settings.maps, reporter.message)
         task.advance()
         with _timed(seconds, "montages"):
-            best_clustering = np.load(clustering_path(run, best))
             montages = cluster_montages(run, best, best_clustering["labels"], best_clustering["distance"])
             galleries = reason_galleries(verdicts)
         with _timed(seconds, "thumbnails"):
             has_thumb = _thumbnails(run, table, montages, galleries, map_meta, settings)
         task.advance()
         with _timed(seconds, "map data"):
-            payload = _map_payload(run, table, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
+            payload = _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
             _static_maps(run, runs, map_meta)
         notes = _map_notes(map_meta, payload, has_thumb, settings)
         with _timed(seconds, "report.html"):
@@ -95,9 +96,8 @@ def _timed(seconds: dict[str, float], part: str):
     seconds[part] = round(time.perf_counter() - started, 2)
 
 
-def _descriptions(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    labels = np.load(clustering_path(run, best_descriptor(runs)))["labels"]
-    descriptions, evidence = describe_clusters(attributes(run, table), labels)
+def _descriptions(run: RunFolder, frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    descriptions, evidence = describe_clusters(frame, labels)
     write_csv(run.path("cluster_descriptions.csv"), descriptions)
     write_csv(run.path("cluster_evidence.csv"), evidence)
     return descriptions
@@ -116,7 +116,7 @@ def _thumbnails(run: RunFolder, table: pd.DataFrame, montages: dict, galleries: 
     return flags
 
 
-def _colourings(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
+def _colourings(run: RunFolder, frame: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
                 best: str) -> dict[str, pd.Series]:
     names = list(dict.fromkeys(runs["descriptor"]))
     colourings = {f"cluster ({best}, best)": _cluster_series(run, best)}
@@ -124,7 +124,6 @@ def _colourings(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdict
         if name != best:
             colourings[f"cluster ({name})"] = _cluster_series(run, name)
     colourings["outlier reason"] = verdicts["outlier_reasons"].astype(str).str.split(";").str[0].replace("", "ok")
-    frame = attributes(run, table)
     for column in ("predicted_type", "predicted_color", "type_label", "color_label", "day_night", "camera"):
         if column in frame.columns:
             colourings[column.replace("_", " ")] = frame[column]
@@ -136,10 +135,10 @@ def _cluster_series(run: RunFolder, name: str) -> pd.Series:
     return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
 
 
-def _map_payload(run, table, runs, verdicts, map_meta, has_thumb, best, settings) -> dict:
+def _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) -> dict:
     maps = {name: {d: load_map(run, name, d) for d in (2, 3)} for name in map_meta}
     first = best if best in maps else next(iter(maps))
-    return map_payload({first: maps.pop(first), **maps}, _colourings(run, table, runs, verdicts, best),
+    return map_payload({first: maps.pop(first), **maps}, _colourings(run, frame, runs, verdicts, best),
                        has_thumb, table["path"], first, settings.map_view)
 
 

@@ -85,13 +85,6 @@ def cached_uri(run: RunFolder, row: int, has_image: bool) -> str:
     return placeholder_uri("unreadable" if has_image else "no image")
 
 
-def thumbnail_uri(location: str, side: int = THUMB_SIDE) -> str:
-    if not location:
-        return placeholder_uri("no image", side)
-    image = make_thumbnail(location, side)
-    return _encode(image) if image is not None else placeholder_uri("unreadable", side)
-
-
 def placeholder_uri(text: str, side: int = THUMB_SIDE) -> str:
     image = Image.new("RGB", (side, side), (220, 220, 220))
     ImageDraw.Draw(image).text((8, side // 2 - 6), text, fill=(90, 90, 90))
