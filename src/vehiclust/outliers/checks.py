@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 SMALL_SIDE_PX = 32
-ISOLATION_Z = 4.0
 FLAG_AT = 0.5
 
 
@@ -48,8 +47,3 @@ def cluster_distance_z(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
         z[members] = (d - median) / max(mad, 1e-9)
     return np.nan_to_num(z)
 
-
-def isolation_score(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """``cluster_distance_z`` mapped to [0, 1] with 0.5 at z = 4."""
-    z = cluster_distance_z(labels, distance)
-    return np.clip(z / (2 * ISOLATION_Z), 0.0, 1.0)

@@ -2,8 +2,8 @@
 
 Each detector is fitted on a sample of rows and then scores every row (the shape that scales:
 fit on 20k, score 416k in chunks). Scores are *raw* (higher = more outlying, in the detector's
-own units); :func:`score_descriptor` turns them into robust z-scores so that detectors and
-descriptors can be combined, and into ranks for display.
+own units); :func:`robust_z` turns them into robust z-scores so that detectors and
+descriptors can be combined.
 
 =========  =====================================================================  ===========
 name       raw score                                                              needs
@@ -279,10 +279,9 @@ def project(matrix: np.ndarray, rows: np.ndarray, fit_rows: np.ndarray, componen
     """L2-normalised rows, PCA-reduced (fitted on ``fit_rows``), chunk by chunk, float32."""
     from sklearn.decomposition import PCA
 
-    def normalise(block):
-        block = np.asarray(block, dtype=np.float32)
-        return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+    from vehiclust.cluster.preprocess import L2Normalize
 
+    normalise = L2Normalize().transform
     sample = normalise(matrix[fit_rows])
     n_comp = min(components, sample.shape[1], max(len(fit_rows) - 1, 1))
     pca = PCA(n_components=n_comp, random_state=seed).fit(sample) if n_comp < sample.shape[1] else None
@@ -304,14 +303,6 @@ def robust_z(values: np.ndarray, log_scale: bool, reference: np.ndarray | None =
     return (v - centre) / spread
 
 
-def rank_normalise(values: np.ndarray) -> np.ndarray:
-    """Ranks mapped to (0, 1]: the share of rows scoring at most this row's score."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(1, len(values) + 1)
-    return ranks / len(values)
-
-
 def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSettings = DetectorSettings()
                      ) -> dict[str, np.ndarray]:
     """Raw scores of every detector for ``rows`` of ``matrix`` (fitted on a sample of them)."""
@@ -322,7 +313,7 @@ def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSet
     sample = X[fit_positions]
     self_rows = np.full(len(rows), -1, dtype=np.int64)
     self_rows[fit_positions] = np.arange(n_fit)
-    names = [n for n in settings.detectors if n in available_detectors() or n not in REQUIRES]
+    names = [n for n in settings.detectors if n not in REQUIRES or has_module(REQUIRES[n])]
     detectors = [create_detector(n, settings) for n in names]
     neighbours = None
     if any(getattr(d, "uses_neighbours", False) for d in detectors):

@@ -33,7 +33,7 @@ import pandas as pd
 
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers.checks import FLAG_AT, cluster_distance_z, unreadable_score
-from vehiclust.outliers.detectors import DetectorSettings, available_detectors, robust_z, score_descriptor
+from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, robust_z, score_descriptor
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.checks import DEFAULT_CHECKS, CheckContext, create_checks
 from vehiclust.quality.duplicates import NEAR_MAX_DISTANCE, exact_duplicates, hashes_from_chunks, near_duplicates
@@ -304,11 +304,9 @@ def isolation_scores(run: RunFolder, names: list[str], readable: np.ndarray, set
             zs: dict[str, np.ndarray] = {}
             if len(rows) > max(settings.detectors.k + 1, 10) and settings.detectors.detectors:
                 raw = score_descriptor(matrix, rows, settings.detectors)
-                from vehiclust.outliers.detectors import create_detector
-
                 for det, values in raw.items():
                     z = np.zeros(len(readable))
-                    z[rows] = robust_z(values, create_detector(det, settings.detectors).log_scale)
+                    z[rows] = robust_z(values, DETECTORS[det].log_scale)
                     zs[det] = z
             if settings.use_cluster_distance and clustering_path(run, name).exists():
                 selected = np.load(clustering_path(run, name))
