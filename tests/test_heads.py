@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
 from conftest import real_photos, variants
 from vehiclust.collection import ingest
