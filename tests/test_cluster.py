@@ -18,7 +18,8 @@ from vehiclust.cluster.algorithms import GridContext
 from vehiclust.cluster.backends import knn_vote, nearest_centroid
 from vehiclust.cluster.metrics import cluster_geometry, internal_metrics, label_checks
 from vehiclust.cluster.preprocess import PCAReduce, apply_linear, parse
-from vehiclust.cluster.select import select_run
+from vehiclust.cluster.select import consensus_k, overall_choice, score, select_run, selection_score
+from vehiclust.compare.best import all_runs
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder
 
@@ -168,7 +169,7 @@ def test_every_algorithm_finds_separated_blobs(name):
     rng = np.random.default_rng(4)
     y = np.repeat(np.arange(3), 100)
     X = (np.eye(3)[y] * 6 + rng.normal(size=(300, 3)) * 0.5).astype(np.float32)
-    algorithm = ALGORITHMS[name]
+    algorithm = ALGORITHMS.get(name)
     params = algorithm.grid(GridContext(ks=[3], n_fit=300, dims=3))
     params = params[1] if len(params) > 1 else params[0]  # the middle of a density grid
     model = algorithm.make(params, 0).fit(X)
@@ -223,10 +224,16 @@ def test_stage_contract_invalid_rows_and_skipping(tmp_path):
     runs = cluster(run, ["a", "b"], settings)
     for column in ("descriptor", "preprocessing", "algorithm", "params", "n_clusters", "n_rows", "calinski_harabasz",
                    "davies_bouldin", "silhouette", "silhouette_std", "stability", "min_cluster_share", "selected",
-                   "best_overall", "reason", "seconds", "sampling", "fit_rows", "ari_type", "score"):
+                   "reason", "seconds", "sampling", "fit_rows", "ari_type", "score"):
         assert column in runs.columns, column
     assert runs.groupby("descriptor")["selected"].sum().tolist() == [1, 1]
-    assert runs["best_overall"].sum() == 1
+    # no comparison yet: the combined view marks the cluster stage's choice across descriptors
+    view = all_runs(run)
+    assert view["best_overall"].sum() == 1 and len(view) == len(runs)
+    best = view[view["best_overall"]].iloc[0]
+    assert best["selected"] and best["reason"].endswith("best overall: highest score among the 2 descriptors' "
+                                                        "selected runs")
+    assert best["score"] == runs.loc[runs["selected"], "score"].max()
     assert (runs.loc[runs["selected"], "reason"].str.len() > 20).all()
     saved = np.load(clustering_path(run, "a"))
     labels, distance = saved["labels"], saved["distance"]
@@ -326,3 +333,203 @@ def test_digits_without_k(tmp_path):
     # the label check is reported for every run, and plain k-means on the pixels is far below
     kmeans_raw = runs[(runs["algorithm"] == "kmeans") & (runs["preprocessing"] == "std+pca")]
     assert kmeans_raw["ari_type"].max() < 0.8
+
+
+# -- the algorithm registry's contract (every registered algorithm) ---------------------------
+
+def blobs_and_strays(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Three separated blobs of 100 rows in 3 dims, then 6 strays far from them and each other."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 100)
+    blobs = np.eye(3)[y] * 6 + rng.normal(size=(300, 3)) * 0.5
+    strays = np.array([[40, 0, 0], [0, 40, 0], [0, 0, 40], [-40, 0, 0], [0, -40, 0], [0, 0, -40]], float)
+    return np.vstack([blobs, strays]).astype(np.float32), np.concatenate([y, np.full(6, -1)])
+
+
+def middle_of_grid(spec, n_fit: int) -> dict:
+    grid = spec.grid(GridContext(ks=[3], n_fit=n_fit, dims=3))
+    return grid[1] if len(grid) > 1 else grid[0]
+
+
+@pytest.mark.parametrize("name", ALGORITHMS.names())
+def test_every_registered_algorithm_keeps_the_estimator_contract(name):
+    import sklearn.cluster
+    import sklearn.mixture
+    from sklearn.base import BaseEstimator, ClusterMixin, clone
+
+    spec = ALGORITHMS.get(name)
+    X, y = blobs_and_strays()
+    params = middle_of_grid(spec, len(X))
+    model = spec.make(params, 0)
+    assert isinstance(model, BaseEstimator) and isinstance(model, ClusterMixin)
+    assert not hasattr(sklearn.cluster, type(model).__name__) and not hasattr(sklearn.mixture, type(model).__name__)
+    # parameters live in __init__: they survive clone and set_params, and the grid's k is n_clusters
+    assert clone(model).get_params() == model.get_params()
+    assert model.set_params(**model.get_params()).get_params() == model.get_params()
+    if spec.takes_k:
+        assert model.get_params()["n_clusters"] == 3
+    refit = spec.reseeded(model, 7)
+    assert refit is not model and not hasattr(refit, "labels_")
+    assert refit.get_params().get("random_state", 7) == 7 and spec.seeded == ("random_state" in model.get_params())
+    # one label per row, the same labels for the same seed
+    labels = model.fit_predict(X)
+    assert labels.shape == (len(X),) and np.issubdtype(labels.dtype, np.integer)
+    assert np.array_equal(labels, spec.make(params, 0).fit_predict(X))
+    # noise (-1) only from algorithms whose spec says they produce it; most strays are noise there
+    if spec.noise:
+        assert (labels[y == -1] == -1).sum() >= 5
+    else:
+        assert (labels >= 0).all()
+    if spec.path:  # one tree for every k gives what one fit per k gives
+        assert np.array_equal(spec.make(params, 0).fit_path(X, [2, 3])[1], labels)
+    if spec.assign == "predict":
+        assert spec.make(params, 0).fit(X).predict(X[:5]).shape == (5,)
+
+
+def test_the_sweep_refits_with_clones_under_other_seeds():
+    from vehiclust.cluster.sweep import fit_grid
+
+    spec = ALGORITHMS.get("kmeans")
+    X, _ = blobs_and_strays()
+    grid = [{"k": 2}, {"k": 3}]
+    clones = [spec.reseeded(spec.make(p, 0), 5) for p in grid]
+    via_clones = [lab for _, lab, _ in fit_grid(spec, X, grid, 5, clones)]
+    direct = [lab for _, lab, _ in fit_grid(spec, X, grid, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(via_clones, direct))
+
+
+def test_an_unknown_algorithm_is_one_line_naming_the_known_ones():
+    with pytest.raises(VehiclustError, match=r"unknown clustering algorithm 'kmean'; known: .*kmeans"):
+        ClusterSettings(algorithms=("kmean",))
+
+
+# -- preprocessing steps and the k-NN placement ------------------------------------------------
+
+def test_a_preprocessing_chain_is_a_scikit_learn_pipeline_equal_to_its_steps_in_turn():
+    from sklearn.pipeline import Pipeline
+
+    from vehiclust.cluster.preprocess import L2Normalize, PCAReduce, make_pipeline_of
+
+    X = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
+    chain = make_pipeline_of(parse("l2+pca:5w"), ClusterSettings())
+    assert isinstance(chain, Pipeline) and [type(t) for _, t in chain.steps] == [L2Normalize, PCAReduce]
+    by_hand = PCAReduce(n_components=5, whiten=True).fit(L2Normalize().transform(X))
+    np.testing.assert_array_equal(chain.fit(X).transform(X), by_hand.transform(L2Normalize().transform(X)))
+
+
+def test_knn_placement_is_a_distance_weighted_neighbour_mean():
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from vehiclust.cluster.preprocess import KNNPlacement
+
+    rng = np.random.default_rng(1)
+    fitted, embedding, new = rng.normal(size=(300, 6)), rng.normal(size=(300, 2)), rng.normal(size=(50, 6))
+    placed = KNNPlacement(10).fit(fitted, embedding).transform(new)
+    reference = KNeighborsRegressor(10, weights="distance").fit(fitted, embedding).predict(new)
+    np.testing.assert_allclose(placed, reference, rtol=1e-4, atol=1e-5)
+    # a row the embedding was fitted on lands (almost) where it was embedded
+    np.testing.assert_allclose(KNNPlacement(10).fit(fitted, embedding).transform(fitted[:3]), embedding[:3], atol=1e-3)
+
+
+def test_the_report_maps_place_rows_with_the_clustering_placement(monkeypatch):
+    from vehiclust.cluster import preprocess
+    from vehiclust.report import maps
+
+    calls = []
+    original = preprocess.KNNPlacement.interpolate
+    monkeypatch.setattr(preprocess.KNNPlacement, "interpolate",
+                        lambda self, *a: calls.append(len(a[0])) or original(self, *a))
+    reduced = np.random.default_rng(2).normal(size=(80, 5)).astype(np.float32)
+    fitted = np.arange(80) < 60
+    out = maps.embed(reduced, fitted, 2, maps.MapSettings(method="tsne"))
+    assert calls == [20] and np.isfinite(out).all()
+
+
+# -- selection: the branches -------------------------------------------------------------------
+
+def test_nothing_eligible_falls_back_to_the_best_score_and_says_so():
+    runs = fake_runs({2: (0.3, 0.9), 3: (0.6, 0.9), 4: (0.4, 0.9)}).assign(min_cluster_share=0.0001)
+    out = select_run(runs, ClusterSettings())
+    chosen = out.query("selected")
+    assert len(chosen) == 1 and chosen.iloc[0]["k"] == 3
+    assert "no run met the eligibility rules" in chosen.iloc[0]["reason"]
+    assert out["note"].str.contains("smallest cluster").sum() == 2  # the others keep why they were not eligible
+
+
+def test_runs_with_more_noise_than_the_cap_are_not_selected():
+    clean = fake_runs({2: (0.5, 0.9), 3: (0.55, 0.9), 4: (0.5, 0.9)})
+    noisy = fake_runs({2: (0.9, 1.0), 3: (0.95, 1.0), 4: (0.9, 1.0)}, algorithm="hdbscan").assign(noise_share=0.6)
+    out = select_run(pd.concat([clean, noisy], ignore_index=True), ClusterSettings(max_noise_share=0.5))
+    assert out.query("selected").iloc[0]["algorithm"] == "kmeans"
+    assert (out.loc[out["algorithm"] == "hdbscan", "note"] == "noise 60% > 50%").all()
+    # under a looser cap the noisy family is eligible, and its score pays for the noise (coverage 0.4)
+    loose = select_run(pd.concat([clean, noisy], ignore_index=True), ClusterSettings(max_noise_share=0.7))
+    family = loose[loose["algorithm"] == "hdbscan"]
+    assert family["note"].str.startswith("best of its family").sum() == 1
+    assert family["score"].max() == pytest.approx(0.4 * (0.95 + 0.5) / 2)
+    assert loose.query("selected").iloc[0]["algorithm"] == "kmeans"
+
+
+def test_a_best_at_the_upper_edge_says_to_widen_the_grid():
+    rising = fake_runs({2: (0.2, 0.9), 3: (0.3, 0.9), 4: (0.4, 0.9), 5: (0.5, 0.9)})
+    chosen = select_run(rising, ClusterSettings()).query("selected").iloc[0]
+    assert chosen["k"] == 5 and "at the upper edge of the k grid (2..5): the score rises" in chosen["reason"]
+    assert "consider widening --k" in chosen["reason"]
+    # an interior peak within tolerance is preferred to the upper edge, and the hint stays
+    bump = fake_runs({2: (0.2, 0.9), 3: (0.48, 0.9), 4: (0.45, 0.9), 5: (0.5, 0.9)})
+    chosen = select_run(bump, ClusterSettings()).query("selected").iloc[0]
+    assert chosen["k"] == 3 and "interior peak k=3 preferred to the upper grid edge k=5" in chosen["reason"]
+    assert "the score still rises at k_max" in chosen["reason"]
+
+
+def test_families_are_ranked_by_score_and_the_runner_up_is_named():
+    low = fake_runs({2: (0.3, 0.9), 3: (0.35, 0.9), 4: (0.3, 0.9)})
+    high = fake_runs({2: (0.5, 0.9), 3: (0.6, 0.9), 4: (0.5, 0.9)}, algorithm="ward")
+    other_space = fake_runs({2: (0.4, 0.9), 3: (0.45, 0.9), 4: (0.4, 0.9)}).assign(preprocessing="std+pca")
+    out = select_run(pd.concat([low, high, other_space], ignore_index=True), ClusterSettings())
+    chosen = out.query("selected").iloc[0]
+    assert (chosen["algorithm"], chosen["k"]) == ("ward", 3)
+    assert "best of 3 families, runner-up kmeans on std+pca (k=3)" in chosen["reason"]
+    assert out["note"].str.startswith("best of its family").sum() == 3
+
+
+def test_a_run_with_fewer_than_two_clusters_is_not_eligible():
+    runs = fake_runs({2: (0.5, 0.9), 3: (0.6, 0.9), 4: (0.5, 0.9)})
+    runs.loc[runs["k"] == 3, "n_clusters"] = 1
+    out = select_run(runs, ClusterSettings())
+    assert out.query("selected").iloc[0]["k"] != 3
+    assert out.set_index("k")["note"][3] == "fewer than 2 clusters"
+
+
+def test_one_score_formula_for_the_cluster_stage_and_the_comparison():
+    from vehiclust.compare.table import common_score
+
+    runs = fake_runs({2: (0.5, 0.8), 3: (-0.2, 1.4)}).assign(noise_share=[0.1, np.nan])
+    expected = [0.9 * (0.5 + 0.5) / 2 * 0.8, 1.0 * (0.0 + 0.5) / 2 * 1.0]
+    np.testing.assert_allclose(score(runs), expected)
+    common = runs.rename(columns={"silhouette": "silhouette_common", "davies_bouldin": "davies_bouldin_common"})
+    np.testing.assert_allclose(common_score(common), expected)
+    np.testing.assert_allclose(selection_score(runs["silhouette"], runs["davies_bouldin"], runs["stability"],
+                                               runs["noise_share"]), expected)
+
+
+def test_the_overall_choice_without_a_comparison_takes_the_highest_score_then_stability():
+    runs = pd.DataFrame({"descriptor": ["a", "a", "b", "c"], "selected": [False, True, True, True],
+                         "score": [0.9, 0.5, 0.7, 0.7], "stability": [1.0, 1.0, 0.8, 0.9]})
+    index, why = overall_choice(runs)
+    assert index == 3 and why == "best overall: highest score among the 3 descriptors' selected runs"
+    assert overall_choice(runs.iloc[[1]]) == (1, "best overall (the only descriptor)")
+    assert overall_choice(runs.assign(selected=False)) == (None, "")
+
+
+def test_the_consensus_k_is_the_first_cut_that_agrees_most_within_the_grid():
+    tried = []
+    agreement = {2: 0.3, 3: 0.7, 4: 0.7, 5: 0.2, 6: 0.9}
+
+    def cut(k):
+        tried.append(k)
+        return np.full(3, k)
+
+    assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=100, k_max=5)[0] == 3
+    assert tried == [2, 3, 4, 5]  # never beyond the sweep's k_max
+    assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=4, k_max=30)[0] == 3  # n - 1

@@ -19,7 +19,8 @@ from vehiclust.compare.settings import CompareSettings, parse_mix, resolve_mix
 from vehiclust.compare.table import apply_best
 from vehiclust.compare.weights import choose_weights, split_tuning_rows
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder
+from vehiclust.results import load_run
+from vehiclust.runfolder import RunFolder, read_json
 
 N_VEHICLES, PER_VEHICLE = 240, 5
 
@@ -175,6 +176,31 @@ def test_best_rule_with_vehicle_ids_uses_identity_lift_and_breaks_ties_by_common
     assert apply_best(frame, None)[1] == "a"
 
 
+def test_best_rule_fallbacks_without_usable_identity_lifts_and_name_resolution():
+    from vehiclust.compare.table import SCORE_RULE, _own_space, resolve_name
+
+    frame = pd.DataFrame({"name": ["vdc_color", "vdc_type", "mix_vdc_color+vdc_type"],
+                          "common_score": [0.2, 0.2, 0.1], "stability": [0.7, 0.9, 1.0],
+                          "identity_lift": [np.nan] * 3})
+    marked, name, why, rule = apply_best(frame, None)  # lifts all NaN: the score rule, ties to stability
+    assert rule == SCORE_RULE and name == "vdc_type" and "runner-up vdc_color" in why
+    assert marked.set_index("name")["rank"].to_dict() == {"vdc_type": 1, "vdc_color": 2, "mix_vdc_color+vdc_type": 3}
+    one = apply_best(frame.iloc[[0]], None)
+    assert one[1] == "vdc_color" and "runner-up" not in one[2]
+    override = apply_best(frame, "color")[2]
+    assert override == "best overall: chosen by the user (--best color); the rule would pick vdc_type"
+    names = list(frame["name"]) + ["consensus"]
+    assert resolve_name("vdc_color+vdc_type", names) == "mix_vdc_color+vdc_type"  # mix_ left out
+    assert resolve_name("color", names) == "vdc_color"  # matches two, one of them a single descriptor
+    assert resolve_name("consensus", names) == "consensus"
+    with pytest.raises(VehiclustError, match="matches vdc_color, vdc_type"):
+        resolve_name("vdc", names)
+    with pytest.raises(VehiclustError, match="no such clustering"):
+        resolve_name("osnet", names)
+    assert _own_space(pd.Series({"n_rows": 900, "space_dims": 12})) == "900 x 12"
+    assert _own_space(pd.Series({"n_rows": np.nan, "space_dims": np.nan})) == ""
+
+
 def test_sentence_names_what_a_clustering_groups():
     scores = pd.DataFrame({"clustering": ["c"] * 3, "attribute": ["color", "type", "camera_id"],
                            "ami": [0.41, 0.05, 0.02], "nmi": [0.5, 0.1, 0.2], "n_rows": [10] * 3})
@@ -203,11 +229,22 @@ def mixed_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
-    runs = pd.read_csv(mixed_run.path("runs.csv"))
+    # each stage writes its own table: runs.csv the descriptors', mixture_runs.csv the rest
+    assert set(pd.read_csv(mixed_run.path("runs.csv"))["descriptor"]) == {"vdc_type", "vdc_color"}
+    assert set(pd.read_csv(mixed_run.path("mixture_runs.csv"))["descriptor"]) == {
+        "mix_vdc_color+vdc_type", "mix_all", "consensus"}
+    runs = load_run(mixed_run.root).runs  # the combined view
     assert {"mix_vdc_color+vdc_type", "mix_all", "consensus"} <= set(runs["descriptor"])
     assert set(runs.loc[runs["descriptor"] == "mix_all", "k"]) == set(range(2, 9))  # the same sweep
     assert runs.groupby("descriptor")["selected"].sum().eq(1).all() and runs["best_overall"].sum() == 1
     comparison = pd.read_csv(mixed_run.path("comparison.csv"))
+    best_json = read_json(mixed_run.path("best.json"))
+    ranked = comparison.sort_values("rank")
+    assert best_json["name"] == ranked["name"].iloc[0] == runs.loc[runs["best_overall"], "descriptor"].iloc[0]
+    assert best_json["measure"] == "identity_lift" and best_json["runner_up"] == ranked["name"].iloc[1]
+    assert best_json["score"] == pytest.approx(ranked["identity_lift"].iloc[0])
+    assert best_json["runner_up_score"] == pytest.approx(ranked["identity_lift"].iloc[1])
+    assert runs.loc[runs["best_overall"], "reason"].iloc[0].endswith(best_json["reason"])
     assert set(comparison["kind"]) == {"descriptor", "mixture", "consensus"} and comparison["best"].sum() == 1
     agreement = pd.read_csv(mixed_run.path("agreement.csv"))
     assert len(agreement) == len(comparison) * (len(comparison) - 1) // 2
@@ -232,9 +269,24 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
     assert mixed_run.stage_record("compare")["finished"] == record["finished"]  # only the choice changed
     clusters = pd.read_csv(mixed_run.path("clusters.csv"))
     assert (clusters["cluster"] == clusters["cluster_vdc_color"]).all()
-    runs = pd.read_csv(mixed_run.path("runs.csv"))
+    runs = load_run(mixed_run.root).runs
     assert runs.loc[runs["best_overall"], "descriptor"].tolist() == ["vdc_color"]
     assert "chosen by the user" in runs.loc[runs["best_overall"], "reason"].iloc[0]
+    assert read_json(mixed_run.path("best.json"))["override"] == "color"
+
+
+@pytest.mark.slow
+def test_a_choice_made_on_another_clustering_is_not_shown(mixed_run, tmp_path):
+    import shutil
+
+    from vehiclust.compare.best import all_runs
+
+    copy = RunFolder(shutil.copytree(mixed_run.root, tmp_path / "copy"))
+    copy.record_stage("cluster", "another clustering", 1.0)
+    runs = all_runs(copy)  # best.json and mixture_runs.csv belong to the old clustering
+    assert set(runs["descriptor"]) == {"vdc_type", "vdc_color"} and runs["best_overall"].sum() == 1
+    assert "best overall: highest score among the 2 descriptors' selected runs" in runs.loc[
+        runs["best_overall"], "reason"].iloc[0]
 
 
 def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import write_bad_files, write_case_bundle
 from vehiclust.pipeline import RunSettings, run_pipeline
+from vehiclust.results import load_run
 from vehiclust.cluster import ClusterSettings
 
 FAST = RunSettings(descriptors=["color_hist"], cluster=ClusterSettings(k_min=2, k_max=6))
@@ -41,7 +42,7 @@ def test_outputs_of_a_clean_run(clean_run, photo_folder):
     for column in ("descriptor", "preprocessing", "algorithm", "params", "n_clusters",
                    "calinski_harabasz", "davies_bouldin", "silhouette", "selected"):
         assert column in runs.columns
-    assert runs["selected"].sum() == 1 and runs["best_overall"].sum() == 1
+    assert runs["selected"].sum() == 1 and load_run(clean_run.run.root).runs["best_overall"].sum() == 1
     assert set(runs.loc[runs["algorithm"] == "kmeans", "k"]) == set(range(2, 7))
     assert clusters["cluster"].nunique() == runs.loc[runs["selected"], "n_clusters"].iloc[0]
     html = clean_run.report_html.read_text()

@@ -52,7 +52,11 @@ class RunResults:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        return self._csv("runs.csv")
+        """runs.csv and the mixtures' runs, ``best_overall`` marking the best clustering (best.json)."""
+        from vehiclust.compare.best import all_runs
+
+        self._csv("runs.csv")  # a missing file is a one-line error
+        return all_runs(self.folder)
 
     @cached_property
     def outliers(self) -> pd.DataFrame:

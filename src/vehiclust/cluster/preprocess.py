@@ -30,6 +30,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vehiclust.cluster.backends import knn_search, knn_vote
 from vehiclust.cluster.settings import ClusterSettings
@@ -39,36 +42,60 @@ CHUNK = 16384
 MAX_SPACE_BYTES = 2 << 30  # an unreduced 416k x 2560 float32 space (4 GB) is refused
 UMAP_ROWS_PER_NEIGHBOUR = 20  # below 20 x n_neighbors rows a "neighbourhood" is a tenth of the data
 UMAP_INTERPOLATION_NEIGHBOURS = 10
+FLOATS = (np.float32, np.float64)  # kept as given: converting a 50k x 2560 sample costs memory
 
 
-# -- linear steps: scikit-learn-like transformers --------------------------------------------
+# -- steps: scikit-learn transformers -----------------------------------------------------
+# Standardize and L2Normalize do what StandardScaler and Normalizer do, kept by hand for their
+# arithmetic: float64 statistics of float32 input, float32 output, the numbers runs.csv was
+# measured with.
 
-class Standardize:
+class Float32Transformer(TransformerMixin, BaseEstimator):
+    """A step whose output is float32 whatever its input: the spaces are float32 (memory)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+class Standardize(Float32Transformer):
     """Columns to mean 0, variance 1 (constant columns are only centred)."""
 
-    def fit(self, X: np.ndarray) -> Standardize:
-        X = np.asarray(X, dtype=np.float64)
+    def fit(self, X, y=None) -> Standardize:
+        X = np.asarray(validate_data(self, X, dtype=FLOATS), dtype=np.float64)
         self.mean_ = X.mean(0)
         std = X.std(0)
         self.scale_ = np.where(std > 1e-12, std, 1.0)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "mean_")
+        X = validate_data(self, X, dtype=FLOATS, reset=False)
         return ((np.asarray(X, dtype=np.float32) - self.mean_) / self.scale_).astype(np.float32)
 
 
-class L2Normalize:
-    """Rows to unit Euclidean length (all-zero rows stay zero). Stateless."""
+class L2Normalize(Float32Transformer):
+    """Rows to unit Euclidean length (all-zero rows stay zero, rows with NaN stay NaN).
+    Stateless: ``transform`` works unfitted (the outlier stage uses it so)."""
 
-    def fit(self, X: np.ndarray) -> L2Normalize:
+    def fit(self, X, y=None) -> L2Normalize:
+        validate_data(self, X, dtype=FLOATS, ensure_all_finite=False)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X) -> np.ndarray:
+        X = validate_data(self, X, dtype=FLOATS, reset=False, ensure_all_finite=False)
         X = np.asarray(X, dtype=np.float32)
         return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.requires_fit = False
+        return tags
 
-class PCAReduce:
+
+class PCAReduce(Float32Transformer):
     """PCA to ``n_components`` or to the fewest components reaching ``variance`` of the total
     (capped at ``max_components``); optional whitening.
 
@@ -84,10 +111,10 @@ class PCAReduce:
         self.whiten = whiten
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray) -> PCAReduce:
+    def fit(self, X, y=None) -> PCAReduce:
         from sklearn.decomposition import PCA
 
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(validate_data(self, X, dtype=FLOATS), dtype=np.float32)
         cap = min(self.n_components or self.max_components, X.shape[1], max(len(X) - 1, 1))
         pca = PCA(n_components=cap, random_state=self.random_state).fit(X)
         ratio = np.cumsum(pca.explained_variance_ratio_)
@@ -98,16 +125,51 @@ class PCAReduce:
         self.explained_variance_ratio_ = float(ratio[n - 1])
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "components_")
+        X = validate_data(self, X, dtype=FLOATS, reset=False)
         out = (np.asarray(X, dtype=np.float32) - self.mean_) @ self.components_.T
         if self.whiten:
             out /= np.sqrt(np.maximum(self.explained_variance_, 1e-12)).astype(np.float32)
         return out
 
 
-class UMAPEmbed:
-    """UMAP fitted on the rows given to ``fit``; ``transform`` places new rows by k-NN
-    interpolation in the input space (see the module docstring).
+class KNNPlacement(TransformerMixin, BaseEstimator):
+    """Places rows an embedding was not fitted on: ``fit(X, Y)`` takes the fitted rows (input
+    space) and their embedding; ``transform`` puts each new row at the mean of the embeddings
+    of its ``n_neighbors`` nearest fitted rows, weighted by 1 / distance.
+
+    This is KNeighborsRegressor(weights="distance") written out: the search goes through
+    :func:`knn_search` (faiss when installed, chunked), and :meth:`kneighbors` lets one search
+    serve several embeddings of the same rows (the report's 2D and 3D maps).
+    """
+
+    def __init__(self, n_neighbors: int = UMAP_INTERPOLATION_NEIGHBOURS):
+        self.n_neighbors = n_neighbors
+
+    def fit(self, X, y=None) -> KNNPlacement:
+        self.reference_ = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS), dtype=np.float32)
+        self.embedding_ = None if y is None else np.asarray(y, dtype=np.float32)
+        return self
+
+    def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "reference_")
+        X = validate_data(self, X, dtype=FLOATS, reset=False)
+        return knn_search(self.reference_, X, min(self.n_neighbors, len(self.reference_)))
+
+    def interpolate(self, distance: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The placement from a :meth:`kneighbors` result."""
+        weights = 1.0 / np.maximum(distance, 1e-6)
+        weights /= weights.sum(1, keepdims=True)
+        return np.einsum("nk,nkd->nd", weights, self.embedding_[index]).astype(np.float32)
+
+    def transform(self, X) -> np.ndarray:
+        return self.interpolate(*self.kneighbors(X))
+
+
+class UMAPEmbed(TransformerMixin, BaseEstimator):
+    """UMAP fitted on the rows given to ``fit``; ``transform`` places new rows with
+    :class:`KNNPlacement` in the input space (see the module docstring).
 
     ``min_dist=0`` packs clusters tightly, as recommended for clustering (umap-learn's docs,
     "Using UMAP for Clustering"). Always seeded, hence single-threaded and reproducible: with
@@ -122,23 +184,21 @@ class UMAPEmbed:
         self.min_dist = min_dist
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray) -> UMAPEmbed:
+    def fit(self, X, y=None) -> UMAPEmbed:
         import umap
 
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS), dtype=np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = umap.UMAP(n_components=self.n_components, n_neighbors=min(self.n_neighbors, len(X) - 1),
                               min_dist=self.min_dist, random_state=self.random_state)
             self.embedding_ = model.fit_transform(X).astype(np.float32)
-        self.fit_X_ = X
+        self.placement_ = KNNPlacement().fit(X, self.embedding_)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        dist, idx = knn_search(self.fit_X_, X, UMAP_INTERPOLATION_NEIGHBOURS)
-        weights = 1.0 / np.maximum(dist, 1e-6)
-        weights /= weights.sum(1, keepdims=True)
-        return np.einsum("nk,nkd->nd", weights, self.embedding_[idx]).astype(np.float32)
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "placement_")
+        return self.placement_.transform(X)
 
 
 def has_umap() -> bool:
@@ -172,6 +232,12 @@ def parse(spec: str) -> list[Step]:
     if any(s.name == "umap" for s in steps[:-1]):
         raise VehiclustError(f"preprocessing {spec!r}: umap can only be the last step")
     return steps
+
+
+def make_pipeline_of(steps: list[Step], settings: ClusterSettings) -> Pipeline:
+    """The linear steps as one scikit-learn pipeline (``passthrough`` for none)."""
+    named = [(f"{i}_{step.name}", make_step(step, settings)) for i, step in enumerate(steps)]
+    return Pipeline(named or [("none", "passthrough")])
 
 
 def make_step(step: Step, settings: ClusterSettings):
@@ -298,23 +364,16 @@ def apply_linear(matrix: np.ndarray, rows: np.ndarray, steps: list[Step],
     rng = np.random.default_rng(settings.seed)
     fit_rows = rows if len(rows) <= settings.preprocess_sample else \
         np.sort(rng.choice(rows, size=settings.preprocess_sample, replace=False))
-    fitted = []
-    sample = np.asarray(matrix[fit_rows], dtype=np.float32) if steps else None
-    for step in steps:
-        transformer = make_step(step, settings).fit(sample)
-        sample = transformer.transform(sample)
-        fitted.append(transformer)
-    del sample
-    width = matrix.shape[1]
-    for t in fitted:
-        width = t.components_.shape[0] if isinstance(t, PCAReduce) else width
+    chain = make_pipeline_of(steps, settings)
+    if steps:
+        chain.fit(np.asarray(matrix[fit_rows], dtype=np.float32))
+    pcas = [t for _, t in chain.steps if isinstance(t, PCAReduce)]
+    pca = pcas[0] if pcas else None
+    width = pcas[-1].components_.shape[0] if pcas else matrix.shape[1]
     X = np.empty((len(rows), width), dtype=np.float32)
     for start in range(0, len(rows), CHUNK):
         block = np.asarray(matrix[rows[start:start + CHUNK]], dtype=np.float32)
-        for t in fitted:
-            block = t.transform(block)
-        X[start:start + len(block)] = block
-    pca = next((t for t in fitted if isinstance(t, PCAReduce)), None)
+        X[start:start + len(block)] = chain.transform(block) if steps else block
     info = {
         "space_dims": int(width),
         "explained_variance": pca.explained_variance_ratio_ if pca is not None else 1.0,

@@ -1,4 +1,14 @@
-"""Choosing a run: per descriptor, then overall, with the reason written beside it.
+"""Where k is chosen, all of it: the k grid, the score, the choice per family, per descriptor and
+overall, the consensus's cut and the k values that tune the mixture weights.
+
+* :func:`k_grid` the k values swept by algorithms that take k (``ClusterSettings.ks()``);
+  density-based algorithms are not told k, their grids are in :mod:`.algorithms`;
+* :func:`selection_score` the one score (the cluster stage's, and the comparison's
+  ``common_score`` with silhouette and Davies-Bouldin from the common space);
+* :func:`select_run` per descriptor (steps 1-4 below), :func:`overall_choice` across
+  descriptors when no comparison has run (step 5); the comparison's rule is in
+  :mod:`vehiclust.compare.table`;
+* :func:`consensus_k` the consensus's k, :func:`tuning_ks` the k values of the weight search.
 
 The rule
 --------
@@ -34,10 +44,14 @@ the choice, not part of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.settings import ClusterSettings
+if TYPE_CHECKING:  # settings.py imports k_grid from here
+    from vehiclust.cluster.settings import ClusterSettings
 
 EDGE_TOLERANCE = 0.1  # relative
 # Below this score the best partition is hardly better than cutting noise: on 2,000 rows of pure
@@ -45,12 +59,34 @@ EDGE_TOLERANCE = 0.1  # relative
 WEAK_SCORE = 0.3
 
 
-def score(runs: pd.DataFrame) -> pd.Series:
-    sil = runs["silhouette"].astype(float).clip(0, 1).fillna(0.0)
-    db = (1.0 / (1.0 + runs["davies_bouldin"].astype(float))).fillna(0.0)
-    stab = runs["stability"].astype(float).clip(0, 1).fillna(0.0)
-    coverage = 1.0 - runs["noise_share"].astype(float).fillna(0.0)
+def k_grid(k_min: int, k_max: int, dense_until: int = 12, coarse_points: int = 8) -> list[int]:
+    """Every k up to ``dense_until``, then about ``coarse_points`` geometrically spaced values.
+
+    Differences between neighbouring k matter at small k (5 vs 6 clusters) and fade at large k
+    (25 vs 26), so a dense grid there would mostly cost time.
+    """
+    dense = list(range(k_min, min(k_max, dense_until) + 1))
+    if k_max <= dense_until:
+        return dense
+    start = max(k_min, dense_until)
+    coarse = {int(round(start * (k_max / start) ** (i / coarse_points))) for i in range(coarse_points + 1)}
+    return sorted(set(dense) | {k for k in coarse if k_min <= k <= k_max} | {k_max})
+
+
+
+def selection_score(silhouette: pd.Series, davies_bouldin: pd.Series, stability: pd.Series,
+                    noise_share: pd.Series) -> pd.Series:
+    """coverage x (silhouette+ + 1 / (1 + Davies-Bouldin)) / 2 x stability+ (the module docstring)."""
+    sil = silhouette.astype(float).clip(0, 1).fillna(0.0)
+    db = (1.0 / (1.0 + davies_bouldin.astype(float))).fillna(0.0)
+    stab = stability.astype(float).clip(0, 1).fillna(0.0)
+    coverage = 1.0 - noise_share.astype(float).fillna(0.0)
     return coverage * (sil + db) / 2 * stab
+
+
+def score(runs: pd.DataFrame) -> pd.Series:
+    """The selection score of runs.csv rows (own-space metrics)."""
+    return selection_score(runs["silhouette"], runs["davies_bouldin"], runs["stability"], runs["noise_share"])
 
 
 def eligibility(runs: pd.DataFrame, settings: ClusterSettings) -> pd.Series:
@@ -149,18 +185,37 @@ def _reason(runs: pd.DataFrame, i, why: str, ranked: list) -> str:
     return text + "; Calinski-Harabasz reported, not used (it falls with k)"
 
 
-def select_overall(runs: pd.DataFrame) -> pd.DataFrame:
-    """Across descriptors: the selected run with the highest score (every descriptor went
-    through the same preprocessings, so the scores are on one footing), ties to stability."""
-    runs = runs.copy()
-    runs["best_overall"] = False
-    chosen = runs[runs["selected"]].sort_values(["score", "stability"], ascending=[False, False])
-    if len(chosen):
-        index = chosen.index[0]
-        runs.loc[index, "best_overall"] = True
-        if len(chosen) > 1:
-            runs.loc[index, "reason"] += (f"; best overall: highest score among the {len(chosen)} "
-                                          f"descriptors' selected runs")
-        else:
-            runs.loc[index, "reason"] += "; best overall (the only descriptor)"
-    return runs
+def overall_choice(runs: pd.DataFrame):
+    """Across descriptors (no comparison has run): the index of the selected run with the highest
+    score (every descriptor went through the same preprocessings, so the scores are on one
+    footing), ties to stability, and the phrase saying why; None when nothing is selected."""
+    chosen = runs[runs["selected"].astype(bool)].sort_values(["score", "stability"], ascending=[False, False])
+    if chosen.empty:
+        return None, ""
+    if len(chosen) > 1:
+        return chosen.index[0], f"best overall: highest score among the {len(chosen)} descriptors' selected runs"
+    return chosen.index[0], "best overall (the only descriptor)"
+
+
+def consensus_k(cut: Callable[[int], np.ndarray], agreement: Callable[[np.ndarray], float], n_rows: int,
+                k_max: int) -> np.ndarray:
+    """The consensus's partition: of the cuts at k = 2..min(k_max, n_rows - 1), the first with
+    the highest ``agreement`` with the input clusterings (mean NMI: Strehl & Ghosh's ANMI).
+    ``k_max`` is the sweep's largest k, so the consensus lives on the same grid as every
+    clustering (on disagreeing inputs the mean NMI keeps rising with k)."""
+    best, best_score = None, -1.0
+    for k in range(2, min(k_max, n_rows - 1) + 1):
+        labels = cut(k)
+        value = agreement(labels)
+        if value > best_score + 1e-9:
+            best, best_score = labels, value
+    return best
+
+
+TUNING_KS = 4  # k values per candidate weight vector, spread over the sweep's grid
+
+
+def tuning_ks(ks: list[int]) -> list[int]:
+    """The few k values at which k-means scores each candidate weighting of a mixture."""
+    picks = np.unique(np.quantile(ks, np.linspace(0.15, 0.85, TUNING_KS)).round().astype(int))
+    return [int(k) for k in picks]

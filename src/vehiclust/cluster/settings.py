@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vehiclust.cluster.select import k_grid
 from vehiclust.errors import VehiclustError
 
 # k-means (centres), Ward (a hierarchy: one tree serves every k) and HDBSCAN (density, in the
@@ -107,26 +108,12 @@ class ClusterSettings:
             parse(spec)
 
     def ks(self) -> list[int]:
-        """The k values swept by algorithms that take k."""
+        """The k values swept by algorithms that take k (the grid: :func:`vehiclust.cluster.select.k_grid`)."""
         if self.fixed_k is not None:
             return [self.fixed_k]
         if self.k_values is not None:
             return sorted(set(int(k) for k in self.k_values))
         return k_grid(self.k_min, self.k_max)
-
-
-def k_grid(k_min: int, k_max: int, dense_until: int = 12, coarse_points: int = 8) -> list[int]:
-    """Every k up to ``dense_until``, then about ``coarse_points`` geometrically spaced values.
-
-    Differences between neighbouring k matter at small k (5 vs 6 clusters) and fade at large k
-    (25 vs 26), so a dense grid there would mostly cost time.
-    """
-    dense = list(range(k_min, min(k_max, dense_until) + 1))
-    if k_max <= dense_until:
-        return dense
-    start = max(k_min, dense_until)
-    coarse = {int(round(start * (k_max / start) ** (i / coarse_points))) for i in range(coarse_points + 1)}
-    return sorted(set(dense) | {k for k in coarse if k_min <= k <= k_max} | {k_max})
 
 
 def parse_k_range(text: str) -> tuple[int, int]:

@@ -1,14 +1,10 @@
 """The cluster stage: for each descriptor, a sweep over preprocessing x algorithm x parameters,
-metrics per run, a selected run per descriptor and one overall.
+metrics per run and a selected run per descriptor.
 
-Outputs
-    ``runs.csv``: one row per run (see :data:`RUN_COLUMNS`), with the reason beside the
-    selected ones and a ``sampling`` column saying every place that sampled;
-    ``clusterings/<descriptor>.npz``: the selected run: ``labels`` (int32, one per row of the
-    collection, -1 for invalid rows and noise, cluster 0 the largest), ``distance`` (float32,
-    each row's distance to its cluster's centre in the clustering space, NaN where undefined),
-    ``centers`` (that space), ``embedding_rows`` (collection rows of the space), and the run's
-    ``preprocessing``, ``algorithm`` and ``params``.
+Outputs (this stage is the only writer of both)
+    ``runs.csv``: one row per run of the single descriptors (see :data:`RUN_COLUMNS`), with the
+    reason beside the selected ones and a ``sampling`` column saying every place that sampled;
+    ``clusterings/<descriptor>.npz``: the selected run (:class:`~vehiclust.cluster.clustering.Clustering`).
 
 Nothing is quadratic in N on all rows: the quadratic algorithms, UMAP and the silhouette run on
 samples (sizes in :class:`ClusterSettings`), and the rows outside a sample are assigned.
@@ -25,27 +21,25 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from vehiclust.cluster.algorithms import Algorithm, GridContext, format_params, get_algorithm
+from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
-from vehiclust.cluster.select import select_overall, select_run
+from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_csv
+from vehiclust.runfolder import RunFolder, fingerprint, write_csv
 
-SWEEP_VERSION = 2  # part of the stage fingerprint: bump when results change for equal settings
+SWEEP_VERSION = 3  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
-# columns every consumer may rely on, in this order; metric and label columns follow
+# columns every consumer may rely on, in this order; metric and label columns follow. The choice
+# across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs
 RUN_COLUMNS = ["descriptor", "preprocessing", "algorithm", "params", "k", "n_clusters", "n_rows",
                "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_std", "stability",
                "stability_std", "min_cluster_share", "max_cluster_share", "size_balance", "noise_share",
-               "score", "selected", "best_overall", "reason", "note", "seconds"]
-
-
-def clustering_path(run: RunFolder, name: str):
-    return run.root / "clusterings" / f"{name}.npz"
+               "score", "selected", "reason", "note", "seconds"]
 
 
 def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSettings) -> str:
@@ -71,7 +65,7 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     started = time.perf_counter()
     labels_table = _label_table(run, settings)
     frames = [sweep_descriptor(run, name, settings, reporter, labels_table) for name in names]
-    runs = select_overall(pd.concat(frames, ignore_index=True))
+    runs = pd.concat(frames, ignore_index=True)
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     write_csv(run.path("runs.csv"), runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
@@ -132,13 +126,13 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     return runs
 
 
-def _runs_in(algorithm: Algorithm, space: Space, settings: ClusterSettings) -> bool:
+def _runs_in(algorithm: AlgorithmSpecSpec, space: Space, settings: ClusterSettings) -> bool:
     if settings.fixed_k is not None and not algorithm.takes_k:
         return False  # density-based algorithms cannot be told k
     return algorithm.max_dims is None or space.X.shape[1] <= algorithm.max_dims
 
 
-def fit_cap(algorithm: Algorithm, settings: ClusterSettings) -> int | None:
+def fit_cap(algorithm: AlgorithmSpecSpec, settings: ClusterSettings) -> int | None:
     cap = {"all": None, "fit": settings.fit_sample, "quadratic": settings.quadratic_sample,
            "umap": settings.umap_sample}[algorithm.fit_rows]
     if algorithm.max_fit_rows is not None:
@@ -146,22 +140,24 @@ def fit_cap(algorithm: Algorithm, settings: ClusterSettings) -> int | None:
     return cap
 
 
-def fit_grid(algorithm: Algorithm, X: np.ndarray, grid: list[dict], seed: int) -> Iterator[tuple[object, np.ndarray, float]]:
-    """(fitted estimator or None, labels, seconds) for each parameter set."""
-    if algorithm.path is not None:
+def fit_grid(algorithm: AlgorithmSpec, X: np.ndarray, grid: list[dict], seed: int,
+             estimators: list | None = None) -> Iterator[tuple[object, np.ndarray, float]]:
+    """(fitted estimator or None, labels, seconds) for each parameter set; ``estimators``: the
+    unfitted ones to use (clones with another seed, for the stability refits)."""
+    if algorithm.path:
         started = time.perf_counter()
-        labels = algorithm.path(X, grid, seed)
+        labels = algorithm.make(grid[0], seed).fit_path(X, [p["k"] for p in grid])
         share = (time.perf_counter() - started) / len(grid)
         for lab in labels:
             yield None, lab, share
         return
-    for params in grid:
+    for i, params in enumerate(grid):
         started = time.perf_counter()
-        model = algorithm.make(params, seed).fit(X)
+        model = (estimators[i] if estimators is not None else algorithm.make(params, seed)).fit(X)
         yield model, np.asarray(model.labels_, dtype=np.int64), time.perf_counter() - started
 
 
-def run_family(space: Space, algorithm: Algorithm, settings: ClusterSettings,
+def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSettings,
                checks: LabelChecks | None = None) -> Iterator[tuple[dict, np.ndarray]]:
     """Every parameter set of one algorithm in one space: (runs.csv record, labels of all rows)."""
     seed = settings.seed
@@ -198,7 +194,7 @@ def run_family(space: Space, algorithm: Algorithm, settings: ClusterSettings,
         yield record, labels
 
 
-def assign(space: Space, algorithm: Algorithm, model, fit_idx: np.ndarray, fit_labels: np.ndarray) -> np.ndarray:
+def assign(space: Space, algorithm: AlgorithmSpecSpec, model, fit_idx: np.ndarray, fit_labels: np.ndarray) -> np.ndarray:
     """Labels for every row of the space from labels of the fitted rows."""
     if len(fit_idx) == space.n:
         return fit_labels
@@ -214,7 +210,7 @@ def assign(space: Space, algorithm: Algorithm, model, fit_idx: np.ndarray, fit_l
     return space.assign_knn(fit_idx, fit_labels)
 
 
-def stability_refits(space: Space, algorithm: Algorithm, grid: list[dict], fit_rows: int,
+def stability_refits(space: Space, algorithm: AlgorithmSpecSpec, grid: list[dict], fit_rows: int,
                      settings: ClusterSettings) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], float]:
     """Refits on ``stability_repeats`` resamples with other seeds: [(rows, labels per params)].
 
@@ -225,10 +221,13 @@ def stability_refits(space: Space, algorithm: Algorithm, grid: list[dict], fit_r
     """
     started = time.perf_counter()
     size = min(settings.stability_sample, int(0.8 * fit_rows))
+    models = [algorithm.make(params, settings.seed) for params in grid]
     refits = []
     for r in range(settings.stability_repeats):
         sub = space.sample(size, settings.seed + 1000 + r)
-        fits = [lab for _, lab, _ in fit_grid(algorithm, space.X[sub], grid, settings.seed + 1 + r)]
+        seed = settings.seed + 1 + r
+        clones = [algorithm.reseeded(model, seed) for model in models]
+        fits = [lab for _, lab, _ in fit_grid(algorithm, space.X[sub], grid, seed, clones)]
         refits.append((sub, fits))
     return refits, time.perf_counter() - started
 
@@ -250,7 +249,7 @@ def _details(model) -> str:
     return ", ".join(parts)
 
 
-def sampling_note(space: Space, algorithm: Algorithm, fit_rows: int, settings: ClusterSettings,
+def sampling_note(space: Space, algorithm: AlgorithmSpecSpec, fit_rows: int, settings: ClusterSettings,
                   refits: list) -> str:
     """Every place this run sampled, in words ('' when it used all rows everywhere)."""
     n, info, parts = space.n, space.info, []
@@ -279,18 +278,14 @@ def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, s
     centers, _, distance = cluster_geometry(space.X, renamed)
     full_labels = np.full(n_total, -1, dtype=np.int32)
     full_labels[rows] = renamed
-    arrays = {"labels": full_labels, "distance": _spread(distance, rows, n_total), "centers": centers,
-              "embedding_rows": rows, "preprocessing": np.array(str(record["preprocessing"])),
-              "algorithm": np.array(str(record["algorithm"])), "params": np.array(str(record["params"]))}
+    distance_input = None
     if space.input_X is not None:
         # UMAP pulls far-off rows into the clusters they border, so distances in its space hide
         # outliers; the linear space it started from keeps them (for the outlier stage)
-        arrays["distance_input"] = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
-    path = clustering_path(run, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+        distance_input = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
+    Clustering(labels=full_labels, distance=_spread(distance, rows, n_total), centers=centers, embedding_rows=rows,
+               preprocessing=str(record["preprocessing"]), algorithm=str(record["algorithm"]),
+               params=str(record["params"]), distance_input=distance_input).save(clustering_path(run, name))
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:

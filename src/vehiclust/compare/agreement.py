@@ -54,9 +54,9 @@ def contingency_frame(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: s
 def contingency_of(run, a: str, b: str) -> pd.DataFrame:
     """Contingency table of two stored clusterings by name (descriptor, mixture or consensus),
     over the rows either of them clustered: for the report and the notebook."""
-    from vehiclust.cluster.sweep import clustering_path
+    from vehiclust.cluster.clustering import Clustering, clustering_path
 
-    la, lb = np.load(clustering_path(run, a))["labels"], np.load(clustering_path(run, b))["labels"]
+    la, lb = Clustering.load_labels(clustering_path(run, a)), Clustering.load_labels(clustering_path(run, b))
     either = (la >= 0) | (lb >= 0)
     return contingency_frame(la[either], lb[either], a, b)
 

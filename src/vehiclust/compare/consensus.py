@@ -15,6 +15,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from vehiclust.cluster.select import consensus_k
+
 CHUNK = 65536
 
 
@@ -32,20 +34,18 @@ def co_association(labels: np.ndarray) -> np.ndarray:
 
 def partition_sample(labels: np.ndarray, k: int | None = None, k_max: int = 30) -> np.ndarray:
     """Consensus labels (0..k-1) of the sample rows; k, when not given, maximises the mean NMI
-    with the input clusterings (Strehl & Ghosh's ANMI: the partition that shares the most
-    information with the ensemble). The lifetime cut alone picked k=2 on the demo, where one
+    with the input clusterings (:func:`vehiclust.cluster.select.consensus_k` chooses it). The lifetime cut alone picked k=2 on the demo, where one
     day/night split outlives everything."""
     distance = 1.0 - co_association(labels)
     tree = linkage(squareform(distance, checks=False), method="average")
+
+    def cut(k_cut: int) -> np.ndarray:
+        return fcluster(tree, k_cut, criterion="maxclust").astype(np.int64) - 1
+
     if k is not None:
-        return fcluster(tree, k, criterion="maxclust").astype(np.int64) - 1
-    best, best_score = None, -1.0
-    for k_try in range(2, min(k_max, len(labels) - 1) + 1):
-        cut = fcluster(tree, k_try, criterion="maxclust").astype(np.int64) - 1
-        score = float(np.mean([normalized_mutual_info_score(labels[:, j], cut) for j in range(labels.shape[1])]))
-        if score > best_score + 1e-9:
-            best, best_score = cut, score
-    return best
+        return cut(k)
+    return consensus_k(cut, lambda part: float(np.mean([normalized_mutual_info_score(labels[:, j], part)
+                                                        for j in range(labels.shape[1])])), len(labels), k_max)
 
 
 def assign_rows(all_labels: np.ndarray, sample: np.ndarray, sample_consensus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,10 @@ Outputs
     ``descriptors/mix_<blocks>.npy|json``  each mixture, with its provenance (blocks, weights and
                                            how they were chosen, normalisation)
     ``clusterings/mix_*.npz``, ``clusterings/consensus.npz``  as for descriptors
-    ``runs.csv``        the mixtures' runs and a consensus row are added; ``best_overall`` marks
-                        the comparison's choice
+    ``mixture_runs.csv`` the mixtures' runs and the consensus row, in runs.csv's columns (runs.csv
+                        itself is the cluster stage's; :func:`vehiclust.compare.best.all_runs`
+                        shows both)
+    ``best.json``       the best clustering, its rule and reason (:class:`~vehiclust.compare.best.BestChoice`)
     ``comparison.csv``  one row per clustering (see :mod:`.table`)
     ``agreement.csv``   one row per pair of clusterings (see :mod:`.agreement`)
     ``attributes.csv``  AMI / NMI of each clustering with each attribute (see :mod:`.attributes`)
@@ -25,20 +27,22 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.cluster import ClusterSettings
-from vehiclust.cluster.sweep import RUN_COLUMNS, clustering_path, sweep_descriptor
+from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptor
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
+from vehiclust.compare.best import MIXTURE_RUNS_FILE, BestChoice, cluster_key, read_runs
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
-from vehiclust.compare.table import COMMON_SPACE, apply_best, comparison_table
+from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, read_json, write_csv, write_json
+from vehiclust.runfolder import RunFolder, fingerprint, read_json, write_csv, write_json
 
-COMPARE_VERSION = 2  # part of the fingerprint: bump when results change for equal settings
-OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json")
+COMPARE_VERSION = 3  # part of the fingerprint: bump when results change for equal settings
+OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json", MIXTURE_RUNS_FILE)
 
 
 def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings = ClusterSettings(),
@@ -61,17 +65,10 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
     return choose_best(run, settings.best)
 
 
-def _read_runs(run: RunFolder) -> pd.DataFrame:
-    runs = pd.read_csv(run.path("runs.csv"), keep_default_na=False, na_values=[""])
-    runs["reason"] = runs["reason"].fillna("")
-    return runs
-
-
 def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettings, settings: CompareSettings,
              reporter: Reporter) -> None:
     table = run.load_collection()
-    runs = _read_runs(run)
-    runs = runs[~runs["descriptor"].map(is_derived)]  # a previous compare's rows are redone
+    runs = read_runs(run)
     identity = cluster_settings.identity_column
     valid = common_valid_rows(run, tuple(singles))
     tuning, evaluation = split_tuning_rows(valid, table[identity] if identity in table.columns else None,
@@ -94,17 +91,16 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
             mixes.append(name)
             tuning_info[name] = info
     lap("fusion and weights")
-    frames = [runs] + [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings))
-                       for m in mixes]
-    runs = pd.concat(frames, ignore_index=True)
+    own = [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings)) for m in mixes]
     lap("mixture sweeps")
-    labels = {n: np.load(clustering_path(run, n))["labels"] for n in singles + mixes}
+    labels = {n: Clustering.load_labels(clustering_path(run, n)) for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
-        runs = pd.concat([runs, build_consensus(run, singles, labels, valid, table, cluster_settings, settings)],
-                         ignore_index=True)
-        labels[CONSENSUS] = np.load(clustering_path(run, CONSENSUS))["labels"]
+        own.append(build_consensus(run, singles, labels, valid, table, cluster_settings, settings))
+        labels[CONSENSUS] = Clustering.load_labels(clustering_path(run, CONSENSUS))
     lap("consensus")
-    selected = runs[runs["selected"]].drop_duplicates("descriptor").set_index("descriptor")
+    own_runs = pd.concat(own, ignore_index=True) if own else pd.DataFrame(columns=RUN_COLUMNS)
+    selected = pd.concat([runs, own_runs], ignore_index=True) if own else runs
+    selected = selected[selected["selected"].astype(bool)].drop_duplicates("descriptor").set_index("descriptor")
     with reporter.task("Comparing clusterings", 3) as task:
         comparison = comparison_table(run, singles, labels, selected, evaluation, table, settings,
                                       cluster_settings.label_columns, identity)
@@ -119,7 +115,8 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
         task.advance()
     lap("comparison, agreement, attributes")
     comparison["captures"] = [attr.sentence(n, scores) for n in comparison["name"]]
-    write_csv(run.path("runs.csv"), runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]])
+    write_csv(run.path(MIXTURE_RUNS_FILE), own_runs.reindex(columns=RUN_COLUMNS + [c for c in own_runs.columns
+                                                                                  if c not in RUN_COLUMNS]))
     write_csv(run.path("agreement.csv"), agreement)
     write_csv(run.path("attributes.csv"), scores)
     write_csv(run.path("comparison.csv"), comparison)
@@ -181,7 +178,7 @@ def informed_pair(run: RunFolder, singles: list[str], tuning: np.ndarray, table:
     from vehiclust.compare.settings import MixSpec
 
     columns = [c for c in label_columns if c in table.columns]
-    labels = {n: np.load(clustering_path(run, n))["labels"][tuning] for n in singles}
+    labels = {n: Clustering.load_labels(clustering_path(run, n))[tuning] for n in singles}
     picks, why = [], []
     for column in columns:
         codes = _codes(table[column].iloc[tuning].reset_index(drop=True))
@@ -218,12 +215,9 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
     full[valid] = rename[result["labels"]]
     distance = np.full(n_total, np.nan, dtype=np.float32)
     distance[valid] = 1.0 - result["strength"]  # typical members: those every clustering agrees on
-    path = clustering_path(run, CONSENSUS)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
-                     preprocessing=np.array("co-association"), algorithm=np.array("evidence_accumulation"),
-                     params=np.array(f"k={result['k']}, of {', '.join(singles)}"))
+    Clustering(labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
+               preprocessing="co-association", algorithm="evidence_accumulation",
+               params=f"k={result['k']}, of {', '.join(singles)}").save(clustering_path(run, CONSENSUS))
     label_table = _labels(table, cluster_settings)
     checks = LabelChecks(label_table.iloc[valid].reset_index(drop=True) if label_table is not None else None,
                          cluster_settings.label_columns, cluster_settings.identity_column, settings.seed)
@@ -233,7 +227,7 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
               "stability": result["stability"], "stability_std": 0.0, "noise_share": 0.0,
               "min_cluster_share": float(share.min()), "max_cluster_share": float(share.max()),
               "size_balance": float(-(share * np.log(share)).sum() / np.log(len(share))) if len(share) > 1 else 0.0,
-              "score": np.nan, "selected": True, "best_overall": False,
+              "score": np.nan, "selected": True,
               "reason": (f"evidence accumulation of {', '.join(singles)}: average linkage on 1 - co-association of "
                          f"{result['sample_rows']:,} rows, cut at the longest-lived k={result['k']}; other rows join "
                          f"the cluster they co-occur with most"),
@@ -243,17 +237,24 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 
 
 def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
-    """Apply the best rule (or the override) to comparison.csv and runs.csv's best_overall."""
+    """Apply the best rule (or the override) to comparison.csv; store the choice in best.json
+    (and, for the report's comparison section, in compare.json)."""
     comparison = pd.read_csv(run.path("comparison.csv"))
     comparison, name, why, rule = apply_best(comparison, override)
-    runs = _read_runs(run)
-    runs["reason"] = runs["reason"].str.replace(r"; best overall.*$", "", regex=True)
-    runs["best_overall"] = runs["selected"] & (runs["descriptor"] == name)
-    index = runs.index[runs["best_overall"]]
-    runs.loc[index, "reason"] = runs.loc[index, "reason"] + "; " + why
+    measure = "identity_lift" if rule == IDENTITY_RULE else "common_score"
+    ranked = comparison.sort_values("rank")
+    others = ranked[ranked["name"] != name]
+    value = comparison.loc[comparison["name"] == name, measure].iloc[0]
+    BestChoice(name=name, rule=rule, reason=why, measure=measure, score=_number(value),
+               runner_up=str(others["name"].iloc[0]) if len(others) else None,
+               runner_up_score=_number(others[measure].iloc[0]) if len(others) else None,
+               override=override, cluster_key=cluster_key(run)).save(run)
     write_csv(run.path("comparison.csv"), comparison)
-    write_csv(run.path("runs.csv"), runs)
     info = read_json(run.path("compare.json"))
     info.update(best=name, best_why=why, best_rule=rule)
     write_json(run.path("compare.json"), info)
     return comparison
+
+
+def _number(value) -> float | None:
+    return None if pd.isna(value) else float(value)

@@ -37,6 +37,7 @@ import pandas as pd
 from sklearn.metrics import silhouette_score
 
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics
+from vehiclust.cluster.select import selection_score
 from vehiclust.compare.fusion import FIT_ROWS, block_rows, fit_blocks, sample_rows
 from vehiclust.compare.settings import ALIASES, CONSENSUS, MIX_PREFIX, CompareSettings
 from vehiclust.errors import VehiclustError
@@ -81,10 +82,9 @@ def common_metrics(X: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def common_score(frame: pd.DataFrame) -> pd.Series:
-    sil = frame["silhouette_common"].astype(float).clip(0, 1).fillna(0.0)
-    db = (1.0 / (1.0 + frame["davies_bouldin_common"].astype(float))).fillna(0.0)
-    stab = frame["stability"].astype(float).clip(0, 1).fillna(0.0)
-    return (1.0 - frame["noise_share"].astype(float).fillna(0.0)) * (sil + db) / 2 * stab
+    """The cluster stage's selection score with silhouette and Davies-Bouldin from the common space."""
+    return selection_score(frame["silhouette_common"], frame["davies_bouldin_common"], frame["stability"],
+                           frame["noise_share"])
 
 
 def label_frame(table: pd.DataFrame, label_columns: tuple[str, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:

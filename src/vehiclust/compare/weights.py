@@ -22,11 +22,11 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.metrics import _codes, identity_consistency
+from vehiclust.cluster.select import tuning_ks
 from vehiclust.compare.fusion import BlockScaler, normalised_blocks, weighted
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder
 
-TUNING_KS = 4  # k values per candidate, spread over the sweep's grid
 
 
 def split_tuning_rows(rows: np.ndarray, ids: pd.Series | None, share: float, cap: int,
@@ -64,11 +64,6 @@ def resolve_criterion(tune: str, table: pd.DataFrame, identity_column: str) -> s
     if identity_column in table.columns and table[identity_column].duplicated().any():
         return "identity"
     return "stability"
-
-
-def tuning_ks(ks: list[int]) -> list[int]:
-    picks = np.unique(np.quantile(ks, np.linspace(0.15, 0.85, TUNING_KS)).round().astype(int))
-    return [int(k) for k in picks]
 
 
 def score_partitions(X: np.ndarray, ks: list[int], criterion: str, target: np.ndarray | None,

@@ -22,8 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vehiclust.cluster.backends import knn_search
-from vehiclust.cluster.preprocess import valid_rows
+from vehiclust.cluster.preprocess import KNNPlacement, valid_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import RunFolder, fingerprint, read_json, write_json, write_npy
 
@@ -124,8 +123,7 @@ def _reduced(matrix: np.ndarray, rows: np.ndarray, reducer) -> np.ndarray:
 
 def _neighbours(reduced: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices (into the fitted rows) of each other row's nearest fitted rows."""
-    sample = reduced[fitted]
-    return knn_search(sample, reduced[~fitted], min(NEIGHBOURS, len(sample)))
+    return KNNPlacement(NEIGHBOURS).fit(reduced[fitted]).kneighbors(reduced[~fitted])
 
 
 def embed(reduced: np.ndarray, fitted: np.ndarray, dims: int, settings: MapSettings,
@@ -142,9 +140,8 @@ def embed(reduced: np.ndarray, fitted: np.ndarray, dims: int, settings: MapSetti
     out = np.empty((len(reduced), dims), dtype=np.float32)
     out[fitted] = embedding
     if (~fitted).any():
-        distance, index = neighbours if neighbours is not None else _neighbours(reduced, fitted)
-        weights = 1.0 / np.maximum(distance, 1e-6)
-        out[~fitted] = (embedding[index] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+        neighbours = neighbours if neighbours is not None else _neighbours(reduced, fitted)
+        out[~fitted] = KNNPlacement(NEIGHBOURS).fit(sample, embedding).interpolate(*neighbours)
     return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.cluster.sweep import clustering_path
+from vehiclust.compare.best import all_runs
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report.deliverables import best_descriptor, write_clusters_csv
@@ -47,8 +48,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     table = run.load_collection()
-    runs = pd.read_csv(run.path("runs.csv"))
-    runs["reason"] = runs["reason"].fillna("")
+    runs = all_runs(run)  # runs.csv, the mixtures' runs and best.json's choice
     verdicts = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
     best = best_descriptor(runs)
     best_clustering = np.load(clustering_path(run, best))

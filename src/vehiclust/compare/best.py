@@ -1,0 +1,89 @@
+"""The best clustering as its own artifact, ``best.json``, and the runs of every clustering in
+one view.
+
+``best.json`` is written by the compare stage only (:func:`vehiclust.compare.stage.choose_best`,
+on every call, so ``--best`` costs nothing): the name, the rule, the reason, the score of the
+leader and the runner-up under that rule, and the cluster stage's fingerprint it was chosen on.
+``runs.csv`` (cluster stage) and ``mixture_runs.csv`` (compare stage) are each written by one
+stage; :func:`all_runs` joins them and marks ``best_overall`` from ``best.json``, or, when no
+comparison was made on the current clustering, from the cluster stage's rule
+(:func:`vehiclust.cluster.select.overall_choice`). The report, ``clusters.csv`` and
+:func:`vehiclust.load_run` read runs through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from vehiclust.cluster.select import overall_choice
+from vehiclust.cluster.sweep import RUN_COLUMNS
+from vehiclust.runfolder import RunFolder, read_json, write_json
+
+BEST_FILE = "best.json"
+MIXTURE_RUNS_FILE = "mixture_runs.csv"
+RUNS_FILE = "runs.csv"
+# the combined view's leading columns: runs.csv's, with the overall choice beside ``selected``
+VIEW_COLUMNS = RUN_COLUMNS[:RUN_COLUMNS.index("selected") + 1] + ["best_overall"] + \
+    RUN_COLUMNS[RUN_COLUMNS.index("selected") + 1:]
+
+
+@dataclass(frozen=True)
+class BestChoice:
+    name: str  # the clustering: a descriptor, a mixture or the consensus
+    rule: str  # the rule in words (or that the user chose)
+    reason: str  # the sentence added to that run's reason
+    measure: str  # the column the rule ranks by
+    score: float | None  # the chosen clustering's value of ``measure``
+    runner_up: str | None
+    runner_up_score: float | None
+    override: str | None  # --best as the user wrote it
+    cluster_key: str | None  # fingerprint of the cluster stage the choice was made on
+
+    def save(self, run: RunFolder) -> None:
+        write_json(run.path(BEST_FILE), asdict(self))
+
+    @classmethod
+    def load(cls, run: RunFolder) -> BestChoice | None:
+        """The stored choice, or None when there is none or it was made on another clustering."""
+        path = run.path(BEST_FILE)
+        if not path.exists():
+            return None
+        choice = cls(**read_json(path))
+        return choice if choice.cluster_key == cluster_key(run) else None
+
+
+def cluster_key(run: RunFolder) -> str | None:
+    return (run.stage_record("cluster") or {}).get("fingerprint")
+
+
+def read_runs(run: RunFolder, name: str = RUNS_FILE) -> pd.DataFrame:
+    runs = pd.read_csv(run.path(name), keep_default_na=False, na_values=[""])
+    runs["reason"] = runs["reason"].fillna("")
+    return runs
+
+
+def all_runs(run: RunFolder) -> pd.DataFrame:
+    """runs.csv, then the mixtures' and the consensus's runs, with ``best_overall`` marked and
+    its reason appended to that run's."""
+    runs = read_runs(run).drop(columns=["best_overall"], errors="ignore")
+    best = BestChoice.load(run)
+    if best is not None and run.path(MIXTURE_RUNS_FILE).exists():
+        derived = read_runs(run, MIXTURE_RUNS_FILE)
+        if len(derived):
+            runs = pd.concat([runs, derived], ignore_index=True)
+    if best is not None:
+        chosen, why = runs.index[runs["selected"].astype(bool) & (runs["descriptor"] == best.name)], best.reason
+    else:
+        index, why = overall_choice(runs)
+        chosen = runs.index[[index]] if index is not None else runs.index[[]]
+    runs["best_overall"] = runs.index.isin(chosen)
+    runs.loc[chosen, "reason"] = runs.loc[chosen, "reason"] + "; " + why
+    return runs[VIEW_COLUMNS + [c for c in runs.columns if c not in VIEW_COLUMNS]]
+
+
+def best_name(run: RunFolder) -> str:
+    """The name of the best clustering (see :func:`all_runs`)."""
+    runs = all_runs(run)
+    return str(runs.loc[runs["best_overall"], "descriptor"].iloc[0])
