@@ -325,3 +325,14 @@ def test_settings_from_command_line_options(planted_run):
     run, *_ = planted_run
     strict = outliers(run, ["color_hist"], settings=outlier_settings(thresholds=["isolated=0.05"]))
     assert strict["outlier_reasons"].str.contains("isolated").sum() > 0
+
+
+def test_cluster_distance_z_when_most_members_are_equally_far():
+    """Over half of a cluster at one distance (copies of one image) makes the MAD 0; the one
+    farther member must get an ordinary z, not one in the billions."""
+    from vehiclust.outliers.checks import cluster_distance_z
+
+    labels = np.zeros(10, dtype=np.int64)
+    distance = np.array([1.0] * 7 + [1.1, 1.2, 1.3])
+    z = cluster_distance_z(labels, distance)
+    assert np.isfinite(z).all() and 0 < z[-1] < 10 and (z[:7] == 0).all()

@@ -250,3 +250,10 @@ def test_describer_measures_originals_and_batches():
     batch = describer.describe(np.stack([np.asarray(photo("chelsea").resize((224, 224)))] * 2))["quality"]
     assert batch.shape == (2, len(COLUMNS)) and np.isfinite(batch[:, 1:]).all()
     assert describer.provenance()["columns"] == list(COLUMNS)
+
+
+def test_a_relative_check_without_a_floor_survives_a_zero_mad():
+    """Most crops of one size: with min_scale 0 the MAD is 0 and the std ranks the rest."""
+    data = pd.DataFrame({"width": [224] * 30 + [200, 120], "height": [224] * 32})
+    scores = create_check("small", mode="relative", min_scale=0.0).score(data)
+    assert (scores[:30] == 0).all() and 0 < scores[30] < scores[31] < 1

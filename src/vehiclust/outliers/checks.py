@@ -43,7 +43,9 @@ def cluster_distance_z(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
         members = np.flatnonzero(labels == cluster_id)
         d = np.log(np.maximum(distance[members].astype(float), 1e-12))
         median = np.median(d)
-        mad = 1.4826 * np.median(np.abs(d - median))
-        z[members] = (d - median) / max(mad, 1e-9)
+        spread = 1.4826 * np.median(np.abs(d - median))
+        if spread <= 1e-12:  # over half the members equally far: the std still ranks the rest
+            spread = np.std(d)
+        z[members] = (d - median) / max(spread, 1e-12)
     return np.nan_to_num(z)
 

@@ -159,8 +159,10 @@ def robust_centre_spread(values: np.ndarray, min_scale: float = 0.0) -> tuple[fl
     if finite.size == 0:
         return 0.0, max(min_scale, 1e-9)
     centre = float(np.median(finite))
-    spread = MAD_TO_SD * float(np.median(np.abs(finite - centre)))
-    return centre, max(spread, min_scale, 1e-9)
+    spread = max(MAD_TO_SD * float(np.median(np.abs(finite - centre))), min_scale)
+    if spread <= 1e-12:  # no floor and over half the values equal: the std still ranks the rest
+        spread = float(np.std(finite))
+    return centre, max(spread, 1e-12)
 
 
 def group_members(values: np.ndarray, valid: np.ndarray, groups: np.ndarray | None):
