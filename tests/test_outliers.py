@@ -15,8 +15,9 @@ from vehiclust.collection.imageio import UnreadableImage, read_bytes
 from vehiclust.describe import describe
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers import DetectorSettings, OutlierSettings, add_verdict, create_detector, outliers
-from vehiclust.outliers.detectors import Neighbours, has_module, robust_z, score_descriptor
+from vehiclust.outliers.detectors import Neighbours, has_module, score_descriptor
 from vehiclust.quality.describer import QUALITY_DESCRIPTOR, QualityDescriber
+from vehiclust.robust import robust_z
 from vehiclust.runfolder import RunFolder
 
 LEADING = ["row", "path", "error"]
@@ -336,3 +337,13 @@ def test_cluster_distance_z_when_most_members_are_equally_far():
     distance = np.array([1.0] * 7 + [1.1, 1.2, 1.3])
     z = cluster_distance_z(labels, distance)
     assert np.isfinite(z).all() and 0 < z[-1] < 10 and (z[:7] == 0).all()
+
+
+def test_robust_z_is_median_and_scaled_mad():
+    from scipy.stats import median_abs_deviation
+
+    values = np.random.default_rng(7).lognormal(size=500)
+    expected = (np.log(values) - np.median(np.log(values))) / median_abs_deviation(np.log(values), scale="normal")
+    np.testing.assert_allclose(robust_z(values, log_scale=True), expected, rtol=1e-5)
+    reference = np.arange(100)
+    assert np.median(robust_z(values, reference=reference)[reference]) == pytest.approx(0.0)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vehiclust.robust import robust_z
+
 SMALL_SIDE_PX = 32
 FLAG_AT = 0.5
 
@@ -41,11 +43,5 @@ def cluster_distance_z(labels: np.ndarray, distance: np.ndarray) -> np.ndarray:
     z = np.zeros(len(labels))
     for cluster_id in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == cluster_id)
-        d = np.log(np.maximum(distance[members].astype(float), 1e-12))
-        median = np.median(d)
-        spread = 1.4826 * np.median(np.abs(d - median))
-        if spread <= 1e-12:  # over half the members equally far: the std still ranks the rest
-            spread = np.std(d)
-        z[members] = (d - median) / max(spread, 1e-12)
+        z[members] = robust_z(distance[members], log_scale=True)
     return np.nan_to_num(z)
-

@@ -2,7 +2,7 @@
 
 Each detector is fitted on a sample of rows and then scores every row (the shape that scales:
 fit on 20k, score 416k in chunks). Scores are *raw* (higher = more outlying, in the detector's
-own units); :func:`robust_z` turns them into robust z-scores so that detectors and
+own units); :func:`vehiclust.robust.robust_z` turns them into robust z-scores so that detectors and
 descriptors can be combined.
 
 =========  =====================================================================  ===========
@@ -290,17 +290,6 @@ def project(matrix: np.ndarray, rows: np.ndarray, fit_rows: np.ndarray, componen
         block = normalise(matrix[rows[start:start + CHUNK]])
         out[start:start + len(block)] = pca.transform(block) if pca is not None else block
     return out
-
-
-def robust_z(values: np.ndarray, log_scale: bool, reference: np.ndarray | None = None) -> np.ndarray:
-    """(v - median) / (1.4826 MAD), statistics from ``reference`` rows (default: all)."""
-    v = np.log(np.maximum(values, 1e-12)) if log_scale else np.asarray(values, dtype=np.float64)
-    ref = v if reference is None else v[reference]
-    centre = np.median(ref)
-    spread = 1.4826 * np.median(np.abs(ref - centre))
-    if spread <= 1e-12:
-        spread = max(np.std(ref), 1e-12)
-    return (v - centre) / spread
 
 
 def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSettings = DetectorSettings()

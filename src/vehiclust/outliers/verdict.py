@@ -33,10 +33,11 @@ import pandas as pd
 
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers.checks import FLAG_AT, cluster_distance_z, unreadable_score
-from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, robust_z, score_descriptor
+from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, score_descriptor
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.checks import DEFAULT_CHECKS, CheckContext, create_checks
 from vehiclust.quality.duplicates import NEAR_MAX_DISTANCE, exact_duplicates, hashes_from_chunks, near_duplicates
+from vehiclust.robust import robust_z
 from vehiclust.runfolder import RunFolder, fingerprint, write_csv
 
 from vehiclust.cluster import clustering_path  # noqa: E402  (the cluster stage owns that file)

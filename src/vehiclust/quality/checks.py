@@ -51,9 +51,9 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.errors import VehiclustError
+from vehiclust.robust import robust_z
 
 MIN_GROUP = 20  # images a group needs for its own robust statistics
-MAD_TO_SD = 1.4826
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,7 @@ class QualityCheck:
         direction = 1.0 if self.bad > self.good else -1.0
         z = np.zeros(len(values))
         for members in group_members(values, valid, groups):
-            centre, spread = robust_centre_spread(values[members], self.min_scale)
-            z[members] = (values[members] - centre) / spread
+            z[members] = robust_z(values[members], min_scale=self.min_scale)
         z = np.abs(z) if self.two_sided else direction * z
         return np.clip(z / (2.0 * self.z_at), 0.0, 1.0)
 
@@ -152,17 +151,6 @@ class QualityCheck:
 
 def ramp(values: np.ndarray, good: float, bad: float) -> np.ndarray:
     return np.clip((np.asarray(values, dtype=np.float64) - good) / (bad - good), 0.0, 1.0)
-
-
-def robust_centre_spread(values: np.ndarray, min_scale: float = 0.0) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, max(min_scale, 1e-9)
-    centre = float(np.median(finite))
-    spread = max(MAD_TO_SD * float(np.median(np.abs(finite - centre))), min_scale)
-    if spread <= 1e-12:  # no floor and over half the values equal: the std still ranks the rest
-        spread = float(np.std(finite))
-    return centre, max(spread, 1e-12)
 
 
 def group_members(values: np.ndarray, valid: np.ndarray, groups: np.ndarray | None):
