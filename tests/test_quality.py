@@ -131,7 +131,6 @@ def test_every_planted_defect_is_flagged_by_its_check_and_clean_photos_are_not(p
 
 
 def test_brisque_ranks_heavy_defects_worse(planted_table):
-    pytest.importorskip("brisque", reason="the BRISQUE model files come with the 'brisque' package")
     by = planted_table.set_index(["photo", "defect"])["brisque"]
     for name in PHOTOS:
         assert by[(name, "noisy")] > by.loc[name].loc["clean"].iloc[0]

@@ -33,7 +33,7 @@ import pandas as pd
 
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers.checks import FLAG_AT, cluster_distance_z, unreadable_score
-from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, score_descriptor
+from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, score_descriptor
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.checks import DEFAULT_CHECKS, CheckContext, create_checks
 from vehiclust.quality.duplicates import NEAR_MAX_DISTANCE, exact_duplicates, hashes_from_chunks, near_duplicates
@@ -127,7 +127,7 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     key = fingerprint("outliers", 2, names, cluster_record.get("fingerprint"),
                       (run.stage_record("ingest") or {}).get("fingerprint"),
                       {n: run.descriptor_meta(n).get("fingerprint") for n in extra},
-                      asdict(settings), available_detectors())
+                      asdict(settings), DETECTORS.names())
     if run.stage_is_current("outliers", key, [run.path("outliers.csv")]):
         reporter.message("outliers: up to date")
         return pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
@@ -307,7 +307,7 @@ def isolation_scores(run: RunFolder, names: list[str], readable: np.ndarray, set
                 raw = score_descriptor(matrix, rows, settings.detectors)
                 for det, values in raw.items():
                     z = np.zeros(len(readable))
-                    z[rows] = robust_z(values, DETECTORS[det].log_scale)
+                    z[rows] = robust_z(values, DETECTORS.get(det).log_scale)
                     zs[det] = z
             if settings.use_cluster_distance and clustering_path(run, name).exists():
                 selected = np.load(clustering_path(run, name))
