@@ -28,6 +28,8 @@ def robust_z(values: np.ndarray, log_scale: bool = False, reference: np.ndarray 
              min_scale: float = 0.0) -> np.ndarray:
     """Robust z of every value (of its log with ``log_scale``: for positive, right-skewed values),
     with the median and MAD of the ``reference`` rows (default: all)."""
-    v = np.log(np.maximum(values, TINY)) if log_scale else np.asarray(values, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if log_scale:
+        v = np.log(np.maximum(v, TINY))
     centre, spread = centre_and_spread(v if reference is None else v[reference], min_scale)
     return (v - centre) / spread
