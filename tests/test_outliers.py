@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import variants, write_bad_files
+from conftest import variants, write_bad_files, write_case_bundle
 from vehiclust.collection import ingest
-from vehiclust.collection.imageio import UnreadableImage, read_bytes
 from vehiclust.describe import describe
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers import DetectorSettings, OutlierSettings, add_verdict, create_detector, outliers
 from vehiclust.outliers.detectors import DETECTORS, Neighbours, score_descriptor
-from vehiclust.quality.describer import QUALITY_DESCRIPTOR, QualityDescriber
+from vehiclust.quality.describer import QUALITY_DESCRIPTOR
 from vehiclust.robust import robust_z
 from vehiclust.runfolder import RunFolder
 
@@ -101,18 +100,22 @@ def test_ecod_is_the_empirical_tail_probability():
     assert scores[1] >= expected - 1e-9 and scores[1] > 3 * scores[0]
 
 
-def test_a_collection_without_outliers_gets_almost_none():
-    """Outlier-free data: the consensus z passes the default threshold for (almost) no row."""
+def test_a_collection_without_outliers_gets_almost_none(tmp_path):
+    """Outlier-free vectors (a case bundle without images): the stage's consensus flags (almost)
+    no row as isolated; the same collection with planted far rows flags every one of them."""
     rng = np.random.default_rng(4)
-    X, _ = blobs(6000, 64, rng)
-    settings = DetectorSettings()
-    raw = score_descriptor(X, np.arange(len(X)), settings)
-    z = np.mean([robust_z(v, DETECTORS.get(n).log_scale) for n, v in raw.items()], axis=0)
-    assert (z >= OutlierSettings().isolation_z).mean() < 0.002
-    X2, planted = blobs(6000, 64, rng, outliers=20)
-    raw = score_descriptor(X2, np.arange(len(X2)), settings)
-    z2 = np.mean([robust_z(v, DETECTORS.get(n).log_scale) for n, v in raw.items()], axis=0)
-    assert (z2[planted] >= OutlierSettings().isolation_z).all()
+    clean, _ = blobs(6000, 64, rng)
+    planted_vectors, planted = blobs(6000, 64, rng, outliers=20)
+    paths = [f"veriwild\\{i // 10:05d}\\{i:06d}.jpg" for i in range(6000)]
+    bundle = write_case_bundle(tmp_path / "case", paths, {"clean": clean, "planted": planted_vectors})
+    run = RunFolder(tmp_path / "run")
+    ingest(bundle, run)
+    isolated_only = OutlierSettings(checks=("isolated",))
+    verdicts = outliers(run, ["clean"], settings=isolated_only)
+    assert verdicts["is_outlier"].mean() < 0.002
+    verdicts = outliers(run, ["planted"], settings=isolated_only)
+    assert verdicts.loc[planted, "is_outlier"].all()
+    assert (verdicts.loc[planted, "outlier_reasons"] == "isolated").all()
 
 
 def test_unknown_detector_is_named():
@@ -141,34 +144,10 @@ def jpeg(array: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def compute_quality(run: RunFolder) -> None:
-    """The quality descriptor at original resolution, as the describe pass computes it once it
-    honours ``needs_original`` (QualityDescriber.decode on each file's bytes)."""
-    from vehiclust.describe.extract import descriptor_key
-    from vehiclust.quality.features import COLUMNS
-
-    table = run.load_collection()
-    describer = QualityDescriber(threads=2)
-    images, invalid = [], {}
-    for row, (location, error) in enumerate(zip(table["location"], table["error"])):
-        try:
-            if error:
-                raise UnreadableImage(error)
-            images.append(describer.decode(read_bytes(location)))
-        except UnreadableImage as exc:
-            invalid[str(row)] = str(exc)
-            images.append(np.zeros((8, 8, 3), np.uint8))
-    matrix = describer.describe(images)[QUALITY_DESCRIPTOR]
-    matrix[[int(r) for r in invalid]] = 0
-    run.save_descriptor(QUALITY_DESCRIPTOR, matrix, {
-        "name": QUALITY_DESCRIPTOR, "kind": "extracted", "fingerprint": descriptor_key(QUALITY_DESCRIPTOR, table),
-        "invalid": invalid, "columns": list(COLUMNS), **describer.provenance()})
-
-
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     """40 ordinary JPEG crops of real photographs plus one of each defect, a copy, a re-encoded
-    copy and the bad files; color_hist + quality descriptors; no clustering."""
+    copy and the bad files; the describe stage's color_hist and quality descriptors; no clustering."""
     from skimage import data
 
     root = tmp_path_factory.mktemp("planted") / "images"
@@ -196,8 +175,7 @@ def planted_run(tmp_path_factory):
     expected_bad = write_bad_files(root, good[0].read_bytes())
     run = RunFolder(root.parent / "run")
     ingest(root, run)
-    describe(run, ["color_hist"])
-    compute_quality(run)
+    describe(run, ["color_hist", QUALITY_DESCRIPTOR])
     return run, root, good, expected_bad
 
 
@@ -259,9 +237,8 @@ def test_contamination_fixes_the_share_and_settings_rerun_the_stage(planted_run)
 
 def test_check_overrides_reach_the_verdict(planted_run):
     run, *_ = planted_run
-    lenient = outliers(run, ["color_hist"], settings=OutlierSettings(check_overrides={"dark": {"threshold": 1.0},
-                                                                                    "low_contrast": {"threshold": 1.0},
-                                                                                    "low_information": {"threshold": 1.0}}))
+    lenient = outliers(run, ["color_hist"], settings=OutlierSettings(thresholds={"dark": 1.0, "low_contrast": 1.0,
+                                                                                "low_information": 1.0}))
     row = lenient.set_index("path").loc["zz/dark.jpg"]
     assert "dark" not in row["outlier_reasons"] or row["dark_score"] >= 1.0
 
@@ -332,8 +309,8 @@ def test_settings_from_command_line_options(planted_run):
     from vehiclust.outliers import outlier_settings
 
     settings = outlier_settings(0.05, ["dark=0.7", "no_vehicle=0.9", "isolated=0.6"], "none", "knn,ecod")
-    assert settings.check_overrides == {"dark": {"threshold": 0.7}} and settings.thresholds == {"isolated": 0.6}
-    assert settings.no_vehicle_threshold == 0.9 and settings.group_by is None
+    assert settings.thresholds == {"dark": 0.7, "no_vehicle": 0.9, "isolated": 0.6} and settings.group_by is None
+    assert settings.threshold("dark") == 0.7 and settings.threshold("blurry") == 0.5
     assert settings.detectors.detectors == ("knn", "ecod") and settings.contamination == 0.05
     for bad, message in ((["dark"], "CHECK=VALUE"), (["dark=2"], "CHECK=VALUE"), (["darkness=0.5"], "unknown check")):
         with pytest.raises(VehiclustError, match=message):
@@ -348,7 +325,7 @@ def test_settings_from_command_line_options(planted_run):
 def test_cluster_distance_z_when_most_members_are_equally_far():
     """Over half of a cluster at one distance (copies of one image) makes the MAD 0; the one
     farther member must get an ordinary z, not one in the billions."""
-    from vehiclust.outliers.checks import cluster_distance_z
+    from vehiclust.outliers.evidence import cluster_distance_z
 
     labels = np.zeros(10, dtype=np.int64)
     distance = np.array([1.0] * 7 + [1.1, 1.2, 1.3])

@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from vehiclust.errors import VehiclustError
-from vehiclust.quality import (COLUMNS, CHECKS, CheckContext, create_check, create_checks, exact_duplicates,
+from vehiclust.quality import (COLUMNS, DEFAULT_CHECKS, CheckContext, create_check, create_checks, exact_duplicates,
                                hashes_from_chunks, measure_batch, near_duplicates, score_checks, thresholds_table)
 from vehiclust.quality.describer import MAX_SIDE, QualityDescriber, decode_original
 
@@ -146,7 +146,7 @@ def test_thresholds_and_modes_can_be_overridden(planted_table):
     moved = create_check("dark", good=0.5, bad=0.3).score(data)
     assert (moved >= 0.5).sum() > (default >= 0.5).sum()
     table = thresholds_table()
-    assert set(table["check"]) == set(CHECKS) and set(table["mode"]) <= {"absolute", "relative"}
+    assert set(table["check"]) == set(DEFAULT_CHECKS) and set(table["mode"]) <= {"absolute", "relative"}
     with pytest.raises(VehiclustError, match="unknown quality check 'sharpish'"):
         create_check("sharpish")
     with pytest.raises(VehiclustError, match="mode must be"):

@@ -322,25 +322,26 @@ class Jpeg(QualityCheck):
         return _col(data, "blockiness")
 
 
-CHECKS: dict[str, type[QualityCheck]] = {
-    cls.name: cls for cls in (Small, OddAspect, Dark, Overexposed, LowContrast, LowInformation, Blurry,
-                              MotionBlur, Noisy, Grayscale, Jpeg)
-}
-DEFAULT_CHECKS: tuple[str, ...] = tuple(CHECKS)
+# in the order of their outliers.csv columns; the outlier verdict registers each in
+# vehiclust.outliers.checks.CHECKS (adding a check here is all it takes)
+QUALITY_CHECKS: tuple[type[QualityCheck], ...] = (Small, OddAspect, Dark, Overexposed, LowContrast, LowInformation,
+                                                  Blurry, MotionBlur, Noisy, Grayscale, Jpeg)
+DEFAULT_CHECKS: tuple[str, ...] = tuple(c.name for c in QUALITY_CHECKS)
 
 
 def create_check(name: str, **overrides) -> QualityCheck:
-    if name not in CHECKS:
-        raise VehiclustError(f"unknown quality check {name!r}; available: {', '.join(CHECKS)}")
-    return CHECKS[name](**overrides)
+    for check in QUALITY_CHECKS:
+        if check.name == name:
+            return check(**overrides)
+    raise VehiclustError(f"unknown quality check {name!r}; available: {', '.join(DEFAULT_CHECKS)}")
 
 
 def create_checks(names=DEFAULT_CHECKS, overrides: dict[str, dict] | None = None) -> list[QualityCheck]:
     """The checks by name, each with the user's overrides (``{"dark": {"threshold": 0.6}}``)."""
     overrides = overrides or {}
-    unknown = set(overrides) - set(CHECKS)
+    unknown = set(overrides) - set(DEFAULT_CHECKS)
     if unknown:
-        raise VehiclustError(f"overrides for unknown checks {sorted(unknown)}; available: {', '.join(CHECKS)}")
+        raise VehiclustError(f"overrides for unknown checks {sorted(unknown)}; available: {', '.join(DEFAULT_CHECKS)}")
     return [create_check(n, **overrides.get(n, {})) for n in names]
 
 
