@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -13,7 +14,11 @@ from conftest import variants, write_bad_files, write_case_bundle
 from vehiclust.collection import ingest
 from vehiclust.describe import describe
 from vehiclust.errors import VehiclustError
-from vehiclust.outliers import DetectorSettings, OutlierSettings, add_verdict, create_detector, outliers
+from vehiclust.outliers import (CHECKS, DetectorSettings, OutlierSettings, add_verdict, create_detector,
+                                outlier_settings, outliers)
+from vehiclust.outliers.evidence import NEEDS, load_evidence
+from vehiclust.outliers.stage import build_checks
+from vehiclust.outliers.verdict import severity
 from vehiclust.outliers.detectors import DETECTORS, Neighbours, score_descriptor
 from vehiclust.quality.describer import QUALITY_DESCRIPTOR
 from vehiclust.robust import robust_z
@@ -306,8 +311,6 @@ def test_centroid_distance_of_the_selected_clustering_joins_isolation(planted_ru
 
 
 def test_settings_from_command_line_options(planted_run):
-    from vehiclust.outliers import outlier_settings
-
     settings = outlier_settings(0.05, ["dark=0.7", "no_vehicle=0.9", "isolated=0.6"], "none", "knn,ecod")
     assert settings.thresholds == {"dark": 0.7, "no_vehicle": 0.9, "isolated": 0.6} and settings.group_by is None
     assert settings.threshold("dark") == 0.7 and settings.threshold("blurry") == 0.5
@@ -341,3 +344,80 @@ def test_robust_z_is_median_and_scaled_mad():
     np.testing.assert_allclose(robust_z(values, log_scale=True), expected, rtol=1e-5)
     reference = np.arange(100)
     assert np.median(robust_z(values, reference=reference)[reference]) == pytest.approx(0.0)
+
+
+# -- the check registry's contract -----------------------------------------------------------------
+CONTRACT_NAMES = ["color_hist", "imported"]
+
+
+@pytest.fixture(scope="module")
+def full_run(planted_run, tmp_path_factory):
+    """The planted run (copied) with every input a check can read: an imported descriptor with
+    an invalid row, vehicle_type probabilities and a clustering of color_hist."""
+    import shutil
+
+    run = RunFolder(shutil.copytree(planted_run[0].root, tmp_path_factory.mktemp("full") / "run"))
+    n = len(run.load_collection())
+    rng = np.random.default_rng(9)
+    run.save_descriptor("imported", rng.normal(size=(n, 6)).astype(np.float32),
+                        {"name": "imported", "kind": "imported", "invalid": {"3": "NaN in the file"}})
+    not_vehicle = rng.uniform(0, 1, n) ** 4
+    run.save_descriptor("vehicle_type", np.column_stack([1 - not_vehicle, not_vehicle]).astype(np.float32),
+                        {"name": "vehicle_type", "kind": "imported", "columns": ["car", "not_a_vehicle"]})
+    (run.root / "clusterings").mkdir()
+    np.savez(run.root / "clusterings" / "color_hist.npz", labels=rng.integers(0, 3, n),
+             distance=rng.lognormal(0, 0.3, n).astype(np.float32))
+    return run
+
+
+def test_every_check_runs_on_the_full_run(full_run):
+    verdicts = outliers(full_run, CONTRACT_NAMES)
+    assert [c for c in verdicts.columns if c.endswith("_score")][:len(CHECKS)] == [f"{c}_score" for c in CHECKS]
+    assert verdicts.at[3, "invalid_vector_score"] == 1.0 and "invalid_vector" in verdicts.at[3, "outlier_reasons"]
+
+
+@pytest.mark.parametrize("name", CHECKS.names())
+def test_check_contract(full_run, name):
+    """Every registered check, as scikit-learn's check_estimator does for estimators: given only
+    the evidence its spec declares, it scores every row, finite, in [0, 1], the same twice."""
+    spec = CHECKS.get(name)
+    assert spec.summary and spec.code and 0.0 < spec.threshold <= 1.0 and set(spec.needs) <= set(NEEDS)
+    table = full_run.load_collection()
+
+    def scores():
+        evidence = load_evidence(full_run, table, CONTRACT_NAMES, set(spec.needs))
+        result = spec.factory(threshold=spec.threshold).score(evidence)
+        assert result is not None, f"{name}: its declared needs {spec.needs} are not enough"
+        return result.score
+
+    first = scores()
+    assert first.shape == (len(table),) and np.isfinite(first).all()
+    assert ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, scores())
+
+
+@pytest.mark.parametrize("name", CHECKS.names())
+def test_threshold_option_works_for_every_check(full_run, name):
+    """--threshold NAME=VALUE reaches the verdict: the check flags exactly the rows scoring at
+    least VALUE, and outlier_score is the severity at VALUE. VALUE is one of the check's scores
+    that flags other rows than its default threshold does, where its scores have one (binary
+    checks flag the same rows at every threshold)."""
+    column = f"{name}_score"
+    default = outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(checks=(name,)))[column].to_numpy()
+    at_default = default >= CHECKS.get(name).threshold
+    splitting = [v for v in np.unique(default[default > 0]) if ((default >= v) != at_default).any()]
+    value = float(splitting[len(splitting) // 2]) if splitting else 1.0
+    settings = dataclasses.replace(outlier_settings(thresholds=[f"{name}={value}"]), checks=(name,))
+    assert [check.threshold for _, check in build_checks(settings)] == [value]
+    verdicts = outliers(full_run, CONTRACT_NAMES, settings=settings)
+    scores = verdicts[column].to_numpy()
+    np.testing.assert_array_equal(verdicts["is_outlier"].to_numpy(), scores >= value)
+    np.testing.assert_allclose(verdicts["outlier_score"], np.round(severity(scores, value), 4))
+    assert set(verdicts.loc[verdicts["is_outlier"], "outlier_reasons"]) <= {CHECKS.get(name).code}
+
+
+def test_unknown_thresholds_and_options_are_named(full_run):
+    with pytest.raises(VehiclustError, match="thresholds for unknown checks"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(thresholds={"darkness": 0.5}))
+    with pytest.raises(VehiclustError, match="not options"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"dark": {"threshold": 0.5}}))
