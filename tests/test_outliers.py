@@ -278,8 +278,7 @@ def test_no_vehicle_plugs_in_from_vehicle_type(planted_run):
 
 
 def test_the_quality_describer_plugs_into_the_describe_stage(tmp_path, photo_folder):
-    """Through the registry: ``describe(run, ["quality"])`` (at the extractor's resolution until it
-    honours ``needs_original``)."""
+    """Through the registry: ``describe(run, ["quality"])``, one row per image with BRISQUE first."""
     from vehiclust.quality.describer import QUALITY_DESCRIPTOR as name  # importing registers it
 
     run = RunFolder(tmp_path / "run")
@@ -419,5 +418,9 @@ def test_threshold_option_works_for_every_check(full_run, name):
 def test_unknown_thresholds_and_options_are_named(full_run):
     with pytest.raises(VehiclustError, match="thresholds for unknown checks"):
         outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(thresholds={"darkness": 0.5}))
+    with pytest.raises(VehiclustError, match="check no_vehicle: threshold must be in"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(thresholds={"no_vehicle": 1.5}))
     with pytest.raises(VehiclustError, match="not options"):
         outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"dark": {"threshold": 0.5}}))
+    with pytest.raises(VehiclustError, match="check isolated: .*'zz'"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"isolated": {"zz": 3}}))

@@ -59,8 +59,6 @@ class Check:
     """One check with its threshold; subclasses implement :meth:`score`."""
 
     def __init__(self, threshold: float = FLAG_AT):
-        if not 0.0 < threshold <= 1.0:
-            raise VehiclustError(f"check {type(self).__name__}: threshold must be in (0, 1], got {threshold}")
         self.threshold = float(threshold)
 
     def score(self, evidence: Evidence) -> CheckResult | None:

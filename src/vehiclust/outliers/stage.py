@@ -55,10 +55,15 @@ def build_checks(settings: OutlierSettings) -> list[tuple[CheckSpec, Check]]:
             raise VehiclustError(f"{what} for unknown checks {unknown}; checks: {', '.join(CHECKS.names())}")
     checks = []
     for name in selected:
-        options = dict(settings.options.get(name, {}))
+        spec, threshold, options = CHECKS.get(name), settings.threshold(name), settings.options.get(name, {})
+        if not 0.0 < threshold <= 1.0:
+            raise VehiclustError(f"check {name}: threshold must be in (0, 1], got {threshold}")
         if "threshold" in options:
             raise VehiclustError(f"check {name}: set its threshold in thresholds, not options")
-        checks.append((CHECKS.get(name), CHECKS.get(name).factory(threshold=settings.threshold(name), **options)))
+        try:
+            checks.append((spec, spec.factory(threshold=threshold, **options)))
+        except TypeError as exc:  # an option the check does not take
+            raise VehiclustError(f"check {name}: {exc}") from None
     return checks
 
 
