@@ -363,7 +363,7 @@ def full_run(planted_run, tmp_path_factory):
     not_vehicle = rng.uniform(0, 1, n) ** 4
     run.save_descriptor("vehicle_type", np.column_stack([1 - not_vehicle, not_vehicle]).astype(np.float32),
                         {"name": "vehicle_type", "kind": "imported", "columns": ["car", "not_a_vehicle"]})
-    (run.root / "clusterings").mkdir()
+    (run.root / "clusterings").mkdir(exist_ok=True)  # (an earlier test may have left it, empty)
     np.savez(run.root / "clusterings" / "color_hist.npz", labels=rng.integers(0, 3, n),
              distance=rng.lognormal(0, 0.3, n).astype(np.float32))
     return run
