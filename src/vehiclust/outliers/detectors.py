@@ -40,7 +40,8 @@ IVF_FROM = 8192  # sample rows from which faiss searches inverted lists instead 
 class DetectorSettings:
     # the defaults are the detectors that separated the demo's planted outliers best and kept
     # the tails of outlier-free (Gaussian, Student-t, blob) collections short; LOF and GLOSH are
-    # there by name (LOF's ratio has a heavy right tail on clean data, GLOSH needs hdbscan)
+    # there by name (LOF's ratio has a heavy right tail on clean data; GLOSH fits a whole
+    # HDBSCAN on the sample)
     detectors: tuple[str, ...] = ("knn", "iforest", "ecod")
     fit_sample: int = 20000
     pca_components: int = 64
