@@ -86,10 +86,10 @@ def load_evidence(run: RunFolder, table: pd.DataFrame, names: list[str], needs: 
         evidence.quality = load_quality(run)
     if "vehicle_type" in needs:
         evidence.not_vehicle = load_not_a_vehicle(run, table)
-    spaces = ("descriptor" in needs, "clustering" in needs and use_cluster_distance)
-    if any(spaces):
-        evidence.isolation = isolation_z(run, names, evidence.readable, detectors if spaces[0] else None,
-                                         spaces[1], reporter or NullReporter())
+    use_detectors, use_centroid = "descriptor" in needs, "clustering" in needs and use_cluster_distance
+    if use_detectors or use_centroid:
+        evidence.isolation = isolation_z(run, names, evidence.readable, detectors if use_detectors else None,
+                                         use_centroid, reporter or NullReporter())
     return evidence
 
 
