@@ -240,7 +240,7 @@ def test_contamination_fixes_the_share_and_settings_rerun_the_stage(planted_run)
         outliers(run, ["color_hist"], settings=OutlierSettings(contamination=1.5))
 
 
-def test_check_overrides_reach_the_verdict(planted_run):
+def test_thresholds_reach_the_verdict(planted_run):
     run, *_ = planted_run
     lenient = outliers(run, ["color_hist"], settings=OutlierSettings(thresholds={"dark": 1.0, "low_contrast": 1.0,
                                                                                 "low_information": 1.0}))
