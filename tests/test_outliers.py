@@ -424,3 +424,17 @@ def test_unknown_thresholds_and_options_are_named(full_run):
         outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"dark": {"threshold": 0.5}}))
     with pytest.raises(VehiclustError, match="check isolated: .*'zz'"):
         outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"isolated": {"zz": 3}}))
+
+
+def test_a_clustering_that_does_not_fit_the_collection_is_named(full_run, tmp_path):
+    import shutil
+
+    run = RunFolder(shutil.copytree(full_run.root, tmp_path / "run"))
+    run.path("outliers.csv").unlink(missing_ok=True)  # (the stage is current while the cluster stage's key is)
+    path = run.root / "clusterings" / "color_hist.npz"
+    np.savez(path, labels=np.zeros(3, dtype=np.int64), distance=np.ones(3))
+    with pytest.raises(VehiclustError, match="3 rows, the collection has"):
+        outliers(run, CONTRACT_NAMES)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(VehiclustError, match="not a clustering"):
+        outliers(run, CONTRACT_NAMES)

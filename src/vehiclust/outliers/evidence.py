@@ -180,13 +180,26 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
             usable[np.fromiter(run.invalid_rows(name), dtype=np.int64)] = False
             zs = detector_z(run.load_descriptor(name), usable, detectors) if detectors else {}
             if use_cluster_distance and clustering_path(run, name).exists():
-                selected = np.load(clustering_path(run, name))
-                distance = selected["distance_input"] if "distance_input" in selected else selected["distance"]
-                zs["centroid"] = np.where(usable, cluster_distance_z(selected["labels"], distance), 0.0)
+                labels, distance = _centre_distances(clustering_path(run, name), len(readable))
+                zs["centroid"] = np.where(usable, cluster_distance_z(labels, distance), 0.0)
             if zs:
                 found[name] = zs
             task.advance()
     return found
+
+
+def _centre_distances(path, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, distance to the own centre) of a clustering file, checked against the collection."""
+    try:
+        with np.load(path) as selected:
+            labels = selected["labels"]
+            distance = selected["distance_input"] if "distance_input" in selected else selected["distance"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise VehiclustError(f"{path}: not a clustering with labels and distances ({exc}); "
+                             "rerun `vehiclust cluster`") from None
+    if len(labels) != rows or len(distance) != rows:
+        raise VehiclustError(f"{path}: {len(labels):,} rows, the collection has {rows:,}; rerun `vehiclust cluster`")
+    return labels, distance
 
 
 def detector_z(matrix: np.ndarray, usable: np.ndarray, settings: DetectorSettings) -> dict[str, np.ndarray]:
