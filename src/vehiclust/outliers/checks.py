@@ -164,8 +164,8 @@ class Isolated(Check):
     """Density / isolation detectors in each clustered descriptor's space plus the distance to
     the assigned cluster centre, each a robust z; a descriptor's z is the mean over them
     (consensus: one detector's heavy tail does not make an outlier), the image's the largest over
-    descriptors (``combine="mean"``: the mean). Score z / (2 z), so the default threshold 0.5 sits at
-    ``z`` (3). On outlier-free data (Gaussian, Student-t, blobs, 5,000 x 64) the consensus z passed
+    descriptors (``combine="mean"``: the mean). The score is that z over twice the option ``z``
+    (3), so the default threshold 0.5 sits at z = 3. On outlier-free data (Gaussian, Student-t, blobs, 5,000 x 64) the consensus z passed
     3 for 0-0.5% of rows, on the demo's clean images for none."""
 
     def __init__(self, threshold: float = FLAG_AT, z: float = 3.0, combine: str = "max"):
