@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -9,14 +10,18 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import variants, write_bad_files
+from conftest import variants, write_bad_files, write_case_bundle
 from vehiclust.collection import ingest
-from vehiclust.collection.imageio import UnreadableImage, read_bytes
 from vehiclust.describe import describe
 from vehiclust.errors import VehiclustError
-from vehiclust.outliers import DetectorSettings, OutlierSettings, add_verdict, create_detector, outliers
-from vehiclust.outliers.detectors import Neighbours, has_module, robust_z, score_descriptor
-from vehiclust.quality.describer import QUALITY_DESCRIPTOR, QualityDescriber
+from vehiclust.outliers import (CHECKS, DetectorSettings, OutlierSettings, add_verdict, create_detector,
+                                outlier_settings, outliers)
+from vehiclust.outliers.evidence import NEEDS, load_evidence
+from vehiclust.outliers.stage import build_checks
+from vehiclust.outliers.verdict import severity
+from vehiclust.outliers.detectors import DETECTORS, Neighbours, score_descriptor
+from vehiclust.quality.describer import QUALITY_DESCRIPTOR
+from vehiclust.robust import robust_z
 from vehiclust.runfolder import RunFolder
 
 LEADING = ["row", "path", "error"]
@@ -33,10 +38,8 @@ def blobs(n: int, d: int, rng: np.random.Generator, outliers: int = 0) -> tuple[
     return X.astype(np.float32), planted
 
 
-@pytest.mark.parametrize("name", ["knn", "lof", "iforest", "ecod", "glosh"])
+@pytest.mark.parametrize("name", DETECTORS.names())
 def test_each_detector_ranks_planted_outliers_first(name):
-    if name == "glosh" and not has_module("hdbscan"):
-        pytest.skip("glosh needs the optional 'hdbscan' package")
     rng = np.random.default_rng(0)
     X, planted = blobs(3000, 16, rng, outliers=30)
     settings = DetectorSettings(detectors=(name,), fit_sample=1500, pca_components=16, k=10)
@@ -45,6 +48,28 @@ def test_each_detector_ranks_planted_outliers_first(name):
     # ECOD looks at one coordinate at a time: it finds rows extreme in some coordinate, not rows
     # in an unusual direction with ordinary coordinates (after L2 normalisation, half of these)
     assert len(set(top) & set(planted)) >= (12 if name == "ecod" else 27)
+
+
+@pytest.mark.parametrize("name", DETECTORS.names())
+def test_detector_contract(name):
+    """Every registered detector: given only what its spec declares (the shared neighbours when
+    it needs them), fitted on a sample, it scores every row, finite and the same on a refit."""
+    spec = DETECTORS.get(name)
+    assert spec.summary and set(spec.needs) <= {"neighbours", "seed"}
+    X, _ = blobs(600, 8, np.random.default_rng(8), outliers=6)
+    sample_rows = np.arange(0, 600, 2)
+    self_rows = np.where(np.arange(600) % 2 == 0, np.arange(600) // 2, -1)
+
+    def scores():
+        neighbours = Neighbours(X[sample_rows], k=10) if "neighbours" in spec.needs else None
+        detector = create_detector(name, DetectorSettings(seed=3)).fit(X[sample_rows], neighbours)
+        return detector.score(X, neighbours, self_rows)
+
+    first = scores()
+    assert first.shape == (len(X),) and np.isfinite(first).all()
+    np.testing.assert_array_equal(first, scores())
+    z = robust_z(first, spec.log_scale)
+    assert np.isfinite(z).all()
 
 
 def test_lof_matches_scikit_learn_on_the_sample():
@@ -59,8 +84,6 @@ def test_lof_matches_scikit_learn_on_the_sample():
 
 
 def test_faiss_and_sklearn_neighbours_agree():
-    if not has_module("faiss"):
-        pytest.skip("faiss (optional) is not installed")
     rng = np.random.default_rng(2)
     X, _ = blobs(2000, 12, rng)
     own = np.arange(len(X))
@@ -82,18 +105,22 @@ def test_ecod_is_the_empirical_tail_probability():
     assert scores[1] >= expected - 1e-9 and scores[1] > 3 * scores[0]
 
 
-def test_a_collection_without_outliers_gets_almost_none():
-    """Outlier-free data: the consensus z passes the default threshold for (almost) no row."""
+def test_a_collection_without_outliers_gets_almost_none(tmp_path):
+    """Outlier-free vectors (a case bundle without images): the stage's consensus flags (almost)
+    no row as isolated; the same collection with planted far rows flags every one of them."""
     rng = np.random.default_rng(4)
-    X, _ = blobs(6000, 64, rng)
-    settings = DetectorSettings()
-    raw = score_descriptor(X, np.arange(len(X)), settings)
-    z = np.mean([robust_z(v, create_detector(n, settings).log_scale) for n, v in raw.items()], axis=0)
-    assert (z >= OutlierSettings().isolation_z).mean() < 0.002
-    X2, planted = blobs(6000, 64, rng, outliers=20)
-    raw = score_descriptor(X2, np.arange(len(X2)), settings)
-    z2 = np.mean([robust_z(v, create_detector(n, settings).log_scale) for n, v in raw.items()], axis=0)
-    assert (z2[planted] >= OutlierSettings().isolation_z).all()
+    clean, _ = blobs(6000, 64, rng)
+    planted_vectors, planted = blobs(6000, 64, rng, outliers=20)
+    paths = [f"veriwild\\{i // 10:05d}\\{i:06d}.jpg" for i in range(6000)]
+    bundle = write_case_bundle(tmp_path / "case", paths, {"clean": clean, "planted": planted_vectors})
+    run = RunFolder(tmp_path / "run")
+    ingest(bundle, run)
+    isolated_only = OutlierSettings(checks=("isolated",))
+    verdicts = outliers(run, ["clean"], settings=isolated_only)
+    assert verdicts["is_outlier"].mean() < 0.002
+    verdicts = outliers(run, ["planted"], settings=isolated_only)
+    assert verdicts.loc[planted, "is_outlier"].all()
+    assert (verdicts.loc[planted, "outlier_reasons"] == "isolated").all()
 
 
 def test_unknown_detector_is_named():
@@ -122,34 +149,10 @@ def jpeg(array: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def compute_quality(run: RunFolder) -> None:
-    """The quality descriptor at original resolution, as the describe pass computes it once it
-    honours ``needs_original`` (QualityDescriber.decode on each file's bytes)."""
-    from vehiclust.describe.extract import descriptor_key
-    from vehiclust.quality.features import COLUMNS
-
-    table = run.load_collection()
-    describer = QualityDescriber(threads=2)
-    images, invalid = [], {}
-    for row, (location, error) in enumerate(zip(table["location"], table["error"])):
-        try:
-            if error:
-                raise UnreadableImage(error)
-            images.append(describer.decode(read_bytes(location)))
-        except UnreadableImage as exc:
-            invalid[str(row)] = str(exc)
-            images.append(np.zeros((8, 8, 3), np.uint8))
-    matrix = describer.describe(images)[QUALITY_DESCRIPTOR]
-    matrix[[int(r) for r in invalid]] = 0
-    run.save_descriptor(QUALITY_DESCRIPTOR, matrix, {
-        "name": QUALITY_DESCRIPTOR, "kind": "extracted", "fingerprint": descriptor_key(QUALITY_DESCRIPTOR, table),
-        "invalid": invalid, "columns": list(COLUMNS), **describer.provenance()})
-
-
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     """40 ordinary JPEG crops of real photographs plus one of each defect, a copy, a re-encoded
-    copy and the bad files; color_hist + quality descriptors; no clustering."""
+    copy and the bad files; the describe stage's color_hist and quality descriptors; no clustering."""
     from skimage import data
 
     root = tmp_path_factory.mktemp("planted") / "images"
@@ -177,8 +180,7 @@ def planted_run(tmp_path_factory):
     expected_bad = write_bad_files(root, good[0].read_bytes())
     run = RunFolder(root.parent / "run")
     ingest(root, run)
-    describe(run, ["color_hist"])
-    compute_quality(run)
+    describe(run, ["color_hist", QUALITY_DESCRIPTOR])
     return run, root, good, expected_bad
 
 
@@ -218,10 +220,9 @@ def test_outliers_csv_columns_and_brisque(planted_run):
     tail = list(verdicts.columns[verdicts.columns.get_loc("outlier_score"):])
     assert tail[:3] == ["outlier_score", "is_outlier", "outlier_reasons"]
     assert {"brisque", "duplicate_of", "isolated_by"} <= set(tail)
-    if has_module("brisque"):
-        table = run.load_collection()
-        measurable = (verdicts["error"] == "") & (np.minimum(table["width"], table["height"]) >= 16)
-        assert pd.to_numeric(verdicts.loc[measurable, "brisque"]).notna().all()
+    table = run.load_collection()
+    measurable = (verdicts["error"] == "") & (np.minimum(table["width"], table["height"]) >= 16)
+    assert pd.to_numeric(verdicts.loc[measurable, "brisque"]).notna().all()
     on_disk = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
     assert list(on_disk.columns) == list(verdicts.columns)
 
@@ -239,11 +240,10 @@ def test_contamination_fixes_the_share_and_settings_rerun_the_stage(planted_run)
         outliers(run, ["color_hist"], settings=OutlierSettings(contamination=1.5))
 
 
-def test_check_overrides_reach_the_verdict(planted_run):
+def test_thresholds_reach_the_verdict(planted_run):
     run, *_ = planted_run
-    lenient = outliers(run, ["color_hist"], settings=OutlierSettings(check_overrides={"dark": {"threshold": 1.0},
-                                                                                    "low_contrast": {"threshold": 1.0},
-                                                                                    "low_information": {"threshold": 1.0}}))
+    lenient = outliers(run, ["color_hist"], settings=OutlierSettings(thresholds={"dark": 1.0, "low_contrast": 1.0,
+                                                                                "low_information": 1.0}))
     row = lenient.set_index("path").loc["zz/dark.jpg"]
     assert "dark" not in row["outlier_reasons"] or row["dark_score"] >= 1.0
 
@@ -278,8 +278,7 @@ def test_no_vehicle_plugs_in_from_vehicle_type(planted_run):
 
 
 def test_the_quality_describer_plugs_into_the_describe_stage(tmp_path, photo_folder):
-    """Through the registry: ``describe(run, ["quality"])`` (at the extractor's resolution until it
-    honours ``needs_original``)."""
+    """Through the registry: ``describe(run, ["quality"])``, one row per image with BRISQUE first."""
     from vehiclust.quality.describer import QUALITY_DESCRIPTOR as name  # importing registers it
 
     run = RunFolder(tmp_path / "run")
@@ -311,11 +310,9 @@ def test_centroid_distance_of_the_selected_clustering_joins_isolation(planted_ru
 
 
 def test_settings_from_command_line_options(planted_run):
-    from vehiclust.outliers import outlier_settings
-
     settings = outlier_settings(0.05, ["dark=0.7", "no_vehicle=0.9", "isolated=0.6"], "none", "knn,ecod")
-    assert settings.check_overrides == {"dark": {"threshold": 0.7}} and settings.thresholds == {"isolated": 0.6}
-    assert settings.no_vehicle_threshold == 0.9 and settings.group_by is None
+    assert settings.thresholds == {"dark": 0.7, "no_vehicle": 0.9, "isolated": 0.6} and settings.group_by is None
+    assert settings.threshold("dark") == 0.7 and settings.threshold("blurry") == 0.5
     assert settings.detectors.detectors == ("knn", "ecod") and settings.contamination == 0.05
     for bad, message in ((["dark"], "CHECK=VALUE"), (["dark=2"], "CHECK=VALUE"), (["darkness=0.5"], "unknown check")):
         with pytest.raises(VehiclustError, match=message):
@@ -325,3 +322,119 @@ def test_settings_from_command_line_options(planted_run):
     run, *_ = planted_run
     strict = outliers(run, ["color_hist"], settings=outlier_settings(thresholds=["isolated=0.05"]))
     assert strict["outlier_reasons"].str.contains("isolated").sum() > 0
+
+
+def test_cluster_distance_z_when_most_members_are_equally_far():
+    """Over half of a cluster at one distance (copies of one image) makes the MAD 0; the one
+    farther member must get an ordinary z, not one in the billions."""
+    from vehiclust.outliers.evidence import cluster_distance_z
+
+    labels = np.zeros(10, dtype=np.int64)
+    distance = np.array([1.0] * 7 + [1.1, 1.2, 1.3])
+    z = cluster_distance_z(labels, distance)
+    assert np.isfinite(z).all() and 0 < z[-1] < 10 and (z[:7] == 0).all()
+
+
+def test_robust_z_is_median_and_scaled_mad():
+    from scipy.stats import median_abs_deviation
+
+    values = np.random.default_rng(7).lognormal(size=500)
+    expected = (np.log(values) - np.median(np.log(values))) / median_abs_deviation(np.log(values), scale="normal")
+    np.testing.assert_allclose(robust_z(values, log_scale=True), expected, rtol=1e-5)
+    reference = np.arange(100)
+    assert np.median(robust_z(values, reference=reference)[reference]) == pytest.approx(0.0)
+
+
+# -- the check registry's contract -----------------------------------------------------------------
+CONTRACT_NAMES = ["color_hist", "imported"]
+
+
+@pytest.fixture(scope="module")
+def full_run(planted_run, tmp_path_factory):
+    """The planted run (copied) with every input a check can read: an imported descriptor with
+    an invalid row, vehicle_type probabilities and a clustering of color_hist."""
+    import shutil
+
+    run = RunFolder(shutil.copytree(planted_run[0].root, tmp_path_factory.mktemp("full") / "run"))
+    n = len(run.load_collection())
+    rng = np.random.default_rng(9)
+    run.save_descriptor("imported", rng.normal(size=(n, 6)).astype(np.float32),
+                        {"name": "imported", "kind": "imported", "invalid": {"3": "NaN in the file"}})
+    not_vehicle = rng.uniform(0, 1, n) ** 4
+    run.save_descriptor("vehicle_type", np.column_stack([1 - not_vehicle, not_vehicle]).astype(np.float32),
+                        {"name": "vehicle_type", "kind": "imported", "columns": ["car", "not_a_vehicle"]})
+    (run.root / "clusterings").mkdir(exist_ok=True)  # (an earlier test may have left it, empty)
+    np.savez(run.root / "clusterings" / "color_hist.npz", labels=rng.integers(0, 3, n),
+             distance=rng.lognormal(0, 0.3, n).astype(np.float32))
+    return run
+
+
+def test_every_check_runs_on_the_full_run(full_run):
+    verdicts = outliers(full_run, CONTRACT_NAMES)
+    assert [c for c in verdicts.columns if c.endswith("_score")][:len(CHECKS)] == [f"{c}_score" for c in CHECKS]
+    assert verdicts.at[3, "invalid_vector_score"] == 1.0 and "invalid_vector" in verdicts.at[3, "outlier_reasons"]
+
+
+@pytest.mark.parametrize("name", CHECKS.names())
+def test_check_contract(full_run, name):
+    """Every registered check, as scikit-learn's check_estimator does for estimators: given only
+    the evidence its spec declares, it scores every row, finite, in [0, 1], the same twice."""
+    spec = CHECKS.get(name)
+    assert spec.summary and spec.code and 0.0 < spec.threshold <= 1.0 and set(spec.needs) <= set(NEEDS)
+    table = full_run.load_collection()
+
+    def scores():
+        evidence = load_evidence(full_run, table, CONTRACT_NAMES, set(spec.needs))
+        result = spec.factory(threshold=spec.threshold).score(evidence)
+        assert result is not None, f"{name}: its declared needs {spec.needs} are not enough"
+        return result.score
+
+    first = scores()
+    assert first.shape == (len(table),) and np.isfinite(first).all()
+    assert ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, scores())
+
+
+@pytest.mark.parametrize("name", CHECKS.names())
+def test_threshold_option_works_for_every_check(full_run, name):
+    """--threshold NAME=VALUE reaches the verdict: the check flags exactly the rows scoring at
+    least VALUE, and outlier_score is the severity at VALUE. VALUE is one of the check's scores
+    that flags other rows than its default threshold does, where its scores have one (binary
+    checks flag the same rows at every threshold)."""
+    column = f"{name}_score"
+    default = outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(checks=(name,)))[column].to_numpy()
+    at_default = default >= CHECKS.get(name).threshold
+    splitting = [v for v in np.unique(default[default > 0]) if ((default >= v) != at_default).any()]
+    value = float(splitting[len(splitting) // 2]) if splitting else 1.0
+    settings = dataclasses.replace(outlier_settings(thresholds=[f"{name}={value}"]), checks=(name,))
+    assert [check.threshold for _, check in build_checks(settings)] == [value]
+    verdicts = outliers(full_run, CONTRACT_NAMES, settings=settings)
+    scores = verdicts[column].to_numpy()
+    np.testing.assert_array_equal(verdicts["is_outlier"].to_numpy(), scores >= value)
+    np.testing.assert_allclose(verdicts["outlier_score"], np.round(severity(scores, value), 4))
+    assert set(verdicts.loc[verdicts["is_outlier"], "outlier_reasons"]) <= {CHECKS.get(name).code}
+
+
+def test_unknown_thresholds_and_options_are_named(full_run):
+    with pytest.raises(VehiclustError, match="thresholds for unknown checks"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(thresholds={"darkness": 0.5}))
+    with pytest.raises(VehiclustError, match="check no_vehicle: threshold must be in"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(thresholds={"no_vehicle": 1.5}))
+    with pytest.raises(VehiclustError, match="not options"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"dark": {"threshold": 0.5}}))
+    with pytest.raises(VehiclustError, match="check isolated: .*'zz'"):
+        outliers(full_run, CONTRACT_NAMES, settings=OutlierSettings(options={"isolated": {"zz": 3}}))
+
+
+def test_a_clustering_that_does_not_fit_the_collection_is_named(full_run, tmp_path):
+    import shutil
+
+    run = RunFolder(shutil.copytree(full_run.root, tmp_path / "run"))
+    run.path("outliers.csv").unlink(missing_ok=True)  # (the stage is current while the cluster stage's key is)
+    path = run.root / "clusterings" / "color_hist.npz"
+    np.savez(path, labels=np.zeros(3, dtype=np.int64), distance=np.ones(3))
+    with pytest.raises(VehiclustError, match="3 rows, the collection has"):
+        outliers(run, CONTRACT_NAMES)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(VehiclustError, match="not a clustering"):
+        outliers(run, CONTRACT_NAMES)

@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from vehiclust.errors import VehiclustError
-from vehiclust.quality import (COLUMNS, CHECKS, CheckContext, create_check, create_checks, exact_duplicates,
+from vehiclust.quality import (COLUMNS, DEFAULT_CHECKS, CheckContext, create_check, create_checks, exact_duplicates,
                                hashes_from_chunks, measure_batch, near_duplicates, score_checks, thresholds_table)
 from vehiclust.quality.describer import MAX_SIDE, QualityDescriber, decode_original
 
@@ -131,7 +131,6 @@ def test_every_planted_defect_is_flagged_by_its_check_and_clean_photos_are_not(p
 
 
 def test_brisque_ranks_heavy_defects_worse(planted_table):
-    pytest.importorskip("brisque", reason="the BRISQUE model files come with the 'brisque' package")
     by = planted_table.set_index(["photo", "defect"])["brisque"]
     for name in PHOTOS:
         assert by[(name, "noisy")] > by.loc[name].loc["clean"].iloc[0]
@@ -147,7 +146,7 @@ def test_thresholds_and_modes_can_be_overridden(planted_table):
     moved = create_check("dark", good=0.5, bad=0.3).score(data)
     assert (moved >= 0.5).sum() > (default >= 0.5).sum()
     table = thresholds_table()
-    assert set(table["check"]) == set(CHECKS) and set(table["mode"]) <= {"absolute", "relative"}
+    assert set(table["check"]) == set(DEFAULT_CHECKS) and set(table["mode"]) <= {"absolute", "relative"}
     with pytest.raises(VehiclustError, match="unknown quality check 'sharpish'"):
         create_check("sharpish")
     with pytest.raises(VehiclustError, match="mode must be"):
@@ -250,3 +249,10 @@ def test_describer_measures_originals_and_batches():
     batch = describer.describe(np.stack([np.asarray(photo("chelsea").resize((224, 224)))] * 2))["quality"]
     assert batch.shape == (2, len(COLUMNS)) and np.isfinite(batch[:, 1:]).all()
     assert describer.provenance()["columns"] == list(COLUMNS)
+
+
+def test_a_relative_check_without_a_floor_survives_a_zero_mad():
+    """Most crops of one size: with min_scale 0 the MAD is 0 and the std ranks the rest."""
+    data = pd.DataFrame({"width": [224] * 30 + [200, 120], "height": [224] * 32})
+    scores = create_check("small", mode="relative", min_scale=0.0).score(data)
+    assert (scores[:30] == 0).all() and 0 < scores[30] < scores[31] < 1

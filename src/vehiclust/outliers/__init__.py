@@ -1,11 +1,15 @@
 """Stage 4: outlier checks and the per-image verdict.
 
-``outliers(run, names, reporter, settings)`` writes ``outliers.csv``; image quality checks are in
-:mod:`vehiclust.quality`, descriptor-space detectors in :mod:`vehiclust.outliers.detectors`.
+``outliers(run, names, reporter, settings)`` writes ``outliers.csv``. The checks are registered in
+:data:`vehiclust.outliers.checks.CHECKS` (image quality ones come from :mod:`vehiclust.quality`),
+the descriptor-space detectors in :data:`vehiclust.outliers.detectors.DETECTORS`.
 """
 
-from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, create_detector
-from vehiclust.outliers.verdict import OutlierSettings, add_verdict, compute_scores, outlier_settings, outliers
+from vehiclust.outliers.checks import CHECKS, Check, CheckResult, CheckSpec
+from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, create_detector
+from vehiclust.outliers.settings import OutlierSettings, outlier_settings
+from vehiclust.outliers.stage import compute_scores, outliers
+from vehiclust.outliers.verdict import add_verdict
 
-__all__ = ["DETECTORS", "DetectorSettings", "OutlierSettings", "add_verdict", "available_detectors",
-           "compute_scores", "create_detector", "outlier_settings", "outliers"]
+__all__ = ["CHECKS", "DETECTORS", "Check", "CheckResult", "CheckSpec", "DetectorSettings", "OutlierSettings",
+           "add_verdict", "compute_scores", "create_detector", "outlier_settings", "outliers"]

@@ -1,34 +1,36 @@
-"""Outlier detectors in descriptor space, behind one registry: ``create_detector(name)``.
+"""Outlier detectors in descriptor space, one registry: ``DETECTORS`` (``create_detector(name)``).
 
 Each detector is fitted on a sample of rows and then scores every row (the shape that scales:
 fit on 20k, score 416k in chunks). Scores are *raw* (higher = more outlying, in the detector's
-own units); :func:`robust_z` turns them into robust z-scores so that detectors and
-descriptors can be combined.
+own units); :func:`vehiclust.robust.robust_z` turns them into robust z-scores so that detectors
+and descriptors can be combined. Each spec states what its detector needs besides the sample:
 
-=========  =====================================================================  ===========
+=========  =====================================================================  ==========
 name       raw score                                                              needs
-=========  =====================================================================  ===========
-knn        mean distance to the k nearest sample rows (faiss: exact below 8,192   faiss or sklearn
+=========  =====================================================================  ==========
+knn        mean distance to the k nearest sample rows (faiss: exact below 8,192   neighbours
            sample rows, inverted lists above)
-lof        local outlier factor against the sample (same neighbours as knn)        faiss or sklearn
-iforest    isolation forest path length (sklearn ``-score_samples``)               sklearn
-ecod       ECOD: summed log tail probabilities of each coordinate (Li et al. 2022) numpy
-glosh      HDBSCAN's GLOSH outlier score, fitted on the sample                     hdbscan
-=========  =====================================================================  ===========
+lof        local outlier factor against the sample (same neighbours as knn)        neighbours
+iforest    isolation forest path length (sklearn ``-score_samples``)               seed
+ecod       ECOD: summed log tail probabilities of each coordinate (Li et al. 2022)
+glosh      HDBSCAN's GLOSH outlier score, fitted on the sample
+=========  =====================================================================  ==========
 
-The centroid distance of the selected clustering is a sixth, read from the cluster stage's
-``clusterings/<name>.npz`` by the verdict.
+Adding a detector: a :class:`Detector` subclass here with ``@DETECTORS.add(name, ...)``, and
+nothing else (the contract test in ``tests/test_outliers.py`` picks it up). The distance to the
+assigned cluster centre joins the same consensus; the ``isolated`` check reads it from the
+cluster stage's ``clusterings/<name>.npz`` (:mod:`vehiclust.outliers.checks`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vehiclust.errors import VehiclustError
+from vehiclust.registry import Registry
 
 CHUNK = 32768
 IVF_FROM = 8192  # sample rows from which faiss searches inverted lists instead of every row
@@ -38,24 +40,18 @@ IVF_FROM = 8192  # sample rows from which faiss searches inverted lists instead 
 class DetectorSettings:
     # the defaults are the detectors that separated the demo's planted outliers best and kept
     # the tails of outlier-free (Gaussian, Student-t, blob) collections short; LOF and GLOSH are
-    # there by name (LOF's ratio has a heavy right tail on clean data, GLOSH needs hdbscan)
+    # there by name (LOF's ratio has a heavy right tail on clean data; GLOSH fits a whole
+    # HDBSCAN on the sample)
     detectors: tuple[str, ...] = ("knn", "iforest", "ecod")
     fit_sample: int = 20000
     pca_components: int = 64
     k: int = 20
     seed: int = 0
-    backend: str = "auto"  # neighbour search: "auto" (faiss when installed), "faiss", "sklearn"
+    backend: str = "auto"  # neighbour search: "auto" (faiss), "faiss", "sklearn"
     extra: dict = field(default_factory=dict)
 
 
 # -- neighbours, shared by knn and lof ----------------------------------------------------------
-def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 class Neighbours:
     """k nearest sample rows of every row, computed once per descriptor and shared."""
 
@@ -64,7 +60,7 @@ class Neighbours:
         self.k = min(k, len(sample) - 1)
         if self.k < 1:
             raise VehiclustError("outlier detectors need at least 2 sample rows")
-        self.backend = ("faiss" if has_module("faiss") else "sklearn") if backend == "auto" else backend
+        self.backend = "faiss" if backend == "auto" else backend
         if self.backend == "faiss":
             import faiss
 
@@ -138,8 +134,7 @@ def _drop_self(idx: np.ndarray, own: np.ndarray | None, k: int) -> np.ndarray:
 
 # -- detectors ----------------------------------------------------------------------------------
 class Detector:
-    name: str = ""
-    log_scale: bool = False  # robust z of log(score): for positive, right-skewed scores
+    """Fitted on the sample, then scores every row; ``neighbours`` is given to those that need it."""
 
     def fit(self, sample: np.ndarray, neighbours: Neighbours | None) -> Detector:
         return self
@@ -148,22 +143,28 @@ class Detector:
         raise NotImplementedError
 
 
-class KnnDistance(Detector):
-    name = "knn"
-    log_scale = True
-    uses_neighbours = True
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    factory: Callable[..., Detector]
+    summary: str
+    log_scale: bool = False  # robust z of log(score): for positive, right-skewed scores
+    needs: tuple[str, ...] = ()  # "neighbours": the shared k nearest sample rows; "seed": the run's seed
 
+
+DETECTORS: Registry[DetectorSpec] = Registry("outlier detector", DetectorSpec)
+
+
+@DETECTORS.add("knn", summary="mean distance to the k nearest sample rows", log_scale=True, needs=("neighbours",))
+class KnnDistance(Detector):
     def score(self, X, neighbours, self_rows):
         dist, _ = neighbours.query(X, self_rows)
         return dist.mean(axis=1).astype(np.float64)
 
 
+@DETECTORS.add("lof", summary="local outlier factor against the sample", log_scale=True, needs=("neighbours",))
 class LocalOutlierFactor(Detector):
     """LOF (Breunig et al. 2000) of every row against the sample's reachability densities."""
-
-    name = "lof"
-    log_scale = True
-    uses_neighbours = True
 
     def score(self, X, neighbours, self_rows):
         dist, index = neighbours.query(X, self_rows)
@@ -172,9 +173,8 @@ class LocalOutlierFactor(Detector):
         return (neighbours.sample_lrd[index].mean(axis=1) / lrd).astype(np.float64)
 
 
+@DETECTORS.add("iforest", summary="isolation forest path length", needs=("seed",))
 class IsolationForestDetector(Detector):
-    name = "iforest"
-
     def __init__(self, seed: int = 0, n_estimators: int = 100):
         self.seed, self.n_estimators = seed, n_estimators
 
@@ -188,13 +188,11 @@ class IsolationForestDetector(Detector):
         return np.concatenate([-self.model.score_samples(X[s:s + CHUNK]) for s in range(0, len(X), CHUNK)])
 
 
+@DETECTORS.add("ecod", summary="summed log tail probabilities of each coordinate", log_scale=True)
 class Ecod(Detector):
     """ECOD (Li et al., TKDE 2022): per coordinate, the empirical left and right tail probability
     of the value against the sample; the score sums -log of them over coordinates, taking for each
     coordinate the tail its skewness points to (as in the paper's O = max(O_left, O_right, O_auto))."""
-
-    name = "ecod"
-    log_scale = True
 
     def fit(self, sample, neighbours):
         self.sorted = np.sort(np.asarray(sample, dtype=np.float64), axis=0)
@@ -224,11 +222,10 @@ class Ecod(Detector):
         return out
 
 
+@DETECTORS.add("glosh", summary="HDBSCAN's GLOSH outlier score")
 class Glosh(Detector):
     """HDBSCAN's GLOSH outlier score (Campello et al. 2015); rows outside the sample get the score
     of hdbscan's ``approximate_predict_scores``."""
-
-    name = "glosh"
 
     def __init__(self, min_cluster_size: int = 25):
         self.min_cluster_size = min_cluster_size
@@ -250,28 +247,12 @@ class Glosh(Detector):
         return np.nan_to_num(out, nan=0.0)
 
 
-DETECTORS: dict[str, Callable[..., Detector]] = {
-    "knn": KnnDistance,
-    "lof": LocalOutlierFactor,
-    "iforest": IsolationForestDetector,
-    "ecod": Ecod,
-    "glosh": Glosh,
-}
-REQUIRES = {"glosh": "hdbscan"}
-
-
-def available_detectors() -> list[str]:
-    return [n for n in DETECTORS if n not in REQUIRES or has_module(REQUIRES[n])]
-
-
 def create_detector(name: str, settings: DetectorSettings = DetectorSettings()) -> Detector:
-    if name not in DETECTORS:
-        raise VehiclustError(f"unknown outlier detector {name!r}; available: {', '.join(DETECTORS)}")
-    if name in REQUIRES and not has_module(REQUIRES[name]):
-        raise VehiclustError(f"detector {name!r} needs the '{REQUIRES[name]}' package (pip install {REQUIRES[name]})")
-    if name == "iforest":
-        return IsolationForestDetector(seed=settings.seed, **settings.extra.get(name, {}))
-    return DETECTORS[name](**settings.extra.get(name, {}))
+    spec = DETECTORS.get(name)
+    options = dict(settings.extra.get(name, {}))
+    if "seed" in spec.needs:
+        options.setdefault("seed", settings.seed)
+    return spec.factory(**options)
 
 
 # -- one descriptor -----------------------------------------------------------------------------
@@ -292,17 +273,6 @@ def project(matrix: np.ndarray, rows: np.ndarray, fit_rows: np.ndarray, componen
     return out
 
 
-def robust_z(values: np.ndarray, log_scale: bool, reference: np.ndarray | None = None) -> np.ndarray:
-    """(v - median) / (1.4826 MAD), statistics from ``reference`` rows (default: all)."""
-    v = np.log(np.maximum(values, 1e-12)) if log_scale else np.asarray(values, dtype=np.float64)
-    ref = v if reference is None else v[reference]
-    centre = np.median(ref)
-    spread = 1.4826 * np.median(np.abs(ref - centre))
-    if spread <= 1e-12:
-        spread = max(np.std(ref), 1e-12)
-    return (v - centre) / spread
-
-
 def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSettings = DetectorSettings()
                      ) -> dict[str, np.ndarray]:
     """Raw scores of every detector for ``rows`` of ``matrix`` (fitted on a sample of them)."""
@@ -313,13 +283,11 @@ def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSet
     sample = X[fit_positions]
     self_rows = np.full(len(rows), -1, dtype=np.int64)
     self_rows[fit_positions] = np.arange(n_fit)
-    names = [n for n in settings.detectors if n not in REQUIRES or has_module(REQUIRES[n])]
-    detectors = [create_detector(n, settings) for n in names]
     neighbours = None
-    if any(getattr(d, "uses_neighbours", False) for d in detectors):
+    if any("neighbours" in DETECTORS.get(n).needs for n in settings.detectors):
         neighbours = Neighbours(sample, settings.k, settings.backend)
     scores = {}
-    for detector in detectors:
-        detector.fit(sample, neighbours)
-        scores[detector.name] = detector.score(X, neighbours, self_rows)
+    for name in settings.detectors:
+        detector = create_detector(name, settings).fit(sample, neighbours)
+        scores[name] = detector.score(X, neighbours, self_rows)
     return scores

@@ -51,9 +51,9 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.errors import VehiclustError
+from vehiclust.robust import robust_z
 
 MIN_GROUP = 20  # images a group needs for its own robust statistics
-MAD_TO_SD = 1.4826
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,7 @@ class QualityCheck:
         direction = 1.0 if self.bad > self.good else -1.0
         z = np.zeros(len(values))
         for members in group_members(values, valid, groups):
-            centre, spread = robust_centre_spread(values[members], self.min_scale)
-            z[members] = (values[members] - centre) / spread
+            z[members] = robust_z(values[members], min_scale=self.min_scale)
         z = np.abs(z) if self.two_sided else direction * z
         return np.clip(z / (2.0 * self.z_at), 0.0, 1.0)
 
@@ -152,15 +151,6 @@ class QualityCheck:
 
 def ramp(values: np.ndarray, good: float, bad: float) -> np.ndarray:
     return np.clip((np.asarray(values, dtype=np.float64) - good) / (bad - good), 0.0, 1.0)
-
-
-def robust_centre_spread(values: np.ndarray, min_scale: float = 0.0) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, max(min_scale, 1e-9)
-    centre = float(np.median(finite))
-    spread = MAD_TO_SD * float(np.median(np.abs(finite - centre)))
-    return centre, max(spread, min_scale, 1e-9)
 
 
 def group_members(values: np.ndarray, valid: np.ndarray, groups: np.ndarray | None):
@@ -332,25 +322,26 @@ class Jpeg(QualityCheck):
         return _col(data, "blockiness")
 
 
-CHECKS: dict[str, type[QualityCheck]] = {
-    cls.name: cls for cls in (Small, OddAspect, Dark, Overexposed, LowContrast, LowInformation, Blurry,
-                              MotionBlur, Noisy, Grayscale, Jpeg)
-}
-DEFAULT_CHECKS: tuple[str, ...] = tuple(CHECKS)
+# in the order of their outliers.csv columns; the outlier verdict registers each in
+# vehiclust.outliers.checks.CHECKS (adding a check here is all it takes)
+QUALITY_CHECKS: tuple[type[QualityCheck], ...] = (Small, OddAspect, Dark, Overexposed, LowContrast, LowInformation,
+                                                  Blurry, MotionBlur, Noisy, Grayscale, Jpeg)
+DEFAULT_CHECKS: tuple[str, ...] = tuple(c.name for c in QUALITY_CHECKS)
 
 
 def create_check(name: str, **overrides) -> QualityCheck:
-    if name not in CHECKS:
-        raise VehiclustError(f"unknown quality check {name!r}; available: {', '.join(CHECKS)}")
-    return CHECKS[name](**overrides)
+    for check in QUALITY_CHECKS:
+        if check.name == name:
+            return check(**overrides)
+    raise VehiclustError(f"unknown quality check {name!r}; available: {', '.join(DEFAULT_CHECKS)}")
 
 
 def create_checks(names=DEFAULT_CHECKS, overrides: dict[str, dict] | None = None) -> list[QualityCheck]:
     """The checks by name, each with the user's overrides (``{"dark": {"threshold": 0.6}}``)."""
     overrides = overrides or {}
-    unknown = set(overrides) - set(CHECKS)
+    unknown = set(overrides) - set(DEFAULT_CHECKS)
     if unknown:
-        raise VehiclustError(f"overrides for unknown checks {sorted(unknown)}; available: {', '.join(CHECKS)}")
+        raise VehiclustError(f"overrides for unknown checks {sorted(unknown)}; available: {', '.join(DEFAULT_CHECKS)}")
     return [create_check(n, **overrides.get(n, {})) for n in names]
 
 
