@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
@@ -401,6 +404,37 @@ def test_the_sweep_refits_with_clones_under_other_seeds():
 def test_an_unknown_algorithm_is_one_line_naming_the_known_ones():
     with pytest.raises(VehiclustError, match=r"unknown clustering algorithm 'kmean'; known: .*kmeans"):
         ClusterSettings(algorithms=("kmean",))
+
+
+def sklearn_checked():
+    """One estimator per class: the clusterers (at small sizes the checks' data allow) and the steps."""
+    from vehiclust.cluster.preprocess import L2Normalize, PCAReduce, Standardize
+
+    seen, out = set(), []
+    for spec in ALGORITHMS.specs():
+        if spec.factory not in seen:
+            seen.add(spec.factory)
+            out.append(spec.make({"k": 3} if spec.takes_k else {}, 0))
+    return out + [Standardize(), L2Normalize(), PCAReduce(n_components=2)]
+
+
+SKLEARN_CHECKS_EXPECTED_TO_FAIL = {
+    "KMeansClusterer": {"check_non_transformer_estimators_n_iter": "faiss does not report its iterations"},
+    "HDBSCANClusterer": {"check_clustering": "min_cluster_size=50 by default: the check's clusters are smaller"},
+    "PCAReduce": {"check_methods_sample_order_invariance": "float32 products: BLAS may sum a row in another order "
+                                                           "at another position (1e-7 apart; flaky)"},
+    "OPTICSClusterer": {check: "min_samples=20 by default: the check fits on fewer rows" for check in (
+        "check_n_features_in_after_fitting", "check_estimators_nan_inf", "check_clustering", "check_fit2d_1feature")},
+}
+
+
+@pytest.mark.slow
+@parametrize_with_checks(sklearn_checked(), expected_failed_checks=lambda estimator: SKLEARN_CHECKS_EXPECTED_TO_FAIL.get(
+    type(estimator).__name__, {}))
+def test_scikit_learn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
 
 
 # -- preprocessing steps and the k-NN placement ------------------------------------------------

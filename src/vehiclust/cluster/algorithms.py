@@ -251,7 +251,7 @@ class LinkageClusterer(ClusterMixin, BaseEstimator):
     def fit_tree(self, X) -> LinkageClusterer:
         from scipy.cluster.hierarchy import linkage
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         self.tree_ = linkage(np.asarray(X, dtype=np.float64), method=self.linkage)
         return self
 
@@ -286,7 +286,7 @@ class BirchClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> BirchClusterer:
         from sklearn.cluster import Birch
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         threshold = self.threshold
         if threshold == "auto":
             probe = X[np.random.default_rng(self.random_state).choice(len(X), min(len(X), 2000), replace=False)]
@@ -316,7 +316,7 @@ class SpectralClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> SpectralClusterer:
         from sklearn.cluster import SpectralClustering
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "graph is not fully connected"
             model = SpectralClustering(n_clusters=self.n_clusters, affinity="nearest_neighbors",
@@ -340,7 +340,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         self.min_samples = min_samples
 
     def fit(self, X, y=None) -> HDBSCANClusterer:
-        X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS), dtype=np.float64)
+        X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS, ensure_min_samples=2), dtype=np.float64)
         min_samples = min(self.min_samples or self.min_cluster_size, len(X) - 1)
         if importlib.util.find_spec("fast_hdbscan") is not None:
             import fast_hdbscan
@@ -406,7 +406,7 @@ class OPTICSClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> OPTICSClusterer:
         from sklearn.cluster import OPTICS
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         self.labels_ = OPTICS(min_samples=self.min_samples, xi=self.xi,
                               min_cluster_size=self.min_cluster_size).fit(X).labels_.astype(np.int64)
         return self
