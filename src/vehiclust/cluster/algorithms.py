@@ -129,9 +129,33 @@ def _predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarra
 
 # -- estimators ------------------------------------------------------------------------------
 
+class NearestCentrePredict:
+    """``predict``: the nearest of ``cluster_centers_``."""
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "cluster_centers_")
+        return nearest_centroid(validate_data(self, X, dtype=FLOATS, reset=False), self.cluster_centers_)[0]
+
+
+class ModelPredict:
+    """``predict``: the wrapped scikit-learn ``model_``'s, chunk by chunk."""
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
+
+
+class SeededKClusterer(ClusterMixin, BaseEstimator):
+    """Parameters of the wrappers that take only k and a seed."""
+
+    def __init__(self, n_clusters: int = 8, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+
 @ALGORITHMS.add("kmeans", summary="k-means (Lloyd, k-means++ seeding; faiss when installed)", fit_rows="fit",
                 backend="faiss, else scikit-learn")
-class KMeansClusterer(ClusterMixin, BaseEstimator):
+class KMeansClusterer(NearestCentrePredict, ClusterMixin, BaseEstimator):
     """k-means (Lloyd) with k-means++ seeding, best of ``n_init``; faiss when installed, else
     scikit-learn. ``predict`` is the nearest centre."""
 
@@ -148,19 +172,10 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "cluster_centers_")
-        X = validate_data(self, X, dtype=FLOATS, reset=False)
-        return nearest_centroid(X, self.cluster_centers_)[0]
-
 
 @ALGORITHMS.add("minibatch_kmeans", summary="mini-batch k-means (one pass over batches, for very large N)")
-class MiniBatchKMeansClusterer(ClusterMixin, BaseEstimator):
+class MiniBatchKMeansClusterer(NearestCentrePredict, SeededKClusterer):
     """scikit-learn's mini-batch k-means: one pass over batches, for N too large for Lloyd."""
-
-    def __init__(self, n_clusters: int = 8, random_state: int = 0):
-        self.n_clusters = n_clusters
-        self.random_state = random_state
 
     def fit(self, X, y=None) -> MiniBatchKMeansClusterer:
         from sklearn.cluster import MiniBatchKMeans
@@ -172,20 +187,11 @@ class MiniBatchKMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "cluster_centers_")
-        X = validate_data(self, X, dtype=FLOATS, reset=False)
-        return nearest_centroid(X, self.cluster_centers_)[0]
-
 
 @ALGORITHMS.add("bisecting_kmeans", summary="bisecting k-means (splits the cluster with the largest inertia)",
                 fit_rows="fit")
-class BisectingKMeansClusterer(ClusterMixin, BaseEstimator):
+class BisectingKMeansClusterer(ModelPredict, SeededKClusterer):
     """scikit-learn's bisecting k-means (splits the cluster with the largest inertia)."""
-
-    def __init__(self, n_clusters: int = 8, random_state: int = 0):
-        self.n_clusters = n_clusters
-        self.random_state = random_state
 
     def fit(self, X, y=None) -> BisectingKMeansClusterer:
         from sklearn.cluster import BisectingKMeans
@@ -196,14 +202,10 @@ class BisectingKMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.model_.labels_
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
-
 
 @ALGORITHMS.add("gmm", summary="Gaussian mixture (EM; full covariances up to 16 dims, diagonal above)",
                 fit_rows="fit", max_fit_rows=50_000)
-class GaussianMixtureClusterer(ClusterMixin, BaseEstimator):
+class GaussianMixtureClusterer(ModelPredict, ClusterMixin, BaseEstimator):
     """Gaussian mixture (EM, k-means initialised). ``covariance="auto"``: full covariances up to
     16 dimensions (UMAP spaces, where clusters are elongated), diagonal above (a full 64 x 64
     covariance per component costs O(N k D^2) per iteration and overfits small clusters)."""
@@ -227,10 +229,6 @@ class GaussianMixtureClusterer(ClusterMixin, BaseEstimator):
         self.covariance_type_ = cov
         self.labels_ = self.predict(X)
         return self
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
 
 
 @ALGORITHMS.add("complete", summary="complete-linkage hierarchy cut at k", fit_rows="quadratic", assign="knn",
@@ -273,7 +271,7 @@ class LinkageClusterer(ClusterMixin, BaseEstimator):
 
 @ALGORITHMS.add("birch", summary="BIRCH (a CF-tree of subclusters, merged into k)", fit_rows="fit",
                 max_fit_rows=50_000)
-class BirchClusterer(ClusterMixin, BaseEstimator):
+class BirchClusterer(ModelPredict, ClusterMixin, BaseEstimator):
     """BIRCH: a CF-tree of subclusters, then agglomerative clustering of the subclusters into k.
     ``threshold="auto"``: the median distance of a row to its nearest neighbour, so the tree
     has roughly one subcluster per few rows whatever the scale of the space."""
@@ -295,10 +293,6 @@ class BirchClusterer(ClusterMixin, BaseEstimator):
         self.model_ = Birch(n_clusters=self.n_clusters, threshold=threshold).fit(X)
         self.labels_ = self.model_.labels_
         return self
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
 
 
 @ALGORITHMS.add("spectral", summary="spectral clustering on a k-NN graph (cluster_qr labels)",
