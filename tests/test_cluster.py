@@ -461,6 +461,7 @@ def test_knn_placement_is_a_distance_weighted_neighbour_mean():
     placed = KNNPlacement(10).fit(fitted, embedding).transform(new)
     reference = KNeighborsRegressor(10, weights="distance").fit(fitted, embedding).predict(new)
     np.testing.assert_allclose(placed, reference, rtol=1e-4, atol=1e-5)
+    assert KNNPlacement(10).fit(fitted, embedding).transform(new[:0]).shape == (0, 2)  # nothing to place
     # a row the embedding was fitted on lands (almost) where it was embedded
     np.testing.assert_allclose(KNNPlacement(10).fit(fitted, embedding).transform(fitted[:3]), embedding[:3], atol=1e-3)
 
@@ -477,6 +478,8 @@ def test_the_report_maps_place_rows_with_the_clustering_placement(monkeypatch):
     fitted = np.arange(80) < 60
     out = maps.embed(reduced, fitted, 2, maps.MapSettings(method="tsne"))
     assert calls == [20] and np.isfinite(out).all()
+    distance, index = maps._neighbours(reduced, np.ones(80, bool))  # every row fitted: nothing to place
+    assert distance.shape == index.shape == (0, 10)
 
 
 # -- selection: the branches -------------------------------------------------------------------
