@@ -229,7 +229,8 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
               "size_balance": float(-(share * np.log(share)).sum() / np.log(len(share))) if len(share) > 1 else 0.0,
               "score": np.nan, "selected": True,
               "reason": (f"evidence accumulation of {', '.join(singles)}: average linkage on 1 - co-association of "
-                         f"{result['sample_rows']:,} rows, cut at the longest-lived k={result['k']}; other rows join "
+                         f"{result['sample_rows']:,} rows, cut at k={result['k']}, the cut sharing the most information "
+                         f"with them (mean NMI); other rows join "
                          f"the cluster they co-occur with most"),
               "note": "", "seconds": round(time.perf_counter() - started, 3),
               **checks(full[valid])}
