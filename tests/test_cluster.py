@@ -570,3 +570,20 @@ def test_the_consensus_k_is_the_first_cut_that_agrees_most_within_the_grid():
     assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=100, k_max=5)[0] == 3
     assert tried == [2, 3, 4, 5]  # never beyond the sweep's k_max
     assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=4, k_max=30)[0] == 3  # n - 1
+
+
+def test_a_stored_clustering_names_its_arrays_and_round_trips(tmp_path):
+    from vehiclust.cluster import Clustering
+
+    run = RunFolder(tmp_path)
+    stored = Clustering(labels=np.array([0, 1, -1], np.int32), distance=np.array([0.5, 0.25, np.nan], np.float32),
+                        centers=np.zeros((2, 4), np.float32), embedding_rows=np.array([0, 1]),
+                        preprocessing="l2+pca", algorithm="kmeans", params="k=2")
+    stored.save(clustering_path(run, "x"))
+    with np.load(clustering_path(run, "x")) as data:  # the keys the outlier stage and notebooks read
+        assert data.files == ["labels", "distance", "centers", "embedding_rows", "preprocessing", "algorithm", "params"]
+    loaded = Clustering.load(clustering_path(run, "x"))
+    assert (loaded.preprocessing, loaded.algorithm, loaded.params, loaded.distance_input) == ("l2+pca", "kmeans",
+                                                                                               "k=2", None)
+    np.testing.assert_array_equal(loaded.distance, stored.distance)
+    np.testing.assert_array_equal(Clustering.load_labels(clustering_path(run, "x")), stored.labels)
