@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
@@ -403,6 +406,37 @@ def test_an_unknown_algorithm_is_one_line_naming_the_known_ones():
         ClusterSettings(algorithms=("kmean",))
 
 
+def sklearn_checked():
+    """One estimator per class: the clusterers (at small sizes the checks' data allow) and the steps."""
+    from vehiclust.cluster.preprocess import L2Normalize, PCAReduce, Standardize
+
+    seen, out = set(), []
+    for spec in ALGORITHMS.specs():
+        if spec.factory not in seen:
+            seen.add(spec.factory)
+            out.append(spec.make({"k": 3} if spec.takes_k else {}, 0))
+    return out + [Standardize(), L2Normalize(), PCAReduce(n_components=2)]
+
+
+SKLEARN_CHECKS_EXPECTED_TO_FAIL = {
+    "KMeansClusterer": {"check_non_transformer_estimators_n_iter": "faiss does not report its iterations"},
+    "HDBSCANClusterer": {"check_clustering": "min_cluster_size=50 by default: the check's clusters are smaller"},
+    "PCAReduce": {"check_methods_sample_order_invariance": "float32 products: BLAS may sum a row in another order "
+                                                           "at another position (1e-7 apart; flaky)"},
+    "OPTICSClusterer": {check: "min_samples=20 by default: the check fits on fewer rows" for check in (
+        "check_n_features_in_after_fitting", "check_estimators_nan_inf", "check_clustering", "check_fit2d_1feature")},
+}
+
+
+@pytest.mark.slow
+@parametrize_with_checks(sklearn_checked(), expected_failed_checks=lambda estimator: SKLEARN_CHECKS_EXPECTED_TO_FAIL.get(
+    type(estimator).__name__, {}))
+def test_scikit_learn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
 # -- preprocessing steps and the k-NN placement ------------------------------------------------
 
 def test_a_preprocessing_chain_is_a_scikit_learn_pipeline_equal_to_its_steps_in_turn():
@@ -427,6 +461,7 @@ def test_knn_placement_is_a_distance_weighted_neighbour_mean():
     placed = KNNPlacement(10).fit(fitted, embedding).transform(new)
     reference = KNeighborsRegressor(10, weights="distance").fit(fitted, embedding).predict(new)
     np.testing.assert_allclose(placed, reference, rtol=1e-4, atol=1e-5)
+    assert KNNPlacement(10).fit(fitted, embedding).transform(new[:0]).shape == (0, 2)  # nothing to place
     # a row the embedding was fitted on lands (almost) where it was embedded
     np.testing.assert_allclose(KNNPlacement(10).fit(fitted, embedding).transform(fitted[:3]), embedding[:3], atol=1e-3)
 
@@ -443,6 +478,8 @@ def test_the_report_maps_place_rows_with_the_clustering_placement(monkeypatch):
     fitted = np.arange(80) < 60
     out = maps.embed(reduced, fitted, 2, maps.MapSettings(method="tsne"))
     assert calls == [20] and np.isfinite(out).all()
+    distance, index = maps._neighbours(reduced, np.ones(80, bool))  # every row fitted: nothing to place
+    assert distance.shape == index.shape == (0, 10)
 
 
 # -- selection: the branches -------------------------------------------------------------------
@@ -533,3 +570,20 @@ def test_the_consensus_k_is_the_first_cut_that_agrees_most_within_the_grid():
     assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=100, k_max=5)[0] == 3
     assert tried == [2, 3, 4, 5]  # never beyond the sweep's k_max
     assert consensus_k(cut, lambda labels: agreement[int(labels[0])], n_rows=4, k_max=30)[0] == 3  # n - 1
+
+
+def test_a_stored_clustering_names_its_arrays_and_round_trips(tmp_path):
+    from vehiclust.cluster import Clustering
+
+    run = RunFolder(tmp_path)
+    stored = Clustering(labels=np.array([0, 1, -1], np.int32), distance=np.array([0.5, 0.25, np.nan], np.float32),
+                        centers=np.zeros((2, 4), np.float32), embedding_rows=np.array([0, 1]),
+                        preprocessing="l2+pca", algorithm="kmeans", params="k=2")
+    stored.save(clustering_path(run, "x"))
+    with np.load(clustering_path(run, "x")) as data:  # the keys the outlier stage and notebooks read
+        assert data.files == ["labels", "distance", "centers", "embedding_rows", "preprocessing", "algorithm", "params"]
+    loaded = Clustering.load(clustering_path(run, "x"))
+    assert (loaded.preprocessing, loaded.algorithm, loaded.params, loaded.distance_input) == ("l2+pca", "kmeans",
+                                                                                               "k=2", None)
+    np.testing.assert_array_equal(loaded.distance, stored.distance)
+    np.testing.assert_array_equal(Clustering.load_labels(clustering_path(run, "x")), stored.labels)

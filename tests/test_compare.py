@@ -275,18 +275,37 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
     assert read_json(mixed_run.path("best.json"))["override"] == "color"
 
 
-@pytest.mark.slow
-def test_a_choice_made_on_another_clustering_is_not_shown(mixed_run, tmp_path):
-    import shutil
+def test_the_runs_view_joins_each_stages_table_and_marks_the_current_best(tmp_path):
+    from vehiclust.compare.best import BestChoice, all_runs
+    from vehiclust.runfolder import write_csv
 
-    from vehiclust.compare.best import all_runs
-
-    copy = RunFolder(shutil.copytree(mixed_run.root, tmp_path / "copy"))
-    copy.record_stage("cluster", "another clustering", 1.0)
-    runs = all_runs(copy)  # best.json and mixture_runs.csv belong to the old clustering
-    assert set(runs["descriptor"]) == {"vdc_type", "vdc_color"} and runs["best_overall"].sum() == 1
-    assert "best overall: highest score among the 2 descriptors' selected runs" in runs.loc[
-        runs["best_overall"], "reason"].iloc[0]
+    run = RunFolder(tmp_path)
+    row = {"preprocessing": "l2+pca", "algorithm": "kmeans", "params": "k=3", "k": 3, "n_clusters": 3,
+           "stability": 0.9, "noise_share": 0.0, "note": "", "seconds": 1.0}
+    write_csv(run.path("runs.csv"), pd.DataFrame([
+        {**row, "descriptor": "a", "score": 0.5, "selected": True, "reason": "a's reason"},
+        {**row, "descriptor": "a", "score": 0.4, "selected": False, "reason": ""},
+        {**row, "descriptor": "b", "score": 0.6, "selected": True, "reason": "b's reason"}]))
+    write_csv(run.path("mixture_runs.csv"), pd.DataFrame([
+        {**row, "descriptor": "mix_a+b", "score": 0.3, "selected": True, "reason": "mix reason"}]))
+    run.record_stage("cluster", "clustering 1", 1.0)
+    BestChoice("mix_a+b", "the rule", "best overall by the comparison rule: x", "common_score", 0.7, "a", 0.6, None,
+               "clustering 1").save(run)
+    runs = all_runs(run)
+    assert runs["descriptor"].tolist() == ["a", "a", "b", "mix_a+b"]
+    assert runs["best_overall"].tolist() == [False, False, False, True]
+    assert runs["reason"].iloc[3] == "mix reason; best overall by the comparison rule: x"
+    assert list(runs.columns[runs.columns.get_loc("selected"):][:3]) == ["selected", "best_overall", "reason"]
+    # a choice made on another clustering is not shown, nor are that comparison's runs
+    BestChoice("mix_a+b", "r", "x", "common_score", 0.7, None, None, None, "clustering 0").save(run)
+    runs = all_runs(run)
+    assert runs["descriptor"].tolist() == ["a", "a", "b"] and runs.loc[runs["best_overall"], "descriptor"].tolist() == ["b"]
+    assert runs.loc[runs["best_overall"], "reason"].iloc[0] == (
+        "b's reason; best overall: highest score among the 2 descriptors' selected runs")
+    # a choice naming a clustering that is gone falls back to the cluster stage's rule
+    BestChoice("mix_gone", "r", "x", "common_score", 0.7, None, None, None, "clustering 1").save(run)
+    runs = all_runs(run)
+    assert len(runs) == 4 and runs.loc[runs["best_overall"], "descriptor"].tolist() == ["b"]
 
 
 def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):

@@ -129,9 +129,33 @@ def _predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarra
 
 # -- estimators ------------------------------------------------------------------------------
 
+class NearestCentrePredict:
+    """``predict``: the nearest of ``cluster_centers_``."""
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "cluster_centers_")
+        return nearest_centroid(validate_data(self, X, dtype=FLOATS, reset=False), self.cluster_centers_)[0]
+
+
+class ModelPredict:
+    """``predict``: the wrapped scikit-learn ``model_``'s, chunk by chunk."""
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
+
+
+class SeededKClusterer(ClusterMixin, BaseEstimator):
+    """Parameters of the wrappers that take only k and a seed."""
+
+    def __init__(self, n_clusters: int = 8, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+
 @ALGORITHMS.add("kmeans", summary="k-means (Lloyd, k-means++ seeding; faiss when installed)", fit_rows="fit",
                 backend="faiss, else scikit-learn")
-class KMeansClusterer(ClusterMixin, BaseEstimator):
+class KMeansClusterer(NearestCentrePredict, ClusterMixin, BaseEstimator):
     """k-means (Lloyd) with k-means++ seeding, best of ``n_init``; faiss when installed, else
     scikit-learn. ``predict`` is the nearest centre."""
 
@@ -148,19 +172,10 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "cluster_centers_")
-        X = validate_data(self, X, dtype=FLOATS, reset=False)
-        return nearest_centroid(X, self.cluster_centers_)[0]
-
 
 @ALGORITHMS.add("minibatch_kmeans", summary="mini-batch k-means (one pass over batches, for very large N)")
-class MiniBatchKMeansClusterer(ClusterMixin, BaseEstimator):
+class MiniBatchKMeansClusterer(NearestCentrePredict, SeededKClusterer):
     """scikit-learn's mini-batch k-means: one pass over batches, for N too large for Lloyd."""
-
-    def __init__(self, n_clusters: int = 8, random_state: int = 0):
-        self.n_clusters = n_clusters
-        self.random_state = random_state
 
     def fit(self, X, y=None) -> MiniBatchKMeansClusterer:
         from sklearn.cluster import MiniBatchKMeans
@@ -172,20 +187,11 @@ class MiniBatchKMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "cluster_centers_")
-        X = validate_data(self, X, dtype=FLOATS, reset=False)
-        return nearest_centroid(X, self.cluster_centers_)[0]
-
 
 @ALGORITHMS.add("bisecting_kmeans", summary="bisecting k-means (splits the cluster with the largest inertia)",
                 fit_rows="fit")
-class BisectingKMeansClusterer(ClusterMixin, BaseEstimator):
+class BisectingKMeansClusterer(ModelPredict, SeededKClusterer):
     """scikit-learn's bisecting k-means (splits the cluster with the largest inertia)."""
-
-    def __init__(self, n_clusters: int = 8, random_state: int = 0):
-        self.n_clusters = n_clusters
-        self.random_state = random_state
 
     def fit(self, X, y=None) -> BisectingKMeansClusterer:
         from sklearn.cluster import BisectingKMeans
@@ -196,14 +202,10 @@ class BisectingKMeansClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.model_.labels_
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
-
 
 @ALGORITHMS.add("gmm", summary="Gaussian mixture (EM; full covariances up to 16 dims, diagonal above)",
                 fit_rows="fit", max_fit_rows=50_000)
-class GaussianMixtureClusterer(ClusterMixin, BaseEstimator):
+class GaussianMixtureClusterer(ModelPredict, ClusterMixin, BaseEstimator):
     """Gaussian mixture (EM, k-means initialised). ``covariance="auto"``: full covariances up to
     16 dimensions (UMAP spaces, where clusters are elongated), diagonal above (a full 64 x 64
     covariance per component costs O(N k D^2) per iteration and overfits small clusters)."""
@@ -228,10 +230,6 @@ class GaussianMixtureClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
-
 
 @ALGORITHMS.add("complete", summary="complete-linkage hierarchy cut at k", fit_rows="quadratic", assign="knn",
                 path=True, backend="scipy", fixed={"linkage": "complete"})
@@ -251,7 +249,7 @@ class LinkageClusterer(ClusterMixin, BaseEstimator):
     def fit_tree(self, X) -> LinkageClusterer:
         from scipy.cluster.hierarchy import linkage
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         self.tree_ = linkage(np.asarray(X, dtype=np.float64), method=self.linkage)
         return self
 
@@ -273,7 +271,7 @@ class LinkageClusterer(ClusterMixin, BaseEstimator):
 
 @ALGORITHMS.add("birch", summary="BIRCH (a CF-tree of subclusters, merged into k)", fit_rows="fit",
                 max_fit_rows=50_000)
-class BirchClusterer(ClusterMixin, BaseEstimator):
+class BirchClusterer(ModelPredict, ClusterMixin, BaseEstimator):
     """BIRCH: a CF-tree of subclusters, then agglomerative clustering of the subclusters into k.
     ``threshold="auto"``: the median distance of a row to its nearest neighbour, so the tree
     has roughly one subcluster per few rows whatever the scale of the space."""
@@ -286,7 +284,7 @@ class BirchClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> BirchClusterer:
         from sklearn.cluster import Birch
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         threshold = self.threshold
         if threshold == "auto":
             probe = X[np.random.default_rng(self.random_state).choice(len(X), min(len(X), 2000), replace=False)]
@@ -295,10 +293,6 @@ class BirchClusterer(ClusterMixin, BaseEstimator):
         self.model_ = Birch(n_clusters=self.n_clusters, threshold=threshold).fit(X)
         self.labels_ = self.model_.labels_
         return self
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return _predict_in_chunks(self.model_.predict, validate_data(self, X, dtype=FLOATS, reset=False))
 
 
 @ALGORITHMS.add("spectral", summary="spectral clustering on a k-NN graph (cluster_qr labels)",
@@ -316,7 +310,7 @@ class SpectralClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> SpectralClusterer:
         from sklearn.cluster import SpectralClustering
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "graph is not fully connected"
             model = SpectralClustering(n_clusters=self.n_clusters, affinity="nearest_neighbors",
@@ -340,7 +334,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         self.min_samples = min_samples
 
     def fit(self, X, y=None) -> HDBSCANClusterer:
-        X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS), dtype=np.float64)
+        X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS, ensure_min_samples=2), dtype=np.float64)
         min_samples = min(self.min_samples or self.min_cluster_size, len(X) - 1)
         if importlib.util.find_spec("fast_hdbscan") is not None:
             import fast_hdbscan
@@ -406,7 +400,7 @@ class OPTICSClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None) -> OPTICSClusterer:
         from sklearn.cluster import OPTICS
 
-        X = validate_data(self, X, dtype=FLOATS)
+        X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
         self.labels_ = OPTICS(min_samples=self.min_samples, xi=self.xi,
                               min_cluster_size=self.min_cluster_size).fit(X).labels_.astype(np.int64)
         return self

@@ -154,7 +154,7 @@ class KNNPlacement(TransformerMixin, BaseEstimator):
 
     def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "reference_")
-        X = validate_data(self, X, dtype=FLOATS, reset=False)
+        X = validate_data(self, X, dtype=FLOATS, reset=False, ensure_min_samples=0)  # nothing to place: fine
         return knn_search(self.reference_, X, min(self.n_neighbors, len(self.reference_)))
 
     def interpolate(self, distance: np.ndarray, index: np.ndarray) -> np.ndarray:

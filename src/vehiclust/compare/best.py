@@ -73,14 +73,16 @@ def all_runs(run: RunFolder) -> pd.DataFrame:
         derived = read_runs(run, MIXTURE_RUNS_FILE)
         if len(derived):
             runs = pd.concat([runs, derived], ignore_index=True)
+    chosen, why = runs.index[[]], ""
     if best is not None:
         chosen, why = runs.index[runs["selected"].astype(bool) & (runs["descriptor"] == best.name)], best.reason
-    else:
+    if chosen.empty:  # no current comparison (or its runs are gone): the cluster stage's rule
         index, why = overall_choice(runs)
         chosen = runs.index[[index]] if index is not None else runs.index[[]]
     runs["best_overall"] = runs.index.isin(chosen)
     runs.loc[chosen, "reason"] = runs.loc[chosen, "reason"] + "; " + why
-    return runs[VIEW_COLUMNS + [c for c in runs.columns if c not in VIEW_COLUMNS]]
+    leading = [c for c in VIEW_COLUMNS if c in runs.columns]
+    return runs[leading + [c for c in runs.columns if c not in leading]]
 
 
 def best_name(run: RunFolder) -> str:

@@ -12,7 +12,7 @@ Outputs
     ``comparison.csv``  one row per clustering (see :mod:`.table`)
     ``agreement.csv``   one row per pair of clusterings (see :mod:`.agreement`)
     ``attributes.csv``  AMI / NMI of each clustering with each attribute (see :mod:`.attributes`)
-    ``compare.json``    the common space, the best rule, the sentences, the tuning of the weights
+    ``compare.json``    the common space, the sentences, the tuning of the weights
 
 The heavy part is skipped when nothing it depends on changed; the best rule (and ``--best``) is
 applied on every call, so changing only ``--best`` costs nothing.
@@ -39,7 +39,7 @@ from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, com
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint, read_json, write_csv, write_json
+from vehiclust.runfolder import RunFolder, fingerprint, write_csv, write_json
 
 COMPARE_VERSION = 3  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json", MIXTURE_RUNS_FILE)
@@ -229,7 +229,8 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
               "size_balance": float(-(share * np.log(share)).sum() / np.log(len(share))) if len(share) > 1 else 0.0,
               "score": np.nan, "selected": True,
               "reason": (f"evidence accumulation of {', '.join(singles)}: average linkage on 1 - co-association of "
-                         f"{result['sample_rows']:,} rows, cut at the longest-lived k={result['k']}; other rows join "
+                         f"{result['sample_rows']:,} rows, cut at k={result['k']}, the cut sharing the most information "
+                         f"with them (mean NMI); other rows join "
                          f"the cluster they co-occur with most"),
               "note": "", "seconds": round(time.perf_counter() - started, 3),
               **checks(full[valid])}
@@ -237,8 +238,7 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 
 
 def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
-    """Apply the best rule (or the override) to comparison.csv; store the choice in best.json
-    (and, for the report's comparison section, in compare.json)."""
+    """Apply the best rule (or the override) to comparison.csv; store the choice in best.json."""
     comparison = pd.read_csv(run.path("comparison.csv"))
     comparison, name, why, rule = apply_best(comparison, override)
     measure = "identity_lift" if rule == IDENTITY_RULE else "common_score"
@@ -250,9 +250,6 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
                runner_up_score=_number(others[measure].iloc[0]) if len(others) else None,
                override=override, cluster_key=cluster_key(run)).save(run)
     write_csv(run.path("comparison.csv"), comparison)
-    info = read_json(run.path("compare.json"))
-    info.update(best=name, best_why=why, best_rule=rule)
-    write_json(run.path("compare.json"), info)
     return comparison
 
 

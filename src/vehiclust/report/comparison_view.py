@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.compare.agreement import agreement_matrix, contingency_of, most_interesting_pairs
+from vehiclust.compare.best import BestChoice
 from vehiclust.runfolder import RunFolder, read_json
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
@@ -31,7 +32,9 @@ def comparison_context(run: RunFolder) -> dict | None:
     table = pd.read_csv(run.path("comparison.csv"))
     agreement = pd.read_csv(run.path("agreement.csv"))
     attributes = pd.read_csv(run.path("attributes.csv")) if run.path("attributes.csv").exists() else pd.DataFrame()
-    info = read_json(run.path("compare.json"))
+    best = BestChoice.load(run)  # the choice is best.json's; compare.json holds the rest
+    info = dict(read_json(run.path("compare.json")), **({"best": best.name, "best_rule": best.rule,
+                                                         "best_why": best.reason} if best else {}))
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     return {
         "info": info,

@@ -89,7 +89,7 @@ def _comparison_cells(run: RunFolder) -> list:
     cells = [
         md("## Comparing descriptors and mixtures\n\nEvery descriptor's, mixture's and the consensus's "
            "selected clustering on criteria comparable across them (`comparison.csv`; the rule that picked "
-           "the delivered clustering is in `compare.json`), what each one groups (`attributes.csv`) and "
+           "the delivered clustering is in `best.json`), what each one groups (`attributes.csv`) and "
            "how far they agree (`agreement.csv`)."),
         code("columns = [\"name\", \"n_clusters\", \"common_score\", \"stability\", \"identity_lift\",\n"
              "           \"ari_type+color\", \"nmi_type+color\", \"best\", \"captures\"]\n"
