@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from conftest import real_photos
-from vehiclust.describe import builtin
+from vehiclust.describe import describers
 from vehiclust.describe.backbones import BACKBONES
 from vehiclust.describe.models.checkpoints import WeightsNotFoundError, weights_cache_dir, weights_env_var
 from vehiclust.describe.registry import DESCRIPTORS, create_describer, default_descriptors
@@ -107,7 +107,7 @@ def describer_for(name: str, monkeypatch, tmp_path):
         monkeypatch.delenv(weights_env_var(spec.backbone), raising=False)
         weights_cache_dir().mkdir(parents=True)
         torch.save(random_weights(spec.backbone), weights_cache_dir() / f"{spec.backbone}.pth")
-        monkeypatch.setattr(builtin, "image_model", torch_on_cpu)
+        monkeypatch.setattr(describers, "image_model", torch_on_cpu)
     return create_describer(name, threads=2)
 
 

@@ -73,8 +73,7 @@ class DescriptorSpec:
 
 
 DESCRIPTORS: Registry[DescriptorSpec] = Registry("descriptor", DescriptorSpec, builtins=(
-    "vehiclust.describe.builtin", "vehiclust.describe.vehicle_color", "vehiclust.describe.color_hist",
-    "vehiclust.quality.describer"))
+    "vehiclust.describe.describers", "vehiclust.quality.describer"))
 
 
 def get_spec(name: str) -> DescriptorSpec:

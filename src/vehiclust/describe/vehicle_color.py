@@ -19,8 +19,6 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import rgb2lab
 
-from vehiclust.describe.registry import DESCRIPTORS
-
 # Named colours as regions of CIELAB in lightness L, chroma C and hue angle h (degrees):
 # achromatic pixels (C below CHROMATIC_AT) are named by lightness, coloured ones by hue, and a
 # dark red-orange-yellow is brown.
@@ -135,23 +133,3 @@ def color_names(descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Named colour and its confidence for each row of a vehicle-colour descriptor."""
     shares = descriptor[:, : len(COLOR_NAMES)]
     return np.array(COLOR_NAMES)[shares.argmax(axis=1)], shares.max(axis=1)
-
-
-@DESCRIPTORS.add("vehicle_color", summary="vehicle body colour: named-colour shares, paint Lab, hue/lightness "
-                 "histogram (35-d)", width=len(color_columns()), columns=tuple(color_columns()), default=True,
-                 tags=("vehicle", "colour"))
-class VehicleColorDescriber:
-    """Describer wrapper (see describe.registry) for :func:`describe_colors`."""
-
-    input_size = 224
-    outputs = {"vehicle_color": len(color_columns())}
-
-    def __init__(self, threads: int | None = None):
-        del threads  # numpy work; nothing to tune
-
-    def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return {"vehicle_color": describe_colors(images)}
-
-    def provenance(self) -> dict:
-        return {"model": "CIELAB named-colour votes with centre and border-contrast weights",
-                "names": list(COLOR_NAMES), "input_size": self.input_size}
