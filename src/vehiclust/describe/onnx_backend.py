@@ -8,7 +8,6 @@ exported graph and PyTorch is only needed to produce it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from vehiclust.describe.backbones import BACKBONES
+from vehiclust.describe.models.checkpoints import sha256_file
 from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.errors import VehiclustError
 
@@ -42,11 +42,7 @@ class OnnxExportError(VehiclustError):
 
 def weights_sha256(path: Path) -> str:
     """Hex sha256 of a weights file (~20 MB, hashing takes well under a second)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def weights_file(name: str) -> Path:
