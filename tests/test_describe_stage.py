@@ -45,9 +45,13 @@ def test_a_stored_chunk_of_the_same_fingerprint_is_reused(run):
 def test_a_stored_chunk_of_another_fingerprint_is_not_reused(run):
     """Parts computed for other rows, other weights or another version live under another key."""
     plant_first_chunk(run, "0" * 16)
+    plant_first_chunk(run, "1" * 16)
+    other = part_folder(run, "vehicle_color", "0" * 16)
+    other.mkdir()
     describe(run, [NAME], settings())
     assert (np.asarray(run.load_descriptor(NAME)) < 1.0).all()
     assert run.descriptor_meta(NAME)["chunks_reused"] == 0
+    assert [p.name for p in other.parent.iterdir()] == [other.name]  # stale parts of NAME are gone
 
 
 def test_is_current_follows_the_fingerprint(run):

@@ -13,6 +13,7 @@ releases the GIL while decoding and resizing).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import shutil
 import time
@@ -29,11 +30,12 @@ from PIL import Image
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
 from vehiclust.progress import Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, write_json, write_npy
+from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
 ORIGINAL = "original"  # the view of describers whose spec says ``needs_original``
 ORIGINAL_MAX_SIDE = 512  # default cap of the original view; a spec may set ``max_side``
+FINGERPRINT_CHARS = len(fingerprint())  # the key in a parts folder's name
 
 
 @dataclass(frozen=True)
@@ -397,7 +399,12 @@ def assemble(path: Path, folder: Path, chunks: list[tuple[int, int]], width: int
 
 
 def _remove_parts(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    """The parts of an assembled matrix, and those the same descriptor left under another
+    fingerprint (other rows or weights): the folder keeps one matrix per descriptor, and stale
+    parts of a large one weigh gigabytes."""
+    name = folder.name.rsplit("-", 1)[0]
+    for parts in [folder, *folder.parent.glob(f"{glob.escape(name)}-{'?' * FINGERPRINT_CHARS}")]:
+        shutil.rmtree(parts, ignore_errors=True)
     with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
         folder.parent.rmdir()
 
