@@ -183,3 +183,22 @@ def test_the_pipeline_honours_the_declared_roles(tmp_path, photo_folder):
     clustered = [n for n in support if DESCRIPTORS.get(n).clustered]
     assert current_descriptors(run, None) == clustered
     assert set(support) - set(clustered) == {"quality", "imagenet_top"}
+
+
+# --- the registries themselves ---------------------------------------------------------------
+
+@pytest.mark.parametrize("first", ["vehiclust.describe.registry", "vehiclust.describe.describers",
+                                   "vehiclust.quality.describer", "vehiclust.describe.backbones"])
+def test_listing_needs_no_torch_and_any_module_imports_first(first):
+    """No import cycle between the registry and the modules that register into it, and listing
+    descriptors or backbones imports no network code (torch takes seconds to import)."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {first}\n"
+            "from vehiclust.describe import descriptor_listing\n"
+            "from vehiclust.describe.backbones import BACKBONES\n"
+            "assert len(descriptor_listing()) >= 10 and BACKBONES.table()\n"
+            "assert 'torch' not in sys.modules, 'listing imported torch'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
