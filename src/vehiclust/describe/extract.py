@@ -113,34 +113,37 @@ def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: 
     started = time.perf_counter()
     n = len(table)
     chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
-    parts = {name: part_folder(run, name, keys[name]) for name in names}
-    work = Extraction(planned, names, parts, chunks, settings.batch_size)
-    todo = [i for i in range(len(chunks)) if not all(_part_done(parts[nm], i) for nm in names)]
+    work = Extraction(planned, names, {name: part_folder(run, name, keys[name]) for name in names}, chunks,
+                      settings.batch_size)
+    todo = [i for i in range(len(chunks)) if not all(_part_done(work.parts[nm], i) for nm in names)]
     reused = len(chunks) - len(todo)
     if reused:
         reporter.message(f"describe: resuming, {reused} of {len(chunks)} chunks already stored")
     views = sorted({p.view for p in planned}, key=str)
     decoder = _choose_decoder(planned, views, settings)
+    clock = StageClock()
     with reporter.task(f"Describing ({', '.join(names)})", n) as task:
-        done = set(range(len(chunks))) - set(todo)
-        task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
+        task.advance(n - sum(chunks[i][1] - chunks[i][0] for i in todo))
         original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
         decoded = (_gpu_decoded_chunks(table, chunks, todo, views, settings) if decoder == "nvjpeg"
                    else _decoded_chunks(table, chunks, todo, views, settings, original_side))
-        clock = StageClock()
         for index, (images, errors) in clock.timed("waiting_for_decoding", decoded):
             describe_chunk(work, index, images, errors, clock)
             task.advance(chunks[index][1] - chunks[index][0])
-    seconds = round(time.perf_counter() - started, 2)
+    facts = {"seconds": round(time.perf_counter() - started, 2), "chunks_reused": reused}
     context = {"device": settings.device, "decoder": decoder, "batch_size": settings.batch_size,
                "decode_threads": settings.threads_for(decoder), "seconds_by_step": clock.rounded()}
-    owner = {name: p for p in planned for name in p.describer.outputs}
-    for name in names:
+    _assemble_all(run, work, facts, context, record)
+
+
+def _assemble_all(run: RunFolder, work: Extraction, facts: dict, context: dict, record: Recorder) -> None:
+    n = work.chunks[-1][1] if work.chunks else 0
+    owner = {name: p for p in work.planned for name in p.describer.outputs}
+    for name in work.names:
         width = owner[name].describer.outputs[name]
-        invalid = assemble(run.descriptor_path(name), parts[name], chunks, width, get_spec(name).dtype)
-        record(name, owner[name], {"shape": [n, width], "seconds": seconds, "chunks_reused": reused,
-                                   "invalid": invalid, **context})
-        _remove_parts(parts[name])
+        invalid = assemble(run.descriptor_path(name), work.parts[name], work.chunks, width, get_spec(name).dtype)
+        record(name, owner[name], {"shape": [n, width], **facts, "invalid": invalid, **context})
+        _remove_parts(work.parts[name])
 
 
 def describe_chunk(work: Extraction, index: int, images: dict[int | str, object], errors: dict[int, str],
