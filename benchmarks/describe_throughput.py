@@ -23,7 +23,7 @@ from end_to_end import make_images, peak_rss_mb  # noqa: E402
 
 from vehiclust.collection import ingest  # noqa: E402
 from vehiclust.describe import DescribeSettings, describe  # noqa: E402
-from vehiclust.describe.builtin import BackboneDescriber  # noqa: E402
+from vehiclust.describe.describers import BackboneDescriber  # noqa: E402
 from vehiclust.runfolder import RunFolder  # noqa: E402
 
 

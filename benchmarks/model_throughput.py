@@ -18,12 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vehiclust.describe.models.efficientnet_lite import (
-    ImagePipelineModel,
-    backbone_spec,
-    create_backbone,
-)
-from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
+from vehiclust.describe.onnx_backend import OnnxImageModel, build_pipeline, cached_onnx_model
 
 
 def best_rate(fn: Callable[[], object], images: int, repeats: int, warmup: int = 2) -> float:
@@ -49,7 +44,7 @@ def torch_rate(name: str, batch: np.ndarray, threads: int, repeats: int) -> floa
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model = ImagePipelineModel(create_backbone(name)).eval()
+        model, _ = build_pipeline(name)
         tensor = torch.from_numpy(batch)
         with torch.inference_mode():
             return best_rate(lambda: model(tensor), len(batch), repeats)
@@ -67,7 +62,9 @@ def main() -> None:
                         default=Path(tempfile.gettempdir()) / "vehiclust-onnx-cache")
     args = parser.parse_args()
 
-    size = backbone_spec(args.model).input_size
+    from vehiclust.describe.backbones import BACKBONES
+
+    size = BACKBONES.get(args.model).square_size
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (args.batch, size, size, 3), dtype=np.uint8)
     onnx_path = cached_onnx_model(args.model, args.cache_dir)

@@ -43,7 +43,7 @@ def compute_quality_descriptor(run, table, threads: int = 2) -> float:
     from threadpoolctl import threadpool_limits
 
     from vehiclust.collection.imageio import UnreadableImage, read_bytes
-    from vehiclust.describe.extract import descriptor_key
+    from vehiclust.describe.stage import descriptor_key
     from vehiclust.quality.describer import QUALITY_DESCRIPTOR, QualityDescriber
     from vehiclust.quality.features import COLUMNS
 

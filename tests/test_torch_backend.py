@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vehiclust.describe.builtin import BackboneDescriber
+from vehiclust.describe.describers import BackboneDescriber
 from vehiclust.describe.extract import CPU_BATCH, GPU_BATCH, DescribeSettings
 from vehiclust.describe.onnx_backend import available_cpus, build_pipeline
 from vehiclust.describe.torch_backend import TorchImageModel, cuda_available, resolve_device

@@ -454,10 +454,9 @@ def train_head(
 @app.command("descriptors")
 def list_descriptors() -> None:
     """List the descriptors vehiclust can compute from images."""
-    from vehiclust.describe import available
+    from vehiclust.describe import descriptor_listing
 
-    for name, spec in sorted(available().items()):
-        typer.echo(f"{name:24s} {spec.summary}")
+    typer.echo("\n".join(descriptor_listing()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,8 +12,8 @@ from pathlib import Path
 from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.collection import IngestSettings, ingest
 from vehiclust.compare import CompareSettings, compare
-from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
-from vehiclust.describe.extract import descriptor_key, is_current, rows_key
+from vehiclust.describe import (DescribeSettings, default_descriptors, describe, descriptor_key, is_current,
+                                never_clustered, rows_key, support_descriptors)
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
@@ -65,13 +65,7 @@ def choose_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]
     brought = imported_descriptors(run)
     if brought:
         return brought
-    return list(DEFAULT_IMAGE_DESCRIPTORS)
-
-
-# Computed whenever there are images, for the outlier checks, in the same decode pass; not
-# clustered unless asked for.
-SUPPORT_DESCRIPTORS = ("quality", "vehicle_type", "imagenet_top")
-NEVER_CLUSTERED = ("quality", "imagenet_top")  # measurements for checks and descriptions
+    return list(default_descriptors())
 
 
 def describe_missing(run: RunFolder, names: list[str], settings: DescribeSettings,
@@ -81,7 +75,7 @@ def describe_missing(run: RunFolder, names: list[str], settings: DescribeSetting
     brought = set(imported_descriptors(run))
     to_extract = [n for n in names if n not in brought]
     if image_checks and (run.load_collection()["location"] != "").any():
-        to_extract += [n for n in SUPPORT_DESCRIPTORS if n not in to_extract and n not in brought]
+        to_extract += [n for n in support_descriptors() if n not in to_extract and n not in brought]
     if to_extract:
         describe(run, to_extract, settings, reporter)
 
@@ -97,7 +91,7 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
         stored = run.descriptor_names()
         metas = {n: run.descriptor_meta(n) for n in stored}
         extracted = [n for n in stored
-                     if n not in brought and n not in NEVER_CLUSTERED and _safe_current(run, n, table, rows)]
+                     if n not in brought and n not in never_clustered() and _safe_current(run, n, table, rows)]
         heads = [n for n in stored
                  if metas[n].get("kind") == "head" and metas[n].get("backbone") in brought + extracted]
         names = brought + extracted + heads

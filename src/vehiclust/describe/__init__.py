@@ -1,6 +1,8 @@
 """Stage 2: descriptors. Images -> named N x D matrices in the run folder."""
 
-from vehiclust.describe.extract import DescribeSettings, describe
-from vehiclust.describe.registry import DEFAULT_IMAGE_DESCRIPTORS, available, get_spec
+from vehiclust.describe.registry import (DESCRIPTORS, available, default_descriptors, descriptor_listing, get_spec,
+                                         never_clustered, support_descriptors)
+from vehiclust.describe.stage import DescribeSettings, describe, descriptor_key, is_current, rows_key
 
-__all__ = ["DEFAULT_IMAGE_DESCRIPTORS", "DescribeSettings", "available", "describe", "get_spec"]
+__all__ = ["DESCRIPTORS", "DescribeSettings", "available", "default_descriptors", "describe", "descriptor_key",
+           "descriptor_listing", "get_spec", "is_current", "never_clustered", "rows_key", "support_descriptors"]

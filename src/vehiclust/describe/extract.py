@@ -1,4 +1,6 @@
-"""The describe stage: images -> descriptor matrices, streamed to disk in resumable chunks.
+"""Extraction mechanics: images -> descriptor matrices, streamed to disk in resumable chunks.
+
+What to compute and the provenance of each matrix are decided by the stage (``stage.py``).
 
 Rows are processed in chunks of ``chunk_rows``. Each finished chunk is written as
 ``descriptors/.parts/<name>-<fingerprint>/part_<i>.npy`` (atomically, with its decode errors in
@@ -11,10 +13,11 @@ releases the GIL while decoding and resizing).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,14 +28,14 @@ import pandas as pd
 from PIL import Image
 
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
-from vehiclust.describe.registry import Describer, create_describer, get_spec, is_accelerated
-from vehiclust.errors import VehiclustError
-from vehiclust.progress import NullReporter, Reporter
+from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
+from vehiclust.progress import Reporter
 from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
-ORIGINAL = "original"  # the view of describers with ``needs_original = True``
-ORIGINAL_MAX_SIDE = 512  # default cap of the original view; a describer may set ``max_side``
+ORIGINAL = "original"  # the view of describers whose spec says ``needs_original``
+ORIGINAL_MAX_SIDE = 512  # default cap of the original view; a spec may set ``max_side``
+FINGERPRINT_CHARS = len(fingerprint())  # the key in a parts folder's name
 
 
 @dataclass(frozen=True)
@@ -68,110 +71,101 @@ GPU_BATCH = 256
 NVJPEG_THREADS = 4
 
 
-def rows_key(table: pd.DataFrame) -> str:
-    """Identity of the rows a descriptor is aligned with."""
-    return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
+@dataclass(frozen=True)
+class Planned:
+    """One describer of an extraction pass, with the options its spec declares."""
+
+    spec: DescriptorSpec  # the spec of (one of) its descriptors: the options of its pass
+    describer: Describer
+
+    @property
+    def view(self) -> int | str:
+        """The image view it reads: a square size, or the original resolution."""
+        return ORIGINAL if self.spec.needs_original else self.describer.input_size
+
+    @property
+    def max_side(self) -> int:
+        return self.spec.max_side or ORIGINAL_MAX_SIDE
 
 
-def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None) -> str:
-    """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path)."""
-    spec = get_spec(name)
-    return fingerprint("describe", name, spec.version, _weights_identity(name), rows or rows_key(table))
+@dataclass(frozen=True)
+class Extraction:
+    """What every chunk of one pass needs: the describers, the names and where parts go."""
+
+    planned: list[Planned]
+    names: list[str]
+    parts: dict[str, Path]  # name -> its folder of chunk parts
+    chunks: list[tuple[int, int]]  # [start, stop) rows of each chunk
+    batch_size: int
 
 
-def _weights_identity(name: str) -> str:
-    """Which weights file a user-provided backbone reads: other weights, other descriptor."""
-    from vehiclust.describe.models.checkpoints import pretrained_specs
-
-    specs = pretrained_specs()
-    if name not in specs:
-        return ""
-    try:
-        path = specs[name].locate()
-    except VehiclustError:
-        return "missing"  # extraction will stop with the message that says where to put it
-    stat = path.stat()
-    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+# record(name, planned, facts): the stage writes the provenance of one assembled matrix
+Recorder = Callable[[str, Planned, dict], None]
 
 
-def is_current(run: RunFolder, name: str, key: str) -> bool:
-    meta_path = run.descriptor_meta_path(name)
-    if not (meta_path.exists() and run.descriptor_path(name).exists()):
-        return False
-    return json.loads(meta_path.read_text()).get("fingerprint") == key
+def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: list[str],
+            keys: dict[str, str], settings: DescribeSettings, reporter: Reporter, record: Recorder) -> None:
+    """One pass over the images: each is decoded once and every describer gets its view.
 
-
-def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
-             reporter: Reporter | None = None) -> list[str]:
-    """Compute every requested descriptor that is not already stored; returns those computed."""
-    reporter = reporter or NullReporter()
-    table = run.load_collection()
-    rows = rows_key(table)
-    keys = {name: descriptor_key(name, table, rows) for name in names}
-    pending = [n for n in names if not is_current(run, n, keys[n])]
-    if not pending:
-        reporter.message(f"describe: up to date ({', '.join(names)})")
-        return []
-    if not (table["location"] != "").any():
-        raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
-                             f"none (descriptor files only); pass descriptor files instead")
-    from vehiclust.describe.torch_backend import resolve_device
-
-    settings = settings.for_device(resolve_device(settings.device))
-    describer_keys = list(dict.fromkeys(get_spec(name).describer for name in pending))
-    describers = [_create(key, settings) for key in describer_keys]
-    names_computed = [n for d in describers for n in d.outputs if n in pending]
-    _extract(run, table, describers, names_computed, keys, settings, reporter)
-    return pending
-
-
-def _create(key: str, settings: DescribeSettings) -> Describer:
-    if is_accelerated(key):
-        return create_describer(key, threads=settings.model_threads, device=settings.device)
-    return create_describer(key, threads=settings.model_threads)
-
-
-def view_of(describer: Describer) -> int | str:
-    """The image view a describer reads: a square size, or the original resolution."""
-    return ORIGINAL if getattr(describer, "needs_original", False) else describer.input_size
-
-
-def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], names: list[str],
-             keys: dict[str, str], settings: DescribeSettings, reporter: Reporter) -> None:
-    """One pass over the images: each is decoded once and every describer gets its view."""
+    Chunks whose parts are stored (under the descriptor's fingerprint ``keys[name]``) are
+    reused; each assembled matrix is handed to ``record`` before its parts are removed.
+    """
     started = time.perf_counter()
-    owner = {name: d for d in describers for name in d.outputs}
     n = len(table)
     chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
-    parts = {name: run.descriptors_dir / ".parts" / f"{name}-{keys[name]}" for name in names}
-    todo = [i for i in range(len(chunks)) if not all(_part_done(parts[nm], i) for nm in names)]
+    work = Extraction(planned, names, {name: part_folder(run, name, keys[name]) for name in names}, chunks,
+                      settings.batch_size)
+    todo = [i for i in range(len(chunks)) if not all(_part_done(work.parts[nm], i) for nm in names)]
     reused = len(chunks) - len(todo)
     if reused:
         reporter.message(f"describe: resuming, {reused} of {len(chunks)} chunks already stored")
-    views = sorted({view_of(d) for d in describers}, key=str)
-    decoder = _choose_decoder(describers, views, settings)
+    views = sorted({p.view for p in planned}, key=str)
+    decoder = _choose_decoder(planned, views, settings)
+    clock = StageClock()
     with reporter.task(f"Describing ({', '.join(names)})", n) as task:
-        done = set(range(len(chunks))) - set(todo)
-        task.advance(sum(chunks[i][1] - chunks[i][0] for i in done))
-        originals = [getattr(d, "max_side", ORIGINAL_MAX_SIDE) for d in describers if view_of(d) == ORIGINAL]
-        original_side = max(originals, default=ORIGINAL_MAX_SIDE)
+        task.advance(n - sum(chunks[i][1] - chunks[i][0] for i in todo))
+        original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
         decoded = (_gpu_decoded_chunks(table, chunks, todo, views, settings) if decoder == "nvjpeg"
                    else _decoded_chunks(table, chunks, todo, views, settings, original_side))
-        clock = StageClock()
         for index, (images, errors) in clock.timed("waiting_for_decoding", decoded):
-            outputs = {}
-            with clock("describing"):
-                for describer in describers:
-                    outputs.update(_run_batches(describer, images[view_of(describer)], settings.batch_size))
-            with clock("writing"):
-                for name in names:
-                    _write_part(parts[name], index, outputs[name], errors)
+            describe_chunk(work, index, images, errors, clock)
             task.advance(chunks[index][1] - chunks[index][0])
-    seconds = time.perf_counter() - started
+    facts = {"seconds": round(time.perf_counter() - started, 2), "chunks_reused": reused}
     context = {"device": settings.device, "decoder": decoder, "batch_size": settings.batch_size,
                "decode_threads": settings.threads_for(decoder), "seconds_by_step": clock.rounded()}
-    for name in names:
-        _assemble(run, name, parts[name], chunks, owner[name], keys[name], seconds, reused, context)
+    _assemble_all(run, work, facts, context, record)
+
+
+def _assemble_all(run: RunFolder, work: Extraction, facts: dict, context: dict, record: Recorder) -> None:
+    n = work.chunks[-1][1] if work.chunks else 0
+    owner = {name: p for p in work.planned for name in p.describer.outputs}
+    for name in work.names:
+        width = owner[name].describer.outputs[name]
+        invalid = assemble(run.descriptor_path(name), work.parts[name], work.chunks, width, get_spec(name).dtype)
+        record(name, owner[name], {"shape": [n, width], **facts, "invalid": invalid, **context})
+        _remove_parts(work.parts[name])
+
+
+def describe_chunk(work: Extraction, index: int, images: dict[int | str, object], errors: dict[int, str],
+                   clock: StageClock | None = None) -> None:
+    """One chunk: the decoded views of its rows in, one stored part per descriptor out.
+
+    Independent of every other chunk, so an executor can map it over shards.
+    """
+    clock = clock or StageClock()
+    outputs: dict[str, np.ndarray] = {}
+    with clock("describing"):
+        for planned in work.planned:
+            outputs.update(_run_batches(planned.describer, images[planned.view], work.batch_size))
+    with clock("writing"):
+        for name in work.names:
+            _write_part(work.parts[name], index, outputs[name], errors)
+
+
+def part_folder(run: RunFolder, name: str, key: str) -> Path:
+    """Chunk parts of descriptor ``name`` computed under fingerprint ``key``: another key,
+    another folder, so parts of other weights or other rows are never reused."""
+    return run.descriptors_dir / ".parts" / f"{name}-{key}"
 
 
 class StageClock:
@@ -205,11 +199,11 @@ class StageClock:
 _DONE = object()
 
 
-def _choose_decoder(describers: list[Describer], views: list[int | str], settings: DescribeSettings) -> str:
+def _choose_decoder(planned: list[Planned], views: list[int | str], settings: DescribeSettings) -> str:
     """'nvjpeg' when every describer of the pass takes GPU tensors of square views, else 'pil'."""
     from vehiclust.describe.gpu_decode import nvjpeg_available
 
-    gpu_only = all(getattr(d, "accepts_tensors", False) for d in describers) and ORIGINAL not in views
+    gpu_only = all(p.spec.accepts_tensors for p in planned) and ORIGINAL not in views
     if settings.gpu_decode and gpu_only and nvjpeg_available(settings.device):
         return "nvjpeg"
     return "pil"
@@ -388,15 +382,13 @@ def _write_part(folder: Path, index: int, matrix: np.ndarray, errors: dict[int, 
     write_json(folder / f"part_{index:06d}.json", {"errors": {str(k): v for k, v in errors.items()}})
 
 
-def _assemble(run: RunFolder, name: str, folder: Path, chunks: list[tuple[int, int]],
-              describer: Describer, key: str, seconds: float, reused: int, context: dict) -> None:
-    spec = get_spec(name)
-    width = describer.outputs[name]
+def assemble(path: Path, folder: Path, chunks: list[tuple[int, int]], width: int, dtype: str) -> dict[str, str]:
+    """Write the parts of ``folder`` as one memory-mappable matrix at ``path`` (rows that failed
+    to decode are zeros); returns the decode errors by row."""
     n = chunks[-1][1] if chunks else 0
     invalid: dict[str, str] = {}
-    path = run.descriptor_path(name)
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=spec.dtype, shape=(n, width))
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, width))
         for index, (start, stop) in enumerate(chunks):
             part = np.load(folder / f"part_{index:06d}.npy")
             errors = json.loads((folder / f"part_{index:06d}.json").read_text())["errors"]
@@ -406,12 +398,28 @@ def _assemble(run: RunFolder, name: str, folder: Path, chunks: list[tuple[int, i
             invalid.update(errors)
         out.flush()
         del out
-    run.save_descriptor_meta(name, {
-        "name": name, "kind": "extracted", "summary": spec.summary, "fingerprint": key,
-        "dtype": spec.dtype, "shape": [n, width], "seconds": round(seconds, 2),
-        "chunks_reused": reused, "invalid": invalid, **context, **describer.provenance(),
-        "columns": getattr(describer, "column_names", {}).get(name),
-    })
-    shutil.rmtree(folder, ignore_errors=True)
+    return invalid
+
+
+def _remove_parts(folder: Path) -> None:
+    """The parts of an assembled matrix, and those the same descriptor left under another
+    fingerprint (other rows or weights): the folder keeps one matrix per descriptor, and stale
+    parts of a large one weigh gigabytes."""
+    name = folder.name.rsplit("-", 1)[0]
+    for parts in [folder, *folder.parent.glob(f"{glob.escape(name)}-{'?' * FINGERPRINT_CHARS}")]:
+        shutil.rmtree(parts, ignore_errors=True)
     with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
         folder.parent.rmdir()
+
+
+_MOVED_TO_STAGE = ("descriptor_key", "is_current", "rows_key", "describe")
+
+
+def __getattr__(name: str):
+    # Other branches still import these from here; they moved to ``describe.stage`` (no cycle:
+    # resolved on first use). Drop once every caller imports them from the stage.
+    if name in _MOVED_TO_STAGE:
+        from vehiclust.describe import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

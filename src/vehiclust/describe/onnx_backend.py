@@ -8,7 +8,6 @@ exported graph and PyTorch is only needed to produce it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -20,11 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vehiclust.describe.models.efficientnet_lite import (
-    ImagePipelineModel,
-    backbone_spec,
-    create_backbone,
-)
+from vehiclust.describe.backbones import BACKBONES
+from vehiclust.describe.models.checkpoints import sha256_file
+from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.errors import VehiclustError
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
@@ -45,32 +42,17 @@ class OnnxExportError(VehiclustError):
 
 def weights_sha256(path: Path) -> str:
     """Hex sha256 of a weights file (~20 MB, hashing takes well under a second)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _pretrained_specs():
-    from vehiclust.describe.models.checkpoints import pretrained_specs
-
-    return pretrained_specs()
+    return sha256_file(path)
 
 
 def weights_file(name: str) -> Path:
-    specs = _pretrained_specs()
-    return specs[name].locate() if name in specs else backbone_spec(name).weights_path()
+    return BACKBONES.get(name).locate()
 
 
 def build_pipeline(name: str) -> tuple[ImagePipelineModel, int]:
     """The export wrapper of a backbone by name, and the square input size it is fed."""
-    specs = _pretrained_specs()
-    if name in specs:
-        loaded = specs[name].load()
-        return (ImagePipelineModel(loaded.model, loaded.mean_255(), loaded.std_255()).eval(),
-                specs[name].square_size)
-    return ImagePipelineModel(create_backbone(name)).eval(), backbone_spec(name).input_size
+    spec = BACKBONES.get(name)
+    return pipeline_of(spec.load()), spec.square_size
 
 
 def cache_key(name: str) -> str:
@@ -89,7 +71,7 @@ def cached_onnx_model(name: str, cache_dir: Path) -> Path:
 
 
 def export_onnx(name: str, path: Path) -> Path:
-    """Export ``ImagePipelineModel(create_backbone(name))`` to a self-contained ONNX file.
+    """Export the pipeline of backbone ``name`` to a self-contained ONNX file.
 
     The file is written next to its destination and moved into place only after it has been
     checked against PyTorch, so readers (or a crash) never see a partial or wrong model.

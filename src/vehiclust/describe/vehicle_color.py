@@ -133,21 +133,3 @@ def color_names(descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Named colour and its confidence for each row of a vehicle-colour descriptor."""
     shares = descriptor[:, : len(COLOR_NAMES)]
     return np.array(COLOR_NAMES)[shares.argmax(axis=1)], shares.max(axis=1)
-
-
-class VehicleColorDescriber:
-    """Describer wrapper (see describe.registry) for :func:`describe_colors`."""
-
-    input_size = 224
-    outputs = {"vehicle_color": len(color_columns())}
-    column_names = {"vehicle_color": color_columns()}
-
-    def __init__(self, threads: int | None = None):
-        del threads  # numpy work; nothing to tune
-
-    def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return {"vehicle_color": describe_colors(images)}
-
-    def provenance(self) -> dict:
-        return {"model": "CIELAB named-colour votes with centre and border-contrast weights",
-                "names": list(COLOR_NAMES), "input_size": self.input_size}

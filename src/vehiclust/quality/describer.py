@@ -1,6 +1,6 @@
 """The ``quality`` describer: image quality measurements as a descriptor, in the describe pass.
 
-It declares ``needs_original = True``: blur, noise and JPEG blocking must be measured on the
+Its spec declares ``needs_original=True``: blur, noise and JPEG blocking must be measured on the
 pixels as stored, not on the 224 x 224 copy the networks get (enlarging a 60-pixel crop to 224
 invents blur, shrinking a noisy 400-pixel crop hides the noise). An extractor that honours the
 flag calls :meth:`QualityDescriber.decode` on each file's bytes and passes a list of images of
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, decode_rgb
-from vehiclust.describe.registry import DescriptorSpec, register_describer
+from vehiclust.describe.registry import DESCRIPTORS
 from vehiclust.quality.brisque import default_model
 from vehiclust.quality.features import BLUR_SIDE, BLUR_WINDOW, COLUMNS, measure_batch
 
@@ -31,14 +31,15 @@ def decode_original(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = DEF
     return np.asarray(decode_rgb(data, None, max_pixels, max_side=max_side))
 
 
+@DESCRIPTORS.add(QUALITY_DESCRIPTOR, summary="image quality measurements (BRISQUE, exposure, blur, noise, ...)",
+                 width=len(COLUMNS), columns=tuple(COLUMNS), version=QUALITY_VERSION, support=True,
+                 clustered=False, needs_original=True, max_side=MAX_SIDE, tags=("classical", "quality"))
 class QualityDescriber:
     """Per-image quality measurements (BRISQUE, exposure, contrast, blur, noise, colour, JPEG
     blocking, a perceptual hash); see :mod:`vehiclust.quality.features` for each column."""
 
     input_size = 224  # only used by extractors that ignore ``needs_original``
-    needs_original = True
     outputs = {QUALITY_DESCRIPTOR: len(COLUMNS)}
-    column_names = {QUALITY_DESCRIPTOR: list(COLUMNS)}
 
     def __init__(self, threads: int | None = None, max_side: int = MAX_SIDE):
         self.threads = threads
@@ -70,10 +71,3 @@ def quality_columns(meta: dict) -> list[str]:
     """Column names of a stored quality matrix (from its provenance)."""
     return list(meta.get("columns") or COLUMNS)
 
-
-register_describer(
-    QUALITY_DESCRIPTOR,
-    QualityDescriber,
-    [DescriptorSpec(QUALITY_DESCRIPTOR, "image quality measurements (BRISQUE, exposure, blur, noise, ...)",
-                    QUALITY_DESCRIPTOR, version=QUALITY_VERSION, tags=("classical", "quality"))],
-)

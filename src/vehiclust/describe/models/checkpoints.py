@@ -24,7 +24,6 @@ missing file always fails the same way, with one message that says what to do:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import pickle
@@ -56,6 +55,10 @@ MAX_LISTED = 5  # keys quoted per problem kind in an error message
 
 class WeightsNotFoundError(VehiclustError):
     """No weights file for a backbone was found; the message says which file to get."""
+
+
+class MissingWeightsError(WeightsNotFoundError):
+    """The pip package that ships a backbone's weights is not installed."""
 
 
 class CheckpointError(VehiclustError):
@@ -444,47 +447,3 @@ def mismatch_message(path: Path, model_name: str, layout: str, missing: Sequence
             parts.append(f"{len(keys)} keys {what} (first: {listed})")
     return (f"{path}: does not fit {model_name} ({layout} layout): " + "; ".join(parts) +
             ". Is it the right file for this model (variant, width), complete and not truncated?")
-
-
-# --- the registry of downloadable backbones ------------------------------------------------
-
-@dataclass(frozen=True)
-class PretrainedSpec:
-    """What the describe stage needs to know about a backbone before loading its weights."""
-
-    name: str
-    summary: str
-    input_size: tuple[int, int]  # (height, width) the weights expect
-    feature_dim: int
-    load: Callable[..., LoadedBackbone]  # load(weights=None) -> LoadedBackbone
-    locate: Callable[..., Path]  # locate(weights=None) -> Path, raises WeightsNotFoundError
-    # Side of the square images the describe stage should decode to; the loaded model
-    # resizes them to ``input_size`` itself when that is not square (OSNet: 256 -> 256 x 128).
-    square_size: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.square_size:
-            object.__setattr__(self, "square_size", max(self.input_size))
-
-
-_MODEL_MODULES = ("mobilenet_v2", "efficientnet", "osnet")
-
-
-def pretrained_specs() -> dict[str, PretrainedSpec]:
-    """Every backbone defined in this package whose weights are loaded from a file."""
-    specs: dict[str, PretrainedSpec] = {}
-    for module in _MODEL_MODULES:
-        specs.update(importlib.import_module(f"vehiclust.describe.models.{module}").SPECS)
-    return specs
-
-
-def pretrained_spec(name: str) -> PretrainedSpec:
-    specs = pretrained_specs()
-    if name not in specs:
-        raise VehiclustError(f"unknown backbone {name!r}; choose one of {', '.join(specs)}")
-    return specs[name]
-
-
-def load_pretrained(name: str, weights: str | os.PathLike | None = None) -> LoadedBackbone:
-    """Build backbone ``name`` and load its weights (see each model module for what it accepts)."""
-    return pretrained_spec(name).load(weights)

