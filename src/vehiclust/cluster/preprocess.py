@@ -58,13 +58,16 @@ class Standardize:
 
 
 class L2Normalize:
-    """Rows to unit Euclidean length (all-zero rows stay zero). Stateless."""
+    """Rows to unit Euclidean length (all-zero rows stay zero). Stateless. A 1-D descriptor is
+    left as it is: normalised, every value would become its sign."""
 
     def fit(self, X: np.ndarray) -> L2Normalize:
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 2 and X.shape[1] == 1:
+            return X
         return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 

@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.collection.descriptor_files import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
     DescriptorFile,
+    DescriptorLimits,
     check_width,
     load_descriptor_file,
     nonfinite_rows,
 )
-from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, ProbeResult, probe
+from vehiclust.collection.imageio import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, ZIP_PREFIX, ProbeResult, probe
 from vehiclust.collection.metadata import (
     looks_like_veriwild,
     read_transport_dataset,
@@ -37,6 +40,7 @@ from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parq
 
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
+FLOAT16_TINY = float(np.finfo(np.float16).tiny)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,15 @@ class IngestSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_invalid_rows: bool = False
     io_threads: int = 8
+    trust_pickles: bool = False  # unpickle anything (pickles can run code): only files you trust
+    follow_links: bool = False  # read links that lead out of the input folder
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # per image file or archive member
+    max_descriptor_rows: int = DEFAULT_MAX_ROWS
+    max_descriptor_bytes: int = DEFAULT_MAX_BYTES
+
+    @property
+    def descriptor_limits(self) -> DescriptorLimits:
+        return DescriptorLimits(self.max_descriptor_rows, self.max_descriptor_bytes, self.trust_pickles)
 
 
 def ingest(
@@ -55,16 +68,16 @@ def ingest(
 ) -> pd.DataFrame:
     """Build (or reuse) the collection table of ``input_path`` in ``run``."""
     reporter = reporter or NullReporter()
-    spec = detect_input(input_path, descriptor_files)
+    spec = detect_input(input_path, descriptor_files, settings.follow_links)
     key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
     started = time.perf_counter()
-    loaded = [load_descriptor_file(p) for p in spec.descriptor_files]
+    loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
     _check_unique_names(loaded)
     table = build_table(spec, loaded, settings, reporter)
-    for warning in filter(None, (check_width(d) for d in loaded)):
+    for warning in filter(None, [*(check_width(d) for d in loaded), *spec.warnings, refused_summary(spec)]):
         reporter.message(f"[yellow]warning:[/] {warning}")
     for descriptor in loaded:
         import_descriptor(run, descriptor, table, settings, reporter)
@@ -79,7 +92,9 @@ def ingest(
 
 
 def input_signature(spec: InputSpec) -> str:
-    """Changes whenever a file the collection is built from changes (size or mtime)."""
+    """Changes whenever a file the collection is built from changes: size and modification
+    time of every file, image files of a bundle included, and of a bundle's archive (whose
+    members' sizes and CRCs are read when it changed)."""
     files = [*spec.descriptor_files, *(p for p in (spec.vehicle_info, spec.transport_csv) if p)]
     if spec.kind == "case_bundle":
         files.append(spec.root / "images_paths.csv")
@@ -87,16 +102,31 @@ def input_signature(spec: InputSpec) -> str:
     for path in files:
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    if spec.kind == "images":
-        for location in spec.locations:
+    archives = sorted({loc.split("::", 1)[0] for loc in spec.locations if loc.startswith(ZIP_PREFIX)})
+    for archive in archives:
+        stat = os.stat(archive[len(ZIP_PREFIX):])
+        digest.update(f"{archive}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    for location in spec.locations:
+        if location and not location.startswith(ZIP_PREFIX):
             try:
-                stat = os.lstat(location)
+                stat = os.stat(location)  # a link's target: replacing what it points to counts
                 digest.update(f"{location}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
             except OSError:
                 digest.update(f"{location}|missing\n".encode())
-    else:
-        digest.update("\n".join(spec.locations[:1] + spec.paths).encode())
+    digest.update("\n".join(spec.paths).encode())
+    digest.update(repr(sorted(spec.refused.items())).encode())
     return digest.hexdigest()[:16]
+
+
+def refused_summary(spec: InputSpec) -> str:
+    """One line for the files that were listed but never read; each is a row with its reason."""
+    if not spec.refused:
+        return ""
+    reasons = pd.Series([r.split(":", 1)[0] for r in spec.refused.values()]).value_counts()
+    counts = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+    first = min(spec.refused)
+    return (f"{len(spec.refused)} files refused and kept as rows with their reason ({counts}), "
+            f"e.g. {spec.paths[first]}: {spec.refused[first]}")
 
 
 def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestSettings,
@@ -110,6 +140,8 @@ def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestS
     table = pd.concat([table, probe_frame], axis=1)
     if not spec.has_images:
         table["error"] = ""  # no images is a valid input, not an error per row
+    for row, reason in spec.refused.items():  # never read, and never to be read later
+        table.loc[row, "error"] = reason
     if spec.kind in ("images", "case_bundle") and looks_like_veriwild(paths):
         table["vehicle_id"] = [vehicle_id_of(p) for p in paths]
     if spec.vehicle_info is not None:
@@ -132,7 +164,9 @@ def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporte
         return [ProbeResult() for _ in locations]
 
     def one(location: str) -> ProbeResult:
-        return probe(location, settings.max_pixels) if location else ProbeResult(error="image missing")
+        if not location:
+            return ProbeResult(error="image missing")
+        return probe(location, settings.max_pixels, settings.max_image_bytes)
 
     results = []
     with reporter.task("Reading image headers", len(locations)) as task, \
@@ -187,7 +221,7 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
                                                 f"{n_rows:,} images; rows are matched by order, so "
                                                 f"the counts must agree (or add a 'path' column)")
         return None
-    positions = _positions_by_path(descriptor.keys, table["path"].tolist())
+    positions = _positions_by_path(descriptor.keys, table["path"].tolist(), descriptor.source)
     missing = np.flatnonzero(positions < 0)
     if len(missing):
         examples = ", ".join(table["path"].iloc[missing[:3]])
@@ -196,14 +230,28 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
     return positions.astype(np.int64)
 
 
-def _positions_by_path(keys: list[str], paths: list[str]) -> np.ndarray:
-    """Index of the key naming each path; a key may carry more leading folders (absolute paths)."""
+def _positions_by_path(keys: list[str], paths: list[str], source: Path | None = None) -> np.ndarray:
+    """Index of the key naming each path; a key may carry more leading folders (absolute paths).
+    Two keys naming the same image stop the import: which vector is meant is unknowable."""
     split_keys = [bundle_posix(k).split("/") for k in keys]
     split_paths = [bundle_posix(p).split("/") for p in paths]
     by_depth: dict[int, dict[str, int]] = {}
+    clashes: dict[str, tuple[int, int]] = {}
     for depth in {len(p) for p in split_paths}:
-        by_depth[depth] = {"/".join(k[-depth:]): i for i, k in enumerate(split_keys)}
-    return np.array([by_depth[len(p)].get("/".join(p), -1) for p in split_paths], dtype=np.int64)
+        index = by_depth[depth] = {}
+        for i, k in enumerate(split_keys):
+            tail = "/".join(k[-depth:])
+            if tail in index:
+                clashes.setdefault(tail, (index[tail], i))
+            index[tail] = i
+    positions = np.array([by_depth[len(p)].get("/".join(p), -1) for p in split_paths], dtype=np.int64)
+    used = [t for t in ("/".join(p) for p in split_paths) if t in clashes]
+    if used:
+        first, second = clashes[used[0]]
+        raise InputError(source or "descriptor file",
+                         f"{len(set(used)):,} images have more than one vector, e.g. {used[0]!r} "
+                         f"on rows {first} and {second}; keep one row per image")
+    return positions
 
 
 def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.DataFrame,
@@ -241,8 +289,11 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
 
 
 def storage_dtype(matrix: np.ndarray) -> type:
-    """float16 for big matrices whose values fit it, float32 otherwise."""
+    """float16 for big matrices whose values fit it (none too large, and rows not so small that
+    float16 would round them to zero), float32 otherwise."""
     if matrix.shape[0] * matrix.shape[1] * 4 <= FLOAT16_ABOVE_BYTES:
         return np.float32
-    sample = np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64)
-    return np.float16 if np.nanmax(np.abs(sample)) < FLOAT16_MAX else np.float32
+    sample = np.abs(np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64))
+    row_max = np.nanmax(sample, axis=1)
+    fits = np.nanmax(row_max) < FLOAT16_MAX and np.nanmin(row_max[row_max > 0], initial=1.0) > 1024 * FLOAT16_TINY
+    return np.float16 if fits else np.float32
