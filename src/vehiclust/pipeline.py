@@ -14,6 +14,7 @@ from vehiclust.collection import IngestSettings, ingest
 from vehiclust.compare import CompareSettings, compare
 from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS, DescribeSettings, describe
 from vehiclust.describe.extract import descriptor_key, is_current, rows_key
+from vehiclust import ownership
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers import OutlierSettings, outliers
 from vehiclust.progress import NullReporter, Reporter
@@ -33,6 +34,7 @@ class RunSettings:
     compare: CompareSettings = field(default_factory=CompareSettings)  # mixtures, consensus, best rule
     image_checks: bool = True  # compute quality and vehicle type for the outlier checks
     report: ReportSettings = field(default_factory=ReportSettings)
+    force: bool = False  # accept a non-empty --out vehiclust did not make (its files stay untouched)
 
 
 @dataclass
@@ -120,6 +122,11 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     settings = settings or RunSettings()
     reporter = reporter or NullReporter()
     run = RunFolder(out)
+    with ownership.claimed(out, input_path, settings.force):  # marked as vehiclust's, and locked
+        return _run_stages(input_path, run, settings, reporter)
+
+
+def _run_stages(input_path: Path | str, run: RunFolder, settings: RunSettings, reporter: Reporter) -> RunResult:
     ingest(input_path, run, settings.descriptor_files, settings.ingest, reporter)
     names = choose_descriptors(run, settings.descriptors)
     describe_missing(run, names, settings.describe, reporter, settings.image_checks)

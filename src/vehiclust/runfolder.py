@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vehiclust import ownership
+
 SCHEMA_VERSION = 1
 
 
@@ -44,14 +46,17 @@ FILE_MODE = 0o666 & ~_umask()  # mkstemp creates 0600; artifacts should read lik
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
+    ownership.before_write(path)  # never replaces a file of the run folder vehiclust did not write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    ownership.temporary(tmp_path)
     try:
         yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
+        ownership.written(path)
     finally:
         tmp_path.unlink(missing_ok=True)
 

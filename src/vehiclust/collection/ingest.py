@@ -34,6 +34,7 @@ from vehiclust.collection.metadata import (
     veriwild_key,
 )
 from vehiclust.collection.sources import InputSpec, bundle_posix, detect_input
+from vehiclust import ownership
 from vehiclust.errors import InputError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parquet
@@ -65,9 +66,17 @@ def ingest(
     descriptor_files: list[Path] | None = None,
     settings: IngestSettings = IngestSettings(),
     reporter: Reporter | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
-    """Build (or reuse) the collection table of ``input_path`` in ``run``."""
+    """Build (or reuse) the collection table of ``input_path`` in ``run``, which becomes a run
+    folder marked as vehiclust's (see ownership.py; ``force`` accepts a non-empty folder)."""
     reporter = reporter or NullReporter()
+    with ownership.claimed(run.root, input_path, force):
+        return _ingest(input_path, run, descriptor_files, settings, reporter)
+
+
+def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path] | None,
+            settings: IngestSettings, reporter: Reporter) -> pd.DataFrame:
     spec = detect_input(input_path, descriptor_files, settings.follow_links)
     key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
     if run.stage_is_current("ingest", key, [run.collection_path]):
