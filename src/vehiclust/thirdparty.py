@@ -20,9 +20,14 @@ def state_dir(name: str) -> Path:
 
 
 def state_env() -> dict[str, str]:
-    """matplotlib's config and font cache, IPython's profile, Jupyter's connection files."""
-    return {"MPLCONFIGDIR": str(state_dir("matplotlib")), "IPYTHONDIR": str(state_dir("ipython")),
-            "JUPYTER_RUNTIME_DIR": str(state_dir("jupyter_runtime"))}
+    """matplotlib's config and font cache, IPython's profile, Jupyter's connection files; the
+    folders are made here (IPython falls back to a temporary folder and warns otherwise)."""
+    env = {"MPLCONFIGDIR": state_dir("matplotlib"), "IPYTHONDIR": state_dir("ipython"),
+           "JUPYTER_RUNTIME_DIR": state_dir("jupyter_runtime")}
+    for folder in env.values():
+        with contextlib.suppress(OSError):  # an unwritable cache: the libraries say so themselves
+            folder.mkdir(parents=True, exist_ok=True)
+    return {name: str(folder) for name, folder in env.items()}
 
 
 def configure_process() -> None:
