@@ -457,3 +457,42 @@ def test_hostile_file_name_in_report_html(tmp_path):
     html = render_report(run, table, runs, verdicts, data)
     assert "<script>alert(1)" not in html and "<!--<script>" not in html
     assert html.count("<script") == html.count("</script>")
+
+
+def test_only_the_changed_image_is_read_again(tmp_path, images, monkeypatch):
+    run = RunFolder(tmp_path / "run")
+    before = ingest(images, run)
+    changed = images / before["path"].iloc[2]
+    changed.write_bytes(jpeg_bytes(size=(31, 17)))
+    read = []
+    ingest_module = sys.modules["vehiclust.collection.ingest"]  # the package re-exports the function under this name
+
+    real = ingest_module.probe
+    monkeypatch.setattr(ingest_module, "probe", lambda location, *a: read.append(location) or real(location, *a))
+    after = ingest(images, run)
+    assert read == [str(changed)]
+    assert after["width"].iloc[2] == 31 and after.drop(index=2).equals(before.drop(index=2))
+
+
+def test_only_the_changed_member_of_an_archive_is_read_again(tmp_path, photo_folder, monkeypatch):
+    rel = sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.jpg"))[:5]
+    bundle = write_case_bundle(tmp_path / "case", [f"veriwild/1/{p}" for p in rel], {"osnet": np.ones((5, 4))})
+    (bundle / "row_data").mkdir()
+
+    def write_zip(replace_first: bool) -> None:
+        with zipfile.ZipFile(bundle / "row_data" / "veriwild.zip", "w") as zf:
+            for i, p in enumerate(rel):
+                data = jpeg_bytes(size=(29, 13)) if replace_first and i == 0 else (photo_folder / p).read_bytes()
+                zf.writestr(f"veriwild/1/{p}", data)
+
+    write_zip(False)
+    run = RunFolder(tmp_path / "run")
+    ingest(bundle, run)
+    write_zip(True)
+    read = []
+    ingest_module = sys.modules["vehiclust.collection.ingest"]  # the package re-exports the function under this name
+
+    real = ingest_module.probe
+    monkeypatch.setattr(ingest_module, "probe", lambda location, *a: read.append(location) or real(location, *a))
+    after = ingest(bundle, run)
+    assert len(read) == 1 and read[0].endswith(rel[0]) and after["width"].iloc[0] == 29

@@ -10,7 +10,8 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+import zipfile
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,14 @@ from vehiclust.collection.descriptor_files import (
     load_descriptor_file,
     nonfinite_rows,
 )
-from vehiclust.collection.imageio import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, ZIP_PREFIX, ProbeResult, probe
+from vehiclust.collection.imageio import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ZIP_PREFIX,
+    ZIP_SEPARATOR,
+    ProbeResult,
+    probe,
+)
 from vehiclust.collection.metadata import (
     looks_like_veriwild,
     read_transport_dataset,
@@ -42,6 +50,8 @@ from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parq
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
 FLOAT16_TINY = float(np.finfo(np.float16).tiny)
+PROBE_FIELDS = [f.name for f in fields(ProbeResult)]
+STAMPS_FILE = "ingest_stamps.parquet"  # in the run's cache/: what each probed file looked like
 
 
 @dataclass(frozen=True)
@@ -85,12 +95,16 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
     started = time.perf_counter()
     loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
     _check_unique_names(loaded)
-    table = build_table(spec, loaded, settings, reporter)
+    stamps = file_stamps(spec.locations)
+    previous = reusable_probes(run, spec.locations, stamps, probe_key(settings))
+    table = build_table(spec, loaded, settings, reporter, previous)
     for warning in filter(None, [*(check_width(d) for d in loaded), *spec.warnings, refused_summary(spec)]):
         reporter.message(f"[yellow]warning:[/] {warning}")
     for descriptor in loaded:
         import_descriptor(run, descriptor, table, settings, reporter)
     write_parquet(run.collection_path, table)
+    write_parquet(run.cache_dir / STAMPS_FILE, pd.DataFrame(
+        {"location": table["location"], "stamp": stamps or [""] * len(table), "probe_key": probe_key(settings)}))
     run.record_stage(
         "ingest", key, time.perf_counter() - started,
         input=str(Path(input_path).resolve()), kind=spec.kind, rows=len(table),
@@ -102,29 +116,81 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
 
 def input_signature(spec: InputSpec) -> str:
     """Changes whenever a file the collection is built from changes: size and modification
-    time of every file, image files of a bundle included, and of a bundle's archive (whose
-    members' sizes and CRCs are read when it changed)."""
+    time of every file (a bundle's images included; a link's target, so replacing what it
+    points to counts) and of each archive that holds images."""
     files = [*spec.descriptor_files, *(p for p in (spec.vehicle_info, spec.transport_csv) if p)]
     if spec.kind == "case_bundle":
         files.append(spec.root / "images_paths.csv")
+    archives = sorted({loc.split(ZIP_SEPARATOR, 1)[0][len(ZIP_PREFIX):]
+                       for loc in spec.locations if loc.startswith(ZIP_PREFIX)})
     digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    archives = sorted({loc.split("::", 1)[0] for loc in spec.locations if loc.startswith(ZIP_PREFIX)})
-    for archive in archives:
-        stat = os.stat(archive[len(ZIP_PREFIX):])
-        digest.update(f"{archive}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    for path in [*map(str, files), *archives]:
+        digest.update(f"{path}|{_stat_stamp(path)}\n".encode())
     for location in spec.locations:
         if location and not location.startswith(ZIP_PREFIX):
-            try:
-                stat = os.stat(location)  # a link's target: replacing what it points to counts
-                digest.update(f"{location}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{location}|missing\n".encode())
+            digest.update(f"{location}|{_stat_stamp(location)}\n".encode())
     digest.update("\n".join(spec.paths).encode())
     digest.update(repr(sorted(spec.refused.items())).encode())
     return digest.hexdigest()[:16]
+
+
+def _stat_stamp(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def file_stamps(locations: list[str]) -> list[str]:
+    """Per location, what says its content did not change: size and modification time of a
+    file, size and CRC of an archive member (its content hash, read from the central directory)."""
+    members: dict[str, dict[str, str]] = {}
+    stamps = []
+    for location in locations:
+        if not location:
+            stamps.append("")
+        elif location.startswith(ZIP_PREFIX):
+            archive, member = location[len(ZIP_PREFIX):].split(ZIP_SEPARATOR, 1)
+            if archive not in members:
+                members[archive] = _member_stamps(archive)
+            stamps.append(members[archive].get(member, "missing"))
+        else:
+            stamps.append(_stat_stamp(location))
+    return stamps
+
+
+def _member_stamps(archive: str) -> dict[str, str]:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return {info.filename: f"{info.file_size}:{info.CRC:08x}" for info in zf.infolist()}
+    except (OSError, zipfile.BadZipFile):
+        return {}  # reading its members reports why
+
+
+def probe_key(settings: IngestSettings) -> str:
+    return fingerprint("probe", settings.max_pixels, settings.max_image_bytes)
+
+
+def reusable_probes(run: RunFolder, locations: list[str], stamps: list[str], key: str) -> pd.DataFrame:
+    """The previous collection's header facts for the files that did not change since (same
+    location, same stamp, same limits): a changed image re-reads its row, no other row."""
+    path = run.cache_dir / STAMPS_FILE
+    empty = pd.DataFrame(columns=["index", *PROBE_FIELDS])
+    if not path.exists() or not run.collection_path.exists():
+        return empty
+    try:
+        before = pd.read_parquet(path)
+        collection = pd.read_parquet(run.collection_path, columns=["location", *PROBE_FIELDS])
+    except Exception:  # noqa: BLE001 (a damaged cache only costs the re-read)
+        return empty
+    if len(before) != len(collection) or not (before["location"] == collection["location"]).all():
+        return empty
+    before = pd.concat([before[before["probe_key"] == key][["location", "stamp"]], collection[PROBE_FIELDS]],
+                       axis=1, join="inner")
+    before = before[~before["stamp"].isin(["", "missing"])].drop_duplicates(["location", "stamp"])
+    now = pd.DataFrame({"index": np.arange(len(locations)), "location": locations, "stamp": stamps})
+    return now.merge(before, on=["location", "stamp"])[["index", *PROBE_FIELDS]]
 
 
 def refused_summary(spec: InputSpec) -> str:
@@ -139,14 +205,13 @@ def refused_summary(spec: InputSpec) -> str:
 
 
 def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestSettings,
-                reporter: Reporter) -> pd.DataFrame:
+                reporter: Reporter, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``previous``: header facts still valid for some rows (``index`` + the probe fields)."""
     paths = spec.paths or _paths_from_descriptors(loaded)
     locations = spec.locations or [""] * len(paths)
     table = pd.DataFrame({"row": np.arange(len(paths), dtype=np.int64), "path": paths,
                           "location": locations})
-    probes = _probe_all(locations, settings, reporter)
-    probe_frame = pd.DataFrame([asdict(p) for p in probes])
-    table = pd.concat([table, probe_frame], axis=1)
+    table = pd.concat([table, _probe_frame(locations, settings, reporter, previous)], axis=1)
     if not spec.has_images:
         table["error"] = ""  # no images is a valid input, not an error per row
     for row, reason in spec.refused.items():  # never read, and never to be read later
@@ -168,8 +233,26 @@ def _paths_from_descriptors(loaded: list[DescriptorFile]) -> list[str]:
     return [f"row_{i:07d}" for i in range(rows)]
 
 
-def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporter) -> list[ProbeResult]:
-    if not any(locations):
+def _probe_frame(locations: list[str], settings: IngestSettings, reporter: Reporter,
+                 previous: pd.DataFrame | None) -> pd.DataFrame:
+    """One row of header facts per location: reused where still valid, read otherwise."""
+    previous = previous if previous is not None and len(previous) else None
+    if previous is None:
+        return pd.DataFrame([asdict(p) for p in _probe_all(locations, settings, reporter)], columns=PROBE_FIELDS)
+    known = set(previous["index"].tolist())
+    todo = [i for i in range(len(locations)) if i not in known]
+    fresh = pd.DataFrame([asdict(p) for p in _probe_all([locations[i] for i in todo], settings, reporter, whole=False)],
+                         columns=PROBE_FIELDS).assign(index=todo)
+    frame = pd.concat([previous, fresh], ignore_index=True).sort_values("index")
+    frame = frame.drop(columns="index").reset_index(drop=True)
+    for column in ("width", "height", "file_size"):
+        frame[column] = frame[column].astype(np.int64)
+    return frame
+
+
+def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporter,
+               whole: bool = True) -> list[ProbeResult]:
+    if whole and not any(locations):  # no images at all: a valid input, no error per row
         return [ProbeResult() for _ in locations]
 
     def one(location: str) -> ProbeResult:
