@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vehiclust.errors import VehiclustError
@@ -135,9 +135,11 @@ def written(path: Path | str) -> None:
         manifest.log(WRITTEN, path)
 
 
-def remove_owned(folder: Path | str) -> list[Path]:
+def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = None) -> list[Path]:
     """Remove the files below ``folder`` that vehiclust wrote, and the folders they leave empty;
-    everything else stays. Returns what was left (files vehiclust did not write)."""
+    everything else stays. In a folder without a manifest (written through the library without
+    a claim), ``unmarked`` says which files are vehiclust's by their names. Returns what was
+    left (files vehiclust did not write)."""
     folder = Path(folder)
     manifest = manifest_for(folder / "x")
     kept = []
@@ -147,6 +149,8 @@ def remove_owned(folder: Path | str) -> list[Path]:
             if manifest is not None and manifest.owns(path):
                 path.unlink(missing_ok=True)
                 manifest.log(REMOVED, path)
+            elif manifest is None and unmarked is not None and unmarked(path):
+                path.unlink(missing_ok=True)
             else:
                 kept.append(path)
         with contextlib.suppress(OSError):  # not empty: something of the user's is inside

@@ -49,7 +49,7 @@ def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 
     key = collection_key(table)
     manifest = folder / "manifest.json"
     if folder.exists() and (not manifest.exists() or _manifest_key(manifest) != key):
-        ownership.remove_owned(folder)  # made from another collection: row numbers no longer match
+        ownership.remove_owned(folder, _named_like_ours)  # another collection: row numbers moved
     folder.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"collection": key, "side": THUMB_SIDE})
     rows = np.unique(np.asarray(rows, dtype=np.int64))
@@ -59,6 +59,16 @@ def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 
     with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
         list(pool.map(lambda r: _write_thumbnail(locations[r], thumbnail_path(run, r)), todo))
     return np.array([r for r in rows.tolist() if thumbnail_path(run, r).exists()], dtype=np.int64)
+
+
+def _named_like_ours(path: Path) -> bool:
+    """thumbs/<row // 1000>/<row>.jpg or thumbs/manifest.json: for a run folder without a
+    manifest of its own (see ownership.remove_owned)."""
+    if path.name == "manifest.json" and path.parent.name == THUMBS_DIR:
+        return True
+    row = path.stem
+    return (path.suffix == ".jpg" and row.isdigit() and path.parent.name == str(int(row) // 1000)
+            and path.parent.parent.name == THUMBS_DIR)
 
 
 def _manifest_key(path: Path) -> str | None:
