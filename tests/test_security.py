@@ -496,3 +496,11 @@ def test_only_the_changed_member_of_an_archive_is_read_again(tmp_path, photo_fol
     monkeypatch.setattr(ingest_module, "probe", lambda location, *a: read.append(location) or real(location, *a))
     after = ingest(bundle, run)
     assert len(read) == 1 and read[0].endswith(rel[0]) and after["width"].iloc[0] == 29
+
+
+def test_parquet_list_column_is_measured_by_its_values(tmp_path, monkeypatch):
+    path = tmp_path / "lists.parquet"
+    pd.DataFrame({"path": [f"{i}.jpg" for i in range(100)], "vector": [np.zeros(5000)] * 100}).to_parquet(path)
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: pytest.fail("decoded before the check"))
+    with pytest.raises(InputError, match="4,0[0-9,]+ bytes exceed"):
+        load_descriptor_file(path, limits=DescriptorLimits(max_bytes=1 << 20))

@@ -114,13 +114,15 @@ def _check_bytes(path: Path, size: int, limits: DescriptorLimits) -> None:
 
 
 def _read_parquet(path: Path, limits: DescriptorLimits) -> pd.DataFrame:
-    """Row count and width come from the footer, so a small file that decodes to millions of
-    rows is refused before any of them is decoded."""
+    """Row count and value count come from the footer, so a small file that decodes to millions
+    of rows (or of vector elements, in a list column) is refused before any is decoded."""
     import pyarrow.parquet as pq
 
     metadata = pq.ParquetFile(path).metadata
     _check_rows(path, metadata.num_rows, limits)
-    _check_bytes(path, metadata.num_rows * max(metadata.num_columns, 1) * 8, limits)
+    values = sum(metadata.row_group(g).column(c).num_values
+                 for g in range(metadata.num_row_groups) for c in range(metadata.num_columns))
+    _check_bytes(path, values * 8, limits)
     return pd.read_parquet(path)
 
 
