@@ -133,6 +133,9 @@ def test_links_out_of_the_input_and_special_files_are_rows_with_reasons(tmp_path
     assert table.loc["00001/zero.jpg", "error"].startswith("outside_input")
     assert table.loc["00001/pipe.jpg", "error"].startswith("not_a_regular_file")
     assert not any(p.startswith("linked_folder") for p in table.index)
+    from vehiclust.collection import detect_input
+
+    assert any("linked_folder" in w and "--follow-links" in w for w in detect_input(images).warnings)
     followed = ingest(images, RunFolder(tmp_path / "run2"), settings=IngestSettings(follow_links=True)).set_index("path")
     assert followed.loc["00001/linked.jpg", "error"] == "" and followed.loc["00001/linked.jpg", "width"] == 64
     assert followed.loc["00001/zero.jpg", "error"].startswith("not_a_regular_file")

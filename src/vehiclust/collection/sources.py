@@ -70,7 +70,7 @@ def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = N
 
 
 def _image_folder(root: Path, extras: list[Path], follow_links: bool) -> InputSpec | None:
-    relpaths, skipped = scan_images(root, follow_links)
+    relpaths, not_read = scan_images(root, follow_links)
     if not relpaths:
         return None
     confine = Confinement(root, follow_links)
@@ -84,40 +84,51 @@ def _image_folder(root: Path, extras: list[Path], follow_links: bool) -> InputSp
         descriptor_files=extras,
         vehicle_info=find_vehicle_info(root, confine),
         refused=refused,
-        warnings=[f"{root}: {len(skipped)} linked folders not read (pass --follow-links to read "
-                  f"them): {', '.join(skipped[:5])}"] if skipped else [],
+        warnings=[f"{root}: {len(folders)} {why}: {', '.join(folders[:5])}"
+                  for why, folders in not_read.items() if folders],
     )
 
 
-def scan_images(root: Path, follow_links: bool = False) -> tuple[list[str], list[str]]:
+LINKED_FOLDERS = "linked folders not read (pass --follow-links to read them)"
+UNREADABLE_FOLDERS = "folders that cannot be listed (no permission?)"
+
+
+def scan_images(root: Path, follow_links: bool = False) -> tuple[list[str], dict[str, list[str]]]:
     """Relative POSIX paths of every image-named entry below root (links and special files
     included, so that each becomes a row with its reason), sorted, hidden ones skipped; and the
-    linked folders that were not entered.
+    folders that were not read, by why.
 
-    Written with os.scandir rather than os.walk, which hides linked folders without a word and,
-    when told to follow them, loops forever on a link to a parent.
+    Written with os.scandir rather than os.walk, which passes over linked and unlistable folders
+    without a word and, when told to follow links, loops forever on a link to a parent.
     """
-    found, skipped, seen = [], [], set()
+    found, seen = [], set()
+    not_read: dict[str, list[str]] = {LINKED_FOLDERS: [], UNREADABLE_FOLDERS: []}
     stack = [Path(root)]
     while stack:
         folder = stack.pop()
-        info = folder.stat()
-        identity = (info.st_dev, info.st_ino)
-        if identity in seen:
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            not_read[UNREADABLE_FOLDERS].append(folder.relative_to(root).as_posix())
             continue
-        seen.add(identity)
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                rel = (folder / entry.name).relative_to(root).as_posix()
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(folder / entry.name)
-                elif entry.is_symlink() and entry.is_dir():
-                    (stack.append(folder / entry.name) if follow_links else skipped.append(rel))
-                elif is_image_name(entry.name):
-                    found.append(rel)
-    return sorted(found), sorted(skipped)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            elif entry.is_symlink() and entry.is_dir():
+                if follow_links:
+                    stack.append(path)
+                else:
+                    not_read[LINKED_FOLDERS].append(path.relative_to(root).as_posix())
+            elif is_image_name(entry.name):
+                found.append(path.relative_to(root).as_posix())
+    return sorted(found), {why: sorted(folders) for why, folders in not_read.items()}
 
 
 def find_vehicle_info(root: Path, confine: Confinement) -> Path | None:
