@@ -7,16 +7,16 @@ The collection has one row per image in input order; an unusable file stays as a
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vehiclust import ownership
+from vehiclust.collection.changes import PROBE_FIELDS, STAMPS_FILE, file_stamps, reusable_probes, stat_stamp
 from vehiclust.collection.descriptor_files import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
@@ -42,7 +42,6 @@ from vehiclust.collection.metadata import (
     veriwild_key,
 )
 from vehiclust.collection.sources import InputSpec, bundle_posix, detect_input
-from vehiclust import ownership
 from vehiclust.errors import InputError
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parquet
@@ -50,8 +49,6 @@ from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parq
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
 FLOAT16_TINY = float(np.finfo(np.float16).tiny)
-PROBE_FIELDS = [f.name for f in fields(ProbeResult)]
-STAMPS_FILE = "ingest_stamps.parquet"  # in the run's cache/: what each probed file looked like
 
 
 @dataclass(frozen=True)
@@ -125,72 +122,17 @@ def input_signature(spec: InputSpec) -> str:
                        for loc in spec.locations if loc.startswith(ZIP_PREFIX)})
     digest = hashlib.sha256()
     for path in [*map(str, files), *archives]:
-        digest.update(f"{path}|{_stat_stamp(path)}\n".encode())
+        digest.update(f"{path}|{stat_stamp(path)}\n".encode())
     for location in spec.locations:
         if location and not location.startswith(ZIP_PREFIX):
-            digest.update(f"{location}|{_stat_stamp(location)}\n".encode())
+            digest.update(f"{location}|{stat_stamp(location)}\n".encode())
     digest.update("\n".join(spec.paths).encode())
     digest.update(repr(sorted(spec.refused.items())).encode())
     return digest.hexdigest()[:16]
 
 
-def _stat_stamp(path: str) -> str:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def file_stamps(locations: list[str]) -> list[str]:
-    """Per location, what says its content did not change: size and modification time of a
-    file, size and CRC of an archive member (its content hash, read from the central directory)."""
-    members: dict[str, dict[str, str]] = {}
-    stamps = []
-    for location in locations:
-        if not location:
-            stamps.append("")
-        elif location.startswith(ZIP_PREFIX):
-            archive, member = location[len(ZIP_PREFIX):].split(ZIP_SEPARATOR, 1)
-            if archive not in members:
-                members[archive] = _member_stamps(archive)
-            stamps.append(members[archive].get(member, "missing"))
-        else:
-            stamps.append(_stat_stamp(location))
-    return stamps
-
-
-def _member_stamps(archive: str) -> dict[str, str]:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            return {info.filename: f"{info.file_size}:{info.CRC:08x}" for info in zf.infolist()}
-    except (OSError, zipfile.BadZipFile):
-        return {}  # reading its members reports why
-
-
 def probe_key(settings: IngestSettings) -> str:
     return fingerprint("probe", settings.max_pixels, settings.max_image_bytes)
-
-
-def reusable_probes(run: RunFolder, locations: list[str], stamps: list[str], key: str) -> pd.DataFrame:
-    """The previous collection's header facts for the files that did not change since (same
-    location, same stamp, same limits): a changed image re-reads its row, no other row."""
-    path = run.cache_dir / STAMPS_FILE
-    empty = pd.DataFrame(columns=["index", *PROBE_FIELDS])
-    if not path.exists() or not run.collection_path.exists():
-        return empty
-    try:
-        before = pd.read_parquet(path)
-        collection = pd.read_parquet(run.collection_path, columns=["location", *PROBE_FIELDS])
-    except Exception:  # noqa: BLE001 (a damaged cache only costs the re-read)
-        return empty
-    if len(before) != len(collection) or not (before["location"] == collection["location"]).all():
-        return empty
-    before = pd.concat([before[before["probe_key"] == key][["location", "stamp"]], collection[PROBE_FIELDS]],
-                       axis=1, join="inner")
-    before = before[~before["stamp"].isin(["", "missing"])].drop_duplicates(["location", "stamp"])
-    now = pd.DataFrame({"index": np.arange(len(locations)), "location": locations, "stamp": stamps})
-    return now.merge(before, on=["location", "stamp"])[["index", *PROBE_FIELDS]]
 
 
 def refused_summary(spec: InputSpec) -> str:
