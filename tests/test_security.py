@@ -507,3 +507,12 @@ def test_parquet_list_column_is_measured_by_its_values(tmp_path, monkeypatch):
     monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: pytest.fail("decoded before the check"))
     with pytest.raises(InputError, match="4,0[0-9,]+ bytes exceed"):
         load_descriptor_file(path, limits=DescriptorLimits(max_bytes=1 << 20))
+
+
+def test_dollar_signs_in_names_are_not_parsed_as_tex():
+    from vehiclust.report.figures import plot_map, plot_montage
+
+    name = r"a$\frac$b.jpg"
+    coords = np.array([[0.0, 0.0], [1.0, 1.0]])
+    for figure in (plot_map(coords, [name, "x$^$y"], title=name), plot_montage([None], [name], title=name)):
+        figure.savefig(io.BytesIO(), format="png")  # a TeX parse error would raise here
