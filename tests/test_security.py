@@ -516,3 +516,20 @@ def test_dollar_signs_in_names_are_not_parsed_as_tex():
     coords = np.array([[0.0, 0.0], [1.0, 1.0]])
     for figure in (plot_map(coords, [name, "x$^$y"], title=name), plot_montage([None], [name], title=name)):
         figure.savefig(io.BytesIO(), format="png")  # a TeX parse error would raise here
+
+
+def test_interrupted_reingest_does_not_look_complete(tmp_path, images, monkeypatch):
+    run = RunFolder(tmp_path / "run")
+    ingest(images, run)
+    (images / "00001" / "new.jpg").write_bytes(jpeg_bytes())
+    ingest_module = sys.modules["vehiclust.collection.ingest"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest_module, "write_parquet", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(images, run)
+    assert run.stage_record("ingest") is None  # the next run starts the stage again
+    monkeypatch.undo()
+    assert "00001/new.jpg" in ingest(images, run)["path"].tolist()

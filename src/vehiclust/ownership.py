@@ -158,6 +158,17 @@ def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = N
     return kept
 
 
+def remove_file(path: Path | str) -> bool:
+    """Remove one file if vehiclust wrote it (or the folder has no manifest); True if removed."""
+    manifest = manifest_for(path)
+    if not os.path.lexists(path) or (manifest is not None and not manifest.owns(path)):
+        return False
+    os.unlink(path)
+    if manifest is not None:
+        manifest.log(REMOVED, path)
+    return True
+
+
 # -- claiming a run folder -------------------------------------------------------------
 
 def check_out_folder(out: Path, input_path: Path | str | None) -> None:

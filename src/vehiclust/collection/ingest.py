@@ -90,6 +90,7 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
     started = time.perf_counter()
+    ownership.remove_file(run.stages_dir / "ingest.json")  # an interrupted re-ingest never looks complete
     loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
     _check_unique_names(loaded)
     stamps = file_stamps(spec.locations)
