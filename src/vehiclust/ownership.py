@@ -12,7 +12,7 @@ each is renamed into place), and
   killed) for the duration of a run, so a second run on the same folder stops at once and
   names the process that holds it;
 - removes, when it next claims the folder, temporary files a killed run left behind (they are
-  logged before they are written, so only vehiclust's own are removed).
+  logged before they are written, so only vehiclust's own are removed), and compacts the log.
 
 The write helpers in ``runfolder`` call :func:`before_write` / :func:`written`; a folder
 without the mark (a library user writing somewhere else) is written as before.
@@ -211,15 +211,20 @@ def _take_lock(root: Path) -> int:
     return fd
 
 
-def _clean_temporaries(root: Path) -> None:
+def _tidy(root: Path) -> None:
+    """Remove the temporaries a killed run left, and rewrite the manifest with only the files
+    that are still there (it is append-only while a run writes)."""
     manifest = manifest_for(root / STATE_DIR / MANIFEST)
     if manifest is None:
         return
-    for rel in sorted(manifest.temporary):
-        path = root / rel
-        if path.exists() and rel not in manifest.owned:
-            path.unlink(missing_ok=True)
-    manifest.temporary.clear()
+    for rel in sorted(manifest.temporary - manifest.owned):
+        (root / rel).unlink(missing_ok=True)
+    kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
+    tmp = manifest.path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{WRITTEN} {rel}\n" for rel in kept), encoding="utf-8")
+    os.replace(tmp, manifest.path)
+    with _guard:
+        _manifests[str(root)] = Manifest(root)
 
 
 def claim(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Path:
@@ -252,7 +257,7 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
     fd = _take_lock(root)
     with _guard:
         _held[key] = (fd, 1)
-    _clean_temporaries(root)
+    _tidy(root)
     return root
 
 
