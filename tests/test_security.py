@@ -292,12 +292,15 @@ def test_cli_read_only_out_is_a_message_not_a_traceback(tmp_path, images):
     code = ("import errno, sys; from vehiclust import cli\n"
             "def fail(*a, **k): raise OSError(errno.EROFS, 'Read-only file system', sys.argv[-1])\n"
             "import vehiclust.collection; vehiclust.collection.ingest = fail\n"
-            "sys.argv = ['vehiclust', 'ingest', sys.argv[1], '--out', sys.argv[2]]\n"
+            "sys.argv = ['vehiclust', *sys.argv[3:], 'ingest', sys.argv[1], '--out', sys.argv[2]]\n"
             "cli.app()\n")
-    done = subprocess.run([sys.executable, "-c", code, str(images), str(out)], capture_output=True,
-                          text=True, env=env, timeout=120)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "read-only" in done.stderr and "choose a writable --out" in done.stderr
+    for flags in ([], ["--debug"]):
+        done = subprocess.run([sys.executable, "-c", code, str(images), str(out), *flags], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert done.returncode == 1
+        assert ("Traceback" in done.stderr) == bool(flags)  # --debug shows it
+        if not flags:
+            assert "read-only" in done.stderr and "choose a writable --out" in done.stderr
 
 
 # -- 3b. the notebook kernel and third-party state ------------------------------------------
