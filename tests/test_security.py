@@ -536,3 +536,11 @@ def test_interrupted_reingest_does_not_look_complete(tmp_path, images, monkeypat
     assert run.stage_record("ingest") is None  # the next run starts the stage again
     monkeypatch.undo()
     assert "00001/new.jpg" in ingest(images, run)["path"].tolist()
+
+
+def test_oversized_bundle_table_is_refused(tmp_path):
+    bundle = write_case_bundle(tmp_path / "case", [f"veriwild/1/00001/{i:06d}.jpg" for i in range(2000)],
+                               {"osnet": np.ones((2000, 4))})
+    with pytest.raises(InputError, match="--max-descriptor-bytes") as info:
+        ingest(bundle, RunFolder(tmp_path / "run"), settings=IngestSettings(max_descriptor_bytes=10_000))
+    assert "images_paths.csv" in one_line(info)

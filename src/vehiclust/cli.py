@@ -153,7 +153,7 @@ FORCE_OPTION = typer.Option(
     "files are still never replaced or removed.")
 MAX_IMAGE_BYTES_OPTION = typer.Option("256M", "--max-image-bytes", help="Refuse larger image files and archive members (K, M, G suffixes).")
 MAX_DESCRIPTOR_ROWS_OPTION = typer.Option(50_000_000, "--max-descriptor-rows", help="Refuse descriptor files with more rows.")
-MAX_DESCRIPTOR_BYTES_OPTION = typer.Option("16G", "--max-descriptor-bytes", help="Refuse descriptor files whose values take more (K, M, G suffixes).")
+MAX_DESCRIPTOR_BYTES_OPTION = typer.Option("16G", "--max-descriptor-bytes", help="Refuse descriptor files whose values take more, and the input's CSV/text tables that are larger (K, M, G suffixes).")
 
 
 def _ingest_settings(max_pixels: int, allow_invalid_rows: bool, trust_pickles: bool, follow_links: bool,

@@ -43,9 +43,10 @@ class Confinement:
     """Checks paths against one input root; caches resolved folders, so checking the 416k paths
     of a bundle costs one lstat per file and one realpath per folder."""
 
-    def __init__(self, root: Path | str, follow_links: bool = False):
+    def __init__(self, root: Path | str, follow_links: bool = False, max_table_bytes: int | None = None):
         self.root = str(input_root(root))
         self.follow_links = follow_links
+        self.max_table_bytes = max_table_bytes
         self._real_dirs: dict[str, str] = {}
 
     def problem(self, path: Path | str) -> str:
@@ -79,4 +80,12 @@ class Confinement:
         reason = self.problem(path)
         if reason:
             raise InputError(path, f"refused: {reason}")
+        return path
+
+    def require_table(self, path: Path) -> Path:
+        """A CSV or text table of the input, read whole: also within the byte budget."""
+        size = self.require(path).stat().st_size
+        if self.max_table_bytes is not None and size > self.max_table_bytes:
+            raise InputError(path, f"{size:,} bytes exceed the budget of {self.max_table_bytes:,} bytes "
+                                   f"per table; raise it with --max-descriptor-bytes")
         return path

@@ -84,7 +84,7 @@ def ingest(
 
 def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path] | None,
             settings: IngestSettings, reporter: Reporter) -> pd.DataFrame:
-    spec = detect_input(input_path, descriptor_files, settings.follow_links)
+    spec = detect_input(input_path, descriptor_files, settings.follow_links, settings.max_descriptor_bytes)
     key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")

@@ -41,26 +41,27 @@ class InputSpec:
 
 
 def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = None,
-                 follow_links: bool = False) -> InputSpec:
-    """What ``path`` is. Files the input names are checked against its root (see confine.py);
-    ``extra_descriptor_files`` are the user's own choice and are read as given."""
+                 follow_links: bool = False, max_table_bytes: int | None = None) -> InputSpec:
+    """What ``path`` is. Files the input names are checked against its root (see confine.py),
+    its CSV and text tables against ``max_table_bytes``; ``extra_descriptor_files`` are the
+    user's own choice and are read as given."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "input not found")
     extras = [Path(p) for p in (extra_descriptor_files or [])]
     if path.is_file():
         if path.name.lower() == PATHS_CSV:
-            return _case_bundle(input_root(path.parent), extras, follow_links)
+            return _case_bundle(Confinement(path.parent, follow_links, max_table_bytes), extras)
         if is_descriptor_file(path):
             return InputSpec(kind="descriptors", root=path.parent, descriptor_files=[path, *extras])
         raise InputError(path, "not an image folder, a case bundle or a descriptor file")
     root = input_root(path)
+    confine = Confinement(root, follow_links, max_table_bytes)
     if (root / PATHS_CSV).exists():
-        return _case_bundle(root, extras, follow_links)
-    spec = _image_folder(root, extras, follow_links)
+        return _case_bundle(confine, extras)
+    spec = _image_folder(confine, extras)
     if spec is not None:
         return spec
-    confine = Confinement(root, follow_links)
     descriptor_files = sorted(confine.require(p) for p in root.iterdir()
                               if is_descriptor_file(p) and not p.is_dir())
     if descriptor_files or extras:
@@ -69,11 +70,11 @@ def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = N
                            "no descriptor files (.npy, .parquet, .csv, .pickle) found")
 
 
-def _image_folder(root: Path, extras: list[Path], follow_links: bool) -> InputSpec | None:
-    relpaths, not_read = scan_images(root, follow_links)
+def _image_folder(confine: Confinement, extras: list[Path]) -> InputSpec | None:
+    root = Path(confine.root)
+    relpaths, not_read = scan_images(root, confine.follow_links)
     if not relpaths:
         return None
-    confine = Confinement(root, follow_links)
     locations = [os.path.join(root, p) for p in relpaths]
     refused = {i: reason for i, loc in enumerate(locations) if (reason := confine.problem(loc))}
     return InputSpec(
@@ -135,7 +136,7 @@ def find_vehicle_info(root: Path, confine: Confinement) -> Path | None:
     """Inside the input only: a file beside it belongs to someone else."""
     for candidate in (root / VEHICLE_INFO, root / "train_test_split" / VEHICLE_INFO):
         if candidate.is_file():
-            return confine.require(candidate)
+            return confine.require_table(candidate)
     return None
 
 
@@ -160,9 +161,9 @@ def bundle_posix(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/").lstrip("./")).as_posix()
 
 
-def _case_bundle(root: Path, extras: list[Path], follow_links: bool) -> InputSpec:
-    confine = Confinement(root, follow_links)
-    paths = read_paths_csv(confine.require(root / PATHS_CSV))
+def _case_bundle(confine: Confinement, extras: list[Path]) -> InputSpec:
+    root = Path(confine.root)
+    paths = read_paths_csv(confine.require_table(root / PATHS_CSV))
     posix = [bundle_posix(p) for p in paths]
     locations, note = _locate_bundle_images(root, posix, confine)
     refused = {i: reason for i, loc in enumerate(locations)
@@ -172,7 +173,7 @@ def _case_bundle(root: Path, extras: list[Path], follow_links: bool) -> InputSpe
         confine.require(p) for p in (descriptor_dir.iterdir() if descriptor_dir.is_dir() else [])
         if is_descriptor_file(p) and not p.is_dir()
     )
-    transport = next((confine.require(p) for p in (root / TRANSPORT_CSV, root / "data" / TRANSPORT_CSV)
+    transport = next((confine.require_table(p) for p in (root / TRANSPORT_CSV, root / "data" / TRANSPORT_CSV)
                       if p.is_file()), None)
     return InputSpec(
         kind="case_bundle",
