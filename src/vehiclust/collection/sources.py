@@ -72,11 +72,13 @@ def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = N
 
 def _image_folder(confine: Confinement, extras: list[Path]) -> InputSpec | None:
     root = Path(confine.root)
-    relpaths, not_read = scan_images(root, confine.follow_links)
+    relpaths, unusual, not_read = scan_images(root, confine.follow_links)
     if not relpaths:
         return None
     locations = [os.path.join(root, p) for p in relpaths]
-    refused = {i: reason for i, loc in enumerate(locations) if (reason := confine.problem(loc))}
+    # a regular file listed below the resolved root, through no link, is inside by construction
+    refused = {i: reason for i, rel in enumerate(relpaths)
+               if rel in unusual and (reason := confine.problem(locations[i]))}
     return InputSpec(
         kind="images",
         root=root,
@@ -94,42 +96,44 @@ LINKED_FOLDERS = "linked folders not read (pass --follow-links to read them)"
 UNREADABLE_FOLDERS = "folders that cannot be listed (no permission?)"
 
 
-def scan_images(root: Path, follow_links: bool = False) -> tuple[list[str], dict[str, list[str]]]:
-    """Relative POSIX paths of every image-named entry below root (links and special files
-    included, so that each becomes a row with its reason), sorted, hidden ones skipped; and the
-    folders that were not read, by why.
+def scan_images(root: Path, follow_links: bool = False) -> tuple[list[str], set[str], dict[str, list[str]]]:
+    """Relative POSIX paths of every image-named entry below root, sorted, hidden ones
+    skipped; which of them are not plain files (links, FIFOs, devices: each becomes a row, with
+    its reason when it is refused); and the folders that were not read, by why.
 
     Written with os.scandir rather than os.walk, which passes over linked and unlistable folders
     without a word and, when told to follow links, loops forever on a link to a parent.
     """
-    found, seen = [], set()
+    found, unusual, seen = [], set(), set()
     not_read: dict[str, list[str]] = {LINKED_FOLDERS: [], UNREADABLE_FOLDERS: []}
-    stack = [Path(root)]
+    stack = [""]  # folders relative to root, "" or ending with "/"
     while stack:
-        folder = stack.pop()
+        rel_dir = stack.pop()
         try:
-            info = folder.stat()
+            info = os.stat(os.path.join(root, rel_dir))
             if (info.st_dev, info.st_ino) in seen:
                 continue
             seen.add((info.st_dev, info.st_ino))
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(os.path.join(root, rel_dir)))
         except OSError:
-            not_read[UNREADABLE_FOLDERS].append(folder.relative_to(root).as_posix())
+            not_read[UNREADABLE_FOLDERS].append(rel_dir.rstrip("/") or ".")
             continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            path = folder / entry.name
+            rel = rel_dir + entry.name
             if entry.is_dir(follow_symlinks=False):
-                stack.append(path)
+                stack.append(rel + "/")
             elif entry.is_symlink() and entry.is_dir():
                 if follow_links:
-                    stack.append(path)
+                    stack.append(rel + "/")
                 else:
-                    not_read[LINKED_FOLDERS].append(path.relative_to(root).as_posix())
+                    not_read[LINKED_FOLDERS].append(rel)
             elif is_image_name(entry.name):
-                found.append(path.relative_to(root).as_posix())
-    return sorted(found), {why: sorted(folders) for why, folders in not_read.items()}
+                found.append(rel)
+                if not entry.is_file(follow_symlinks=False):
+                    unusual.add(rel)
+    return sorted(found), unusual, {why: sorted(folders) for why, folders in not_read.items()}
 
 
 def find_vehicle_info(root: Path, confine: Confinement) -> Path | None:
