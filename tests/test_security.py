@@ -544,3 +544,12 @@ def test_oversized_bundle_table_is_refused(tmp_path):
     with pytest.raises(InputError, match="--max-descriptor-bytes") as info:
         ingest(bundle, RunFolder(tmp_path / "run"), settings=IngestSettings(max_descriptor_bytes=10_000))
     assert "images_paths.csv" in one_line(info)
+
+
+def test_pickle_referring_to_one_list_many_times_is_measured_before_conversion(tmp_path):
+    row = [0.0] * 1000
+    path = tmp_path / "laughs.pickle"
+    path.write_bytes(pickle.dumps([row] * 5000))  # 5,000 references to one list: 40 MB as an array
+    assert path.stat().st_size < 100_000
+    with pytest.raises(InputError, match="40,000,000 bytes exceed"):
+        load_descriptor_file(path, limits=DescriptorLimits(max_bytes=10 << 20))

@@ -81,7 +81,7 @@ def load_descriptor_file(path: Path | str, name: str | None = None,
         elif suffix == ".npz":
             matrix, keys = _from_npz(path, limits)
         elif suffix in (".pickle", ".pkl"):
-            matrix, keys = _from_object(path, _unpickle(path, limits.trust_pickles))
+            matrix, keys = _from_object(path, _unpickle(path, limits.trust_pickles), limits)
         elif suffix == ".parquet":
             matrix, keys = _from_frame(path, _read_parquet(path, limits))
         elif suffix == ".csv":
@@ -185,13 +185,26 @@ def _from_npz(path: Path, limits: DescriptorLimits):
         return archive[names[0]], None
 
 
-def _from_object(path: Path, obj):
+def _from_object(path: Path, obj, limits: DescriptorLimits = DescriptorLimits()):
     if isinstance(obj, pd.DataFrame):
         return _from_frame(path, obj)
+    _check_nested_size(path, obj, limits)
     if isinstance(obj, dict):
         keys = [str(k) for k in obj]
         return np.stack([np.asarray(v).ravel() for v in obj.values()]), keys
     return np.asarray(obj), None
+
+
+def _check_nested_size(path: Path, obj, limits: DescriptorLimits) -> None:
+    """Rows x width of a list (or dict) of vectors before it becomes an array: a pickle can
+    refer to one list a million times in a few bytes each, so its file size bounds nothing."""
+    if not isinstance(obj, (list, tuple, dict)) or not obj:
+        return
+    rows = list(obj.values()) if isinstance(obj, dict) else obj
+    first = rows[0]
+    width = len(first) if isinstance(first, (list, tuple, np.ndarray)) else 1
+    _check_rows(path, len(rows), limits)
+    _check_bytes(path, len(rows) * width * 8, limits)
 
 
 def _key_column(frame: pd.DataFrame) -> str | None:
