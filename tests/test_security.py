@@ -553,3 +553,32 @@ def test_pickle_referring_to_one_list_many_times_is_measured_before_conversion(t
     assert path.stat().st_size < 100_000
     with pytest.raises(InputError, match="40,000,000 bytes exceed"):
         load_descriptor_file(path, limits=DescriptorLimits(max_bytes=10 << 20))
+
+
+def test_a_killed_run_is_named_by_the_next_one(tmp_path, images):
+    out = tmp_path / "run"
+    ingest(images, RunFolder(out))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from vehiclust import ownership; "
+         f"ownership.claim({str(out)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+
+    class Messages:
+        said: list[str] = []
+
+        def message(self, text):
+            self.said.append(text)
+
+        def task(self, *args):
+            from vehiclust.progress import NullReporter
+
+            return NullReporter().task(*args)
+
+    ingest(images, RunFolder(out), reporter=Messages())
+    assert any(f"pid {holder.pid}" in m and "interrupted" in m for m in Messages.said)
+    Messages.said.clear()
+    ingest(images, RunFolder(out), reporter=Messages())  # a run that ended well is not named
+    assert not any("interrupted" in m for m in Messages.said)

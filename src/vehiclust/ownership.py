@@ -41,6 +41,8 @@ SEARCH_DEPTH = 4  # thumbs/<n>/<row>.jpg and descriptors/.parts/<name>/part.npy 
 _roots: dict[str, str | None] = {}  # folder -> run root above it (None: not in a run folder)
 _manifests: dict[str, Manifest] = {}
 _held: dict[str, tuple[int, int]] = {}  # root -> (lock fd, claims by this process)
+_interrupted: dict[str, str] = {}  # root -> the holder of a run that ended without releasing it
+RELEASED = "released"  # the lock file's first word once its holder let go
 _guard = threading.Lock()
 
 
@@ -205,6 +207,9 @@ def _take_lock(root: Path) -> int:
                                  f"({_describe_holder(lock_path)}); wait for it to finish, or "
                                  f"choose another --out") from None
         raise
+    previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    if previous and not previous.startswith(RELEASED):
+        _interrupted[str(root)] = previous  # it held the lock and never let go: it was killed
     holder = f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)[:200]}"
     os.ftruncate(fd, 0)
     os.pwrite(fd, holder.encode(), 0)
@@ -270,7 +275,14 @@ def release(root: Path | str) -> None:
         if count > 1:
             _held[key] = (fd, count - 1)
             return
+    with contextlib.suppress(OSError):
+        os.pwrite(fd, RELEASED.encode() + b" " + os.pread(fd, 4096, 0), 0)
     os.close(fd)  # closing the descriptor releases the flock
+
+
+def interrupted_run(root: Path | str) -> str | None:
+    """Who held the folder last and ended without letting go (killed, power cut), once."""
+    return _interrupted.pop(str(Path(root).resolve()), None)
 
 
 @contextlib.contextmanager

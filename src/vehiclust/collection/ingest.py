@@ -79,6 +79,10 @@ def ingest(
     folder marked as vehiclust's (see ownership.py; ``force`` accepts a non-empty folder)."""
     reporter = reporter or NullReporter()
     with ownership.claimed(run.root, input_path, force):
+        previous = ownership.interrupted_run(run.root)
+        if previous:
+            reporter.message(f"[yellow]note:[/] the last run on {run.root} ({previous}) was interrupted; "
+                             f"its finished stages are kept and the rest starts again")
         return _ingest(input_path, run, descriptor_files, settings, reporter)
 
 
