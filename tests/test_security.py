@@ -582,3 +582,17 @@ def test_a_killed_run_is_named_by_the_next_one(tmp_path, images):
     Messages.said.clear()
     ingest(images, RunFolder(out), reporter=Messages())  # a run that ended well is not named
     assert not any("interrupted" in m for m in Messages.said)
+
+
+def test_a_linked_folder_in_out_does_not_carry_writes_out(tmp_path, images):
+    out, elsewhere = tmp_path / "out", tmp_path / "photos"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "thumbs").symlink_to(elsewhere, target_is_directory=True)
+    ingest(images, RunFolder(out), force=True)
+    from vehiclust.report.thumbnails import ensure_thumbnails
+
+    run = RunFolder(out)
+    with pytest.raises(VehiclustError, match="link out of the run folder"):
+        ensure_thumbnails(run, run.load_collection(), [0])
+    assert list(elsewhere.iterdir()) == []

@@ -66,9 +66,20 @@ class Manifest:
                     self.owned.discard(rel)
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self.real_root = os.path.realpath(self.root)
+        self._inside: set[str] = set()  # folders known to resolve inside the run folder
 
     def relative(self, path: Path | str) -> str:
         return os.path.relpath(os.path.abspath(path), self.root).replace(os.sep, "/")
+
+    def resolves_inside(self, folder: str) -> bool:
+        """A folder of the run folder that is a link elsewhere would carry writes out of it."""
+        if folder not in self._inside:
+            real = os.path.realpath(folder)
+            if not (real == self.real_root or real.startswith(self.real_root + os.sep)):
+                return False
+            self._inside.add(folder)
+        return True
 
     def owns(self, path: Path | str) -> bool:
         return self.relative(path) in self.owned
@@ -119,7 +130,12 @@ def manifest_for(path: Path | str) -> Manifest | None:
 def before_write(path: Path | str) -> None:
     """Stop before replacing a file of a run folder that vehiclust did not write."""
     manifest = manifest_for(path)
-    if manifest is not None and os.path.lexists(path) and not manifest.owns(path):
+    if manifest is None:
+        return
+    if not manifest.resolves_inside(os.path.dirname(os.path.abspath(path))):
+        raise VehiclustError(f"{path}: its folder is a link out of the run folder {manifest.root}; "
+                             f"vehiclust writes only inside it. Remove the link, or choose another --out")
+    if os.path.lexists(path) and not manifest.owns(path):
         raise VehiclustError(f"{path}: exists and was not written by vehiclust; it is left as it is. "
                              f"Move it away, or choose another --out")
 
@@ -143,6 +159,8 @@ def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = N
     a claim), ``unmarked`` says which files are vehiclust's by their names. Returns what was
     left (files vehiclust did not write)."""
     folder = Path(folder)
+    if folder.is_symlink():
+        return [folder]  # a link to somewhere else: nothing there is vehiclust's to remove
     manifest = manifest_for(folder / "x")
     kept = []
     for dirpath, _, filenames in os.walk(folder, topdown=False):
