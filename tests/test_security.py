@@ -596,3 +596,13 @@ def test_a_linked_folder_in_out_does_not_carry_writes_out(tmp_path, images):
     with pytest.raises(VehiclustError, match="link out of the run folder"):
         ensure_thumbnails(run, run.load_collection(), [0])
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_run_folder_deleted_and_made_again_is_written_as_new(tmp_path, images):
+    out = tmp_path / "run"
+    ingest(images, RunFolder(out))
+    write_text(out / "note.txt", "one")
+    shutil.rmtree(out)
+    out.mkdir()
+    write_text(out / "note.txt", "two")  # not a run folder any more: written as before
+    assert (out / "note.txt").read_text() == "two"

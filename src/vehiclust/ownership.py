@@ -99,13 +99,21 @@ class Manifest:
                 self.temporary.add(rel)
 
 
+def _is_marked(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, STATE_DIR, MANIFEST))
+
+
 def _find_root(folder: str) -> str | None:
-    """The run folder above ``folder`` (the nearest one holding .vehiclust/), cached per folder."""
+    """The run folder above ``folder`` (the nearest one holding .vehiclust/manifest.txt),
+    cached per folder; a cached run folder that was deleted since is looked for again."""
     if folder in _roots:
-        return _roots[folder]
+        cached = _roots[folder]
+        if cached is None or _is_marked(cached):
+            return cached
+        _manifests.pop(cached, None)
     candidate, found = folder, None
     for _ in range(SEARCH_DEPTH):
-        if os.path.isdir(os.path.join(candidate, STATE_DIR)):
+        if _is_marked(candidate):
             found = candidate
             break
         parent = os.path.dirname(candidate)
