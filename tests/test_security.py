@@ -606,3 +606,23 @@ def test_a_run_folder_deleted_and_made_again_is_written_as_new(tmp_path, images)
     out.mkdir()
     write_text(out / "note.txt", "two")  # not a run folder any more: written as before
     assert (out / "note.txt").read_text() == "two"
+
+
+@pytest.mark.slow
+def test_a_whole_run_writes_nothing_in_home_but_the_user_cache(tmp_path):
+    vectors = tmp_path / "vectors"
+    vectors.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(vectors / "feat.npy", np.concatenate([rng.normal(size=(40, 4)), rng.normal(5, 1, size=(40, 4))]))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "VEHICLUST_CACHE")}
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-m", "vehiclust.cli", "run", str(vectors), "--out", str(tmp_path / "run"),
+                           "--k", "2:3", "-a", "kmeans", "-p", "std+pca"], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "notebook: executed" in done.stderr
+    assert sorted(p.relative_to(home).as_posix() for p in home.iterdir()) == [".cache"]
+    assert [p.name for p in (home / ".cache").iterdir()] == ["vehiclust"]

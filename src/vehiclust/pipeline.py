@@ -21,6 +21,7 @@ from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
 from vehiclust.report.stage import ReportSettings
 from vehiclust.runfolder import RunFolder
+from vehiclust.thirdparty import configure_process
 
 
 @dataclass
@@ -122,6 +123,7 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     settings = settings or RunSettings()
     reporter = reporter or NullReporter()
     run = RunFolder(out)
+    configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
     with ownership.claimed(out, input_path, settings.force):  # marked as vehiclust's, and locked
         return _run_stages(input_path, run, settings, reporter)
 
