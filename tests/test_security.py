@@ -626,3 +626,21 @@ def test_a_whole_run_writes_nothing_in_home_but_the_user_cache(tmp_path):
     assert "notebook: executed" in done.stderr
     assert sorted(p.relative_to(home).as_posix() for p in home.iterdir()) == [".cache"]
     assert [p.name for p in (home / ".cache").iterdir()] == ["vehiclust"]
+
+
+def test_a_link_left_in_thumbs_is_never_embedded(tmp_path, images):
+    out = tmp_path / "out"
+    (out / "thumbs" / "0").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2")
+    (out / "thumbs" / "0" / "0.jpg").symlink_to(secret)
+    ingest(images, RunFolder(out), force=True)
+    from vehiclust.report.thumbnails import cached_uri, ensure_thumbnails
+
+    run = RunFolder(out)
+    with pytest.raises(VehiclustError, match="not written by vehiclust"):  # it will not replace it either
+        ensure_thumbnails(run, run.load_collection(), [0])
+    import base64
+
+    embedded = base64.b64decode(cached_uri(run, 0, True).split(",", 1)[1])  # the placeholder
+    assert b"hunter2" not in embedded

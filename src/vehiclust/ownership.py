@@ -186,6 +186,15 @@ def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = N
     return kept
 
 
+def is_ours(path: Path | str) -> bool:
+    """A file vehiclust wrote: listed in the manifest; in a folder without one, a plain file
+    (not a link, which could lead anywhere)."""
+    manifest = manifest_for(path)
+    if manifest is not None:
+        return manifest.owns(path) and os.path.isfile(path)
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
 def remove_file(path: Path | str) -> bool:
     """Remove one file if vehiclust wrote it (or the folder has no manifest); True if removed."""
     manifest = manifest_for(path)

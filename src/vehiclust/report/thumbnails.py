@@ -55,10 +55,10 @@ def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     locations = table["location"].to_numpy()
     usable = (table["error"] == "").to_numpy() if "error" in table.columns else np.ones(len(table), bool)
-    todo = [r for r in rows.tolist() if locations[r] and usable[r] and not thumbnail_path(run, r).exists()]
+    todo = [r for r in rows.tolist() if locations[r] and usable[r] and not ownership.is_ours(thumbnail_path(run, r))]
     with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
         list(pool.map(lambda r: _write_thumbnail(locations[r], thumbnail_path(run, r)), todo))
-    return np.array([r for r in rows.tolist() if thumbnail_path(run, r).exists()], dtype=np.int64)
+    return np.array([r for r in rows.tolist() if ownership.is_ours(thumbnail_path(run, r))], dtype=np.int64)
 
 
 def _named_like_ours(path: Path) -> bool:
@@ -97,9 +97,10 @@ def _write_thumbnail(location: str, path: Path) -> None:
 
 
 def cached_uri(run: RunFolder, row: int, has_image: bool) -> str:
-    """The cached thumbnail of ``row`` as a data URI, or a placeholder that says why not."""
+    """The cached thumbnail of ``row`` as a data URI, or a placeholder that says why not. Only
+    a thumbnail vehiclust wrote is embedded: a file (or a link) left in --out is not."""
     path = thumbnail_path(run, row)
-    if path.exists():
+    if ownership.is_ours(path):
         return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()
     return placeholder_uri("unreadable" if has_image else "no image")
 
