@@ -644,3 +644,17 @@ def test_a_link_left_in_thumbs_is_never_embedded(tmp_path, images):
 
     embedded = base64.b64decode(cached_uri(run, 0, True).split(",", 1)[1])  # the placeholder
     assert b"hunter2" not in embedded
+
+
+def test_records_and_descriptors_left_in_out_are_not_trusted(tmp_path, images):
+    out = tmp_path / "out"
+    (out / "stages").mkdir(parents=True)
+    (out / "descriptors").mkdir()
+    (out / "stages" / "ingest.json").write_text(json.dumps({"fingerprint": "anything"}))
+    np.save(out / "descriptors" / "planted.npy", np.zeros((3, 2)))
+    (out / "descriptors" / "planted.json").write_text("{}")
+    with pytest.raises(VehiclustError, match="ingest.json: exists and was not written by vehiclust"):
+        ingest(images, RunFolder(out), force=True)  # ran (their record did not count), kept their file
+    run = RunFolder(out)
+    assert "planted" not in run.descriptor_names()
+    assert run.stage_record("ingest") is None

@@ -136,7 +136,7 @@ class RunFolder:
         return sorted(
             p.stem
             for p in self.descriptors_dir.glob("*.npy")
-            if self.descriptor_meta_path(p.stem).exists()
+            if ownership.is_ours(p) and ownership.is_ours(self.descriptor_meta_path(p.stem))
         )
 
     def load_descriptor(self, name: str) -> np.ndarray:
@@ -173,7 +173,7 @@ class RunFolder:
     # -- stage bookkeeping -------------------------------------------------------------
     def stage_record(self, stage: str) -> dict | None:
         path = self.stages_dir / f"{stage}.json"
-        return read_json(path) if path.exists() else None
+        return read_json(path) if ownership.is_ours(path) else None  # a record left in --out is not ours
 
     def stage_is_current(self, stage: str, key: str, outputs: list[Path]) -> bool:
         record = self.stage_record(stage)
