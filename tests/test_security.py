@@ -658,3 +658,12 @@ def test_records_and_descriptors_left_in_out_are_not_trusted(tmp_path, images):
     run = RunFolder(out)
     assert "planted" not in run.descriptor_names()
     assert run.stage_record("ingest") is None
+
+
+def test_a_picture_this_pillow_cannot_open_is_a_row_not_skipped(tmp_path, images):
+    (images / "00001" / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    (images / "00001" / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 1 1\n")
+    table = ingest(images, RunFolder(tmp_path / "run")).set_index("path")
+    assert table.loc["00001/drawing.eps", "error"] == "not a recognised image format"
+    if ".heic" not in IMAGE_SUFFIXES:
+        assert table.loc["00001/phone.heic", "error"] == "not a recognised image format"

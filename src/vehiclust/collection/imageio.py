@@ -7,6 +7,7 @@ Images live either as files or as members of a zip archive (the case bundle ship
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -23,12 +24,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # without decoding (WMF/EMF, MPEG, and the BUFR/GRIB/HDF5 stubs): never opened as images.
 UNSAFE_FORMATS = frozenset({"EPS", "WMF", "MPEG", "BUFR", "GRIB", "HDF5"})
 Image.init()
+with contextlib.suppress(ImportError):  # HEIC/HEIF, when the user installed Pillow's plugin for it
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
 SAFE_FORMATS = tuple(sorted(f for f in Image.OPEN if f not in UNSAFE_FORMATS))
 # Every extension the installed Pillow opens (AVIF included when it has the plugin); the format
 # itself is then read from the content, whatever the extension says.
 IMAGE_SUFFIXES = frozenset(
     ext for ext, fmt in Image.registered_extensions().items() if fmt in SAFE_FORMATS
 )
+# Pictures this Pillow does not open: listed all the same, so each is a row saying so.
+OTHER_PICTURE_SUFFIXES = frozenset({".heic", ".heif", ".jxl", ".eps", ".ps", ".wmf", ".emf", ".svg",
+                                    ".dng", ".cr2", ".nef", ".arw"}) - IMAGE_SUFFIXES
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard; VeRi-Wild crops are ~0.1 MP
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # per image file or archive member; VeRi-Wild's are ~50 KB
 NEUTRAL_BACKGROUND = (128, 128, 128)  # transparent pixels become mid-grey: neutral for CNNs
@@ -256,4 +264,5 @@ def probe(location: str, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_SUFFIXES or suffix in OTHER_PICTURE_SUFFIXES
