@@ -667,3 +667,12 @@ def test_a_picture_this_pillow_cannot_open_is_a_row_not_skipped(tmp_path, images
     assert table.loc["00001/drawing.eps", "error"] == "not a recognised image format"
     if ".heic" not in IMAGE_SUFFIXES:
         assert table.loc["00001/phone.heic", "error"] == "not a recognised image format"
+
+
+def test_size_options_read_binary_units_and_refuse_nonsense():
+    from vehiclust.errors import parse_size
+
+    assert parse_size("256M") == 256 << 20 and parse_size("1.5GiB") == 3 << 29 and parse_size(4096) == 4096
+    for bad in ("abc", "", "-1M"):
+        with pytest.raises(VehiclustError, match="--max-image-bytes"):
+            parse_size(bad, "--max-image-bytes")

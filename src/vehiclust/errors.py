@@ -24,7 +24,8 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 def parse_size(text: str | int, option: str = "size") -> int:
     """``"256M"`` -> 268435456 (binary units; a plain number is bytes)."""
     value = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (value[:-1], value[-1]) if value[-1:] in SIZE_UNITS and value[-1:] else (value, "")
+    unit = value[-1] if value and value[-1] in "KMGT" else ""
+    number = value[: len(value) - len(unit)]
     try:
         size = float(number) * SIZE_UNITS[unit]
     except ValueError:
