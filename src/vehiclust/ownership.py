@@ -283,6 +283,9 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
         raise VehiclustError(f"{out}: exists and is not a folder; --out needs a folder")
     marked = (root / STATE_DIR / MANIFEST).exists()
     if root.is_dir() and not marked and any(root.iterdir()) and not force:
+        if (root / "collection.parquet").exists() and (root / "stages").is_dir():
+            raise VehiclustError(f"{out}: a run folder of an older vehiclust, which kept no record of the "
+                                 f"files it wrote; delete it (or choose another --out) to run again")
         raise VehiclustError(f"{out}: the folder is not empty and vehiclust did not make it; choose a new "
                              f"or empty folder, or pass --force (vehiclust still replaces and removes "
                              f"only files it wrote)")
