@@ -118,7 +118,7 @@ def test_descriptor_files_by_order_and_by_path(tmp_path, photo_folder, photo_pat
     keys = [str(photo_folder / photo_paths[i]) for i in order] if keyed else None  # absolute paths
     path = write_descriptor_file(tmp_path / f"feat{suffix}", matrix[order], keys, form)
     run = RunFolder(tmp_path / "run")
-    ingest(photo_folder, run, [path])
+    ingest(photo_folder, run, [path], IngestSettings(trust_pickles=keyed))  # a pickled DataFrame needs trust
     stored = np.asarray(run.load_descriptor("feat"))
     np.testing.assert_allclose(stored, matrix, rtol=1e-6)  # realigned to the collection's order
 
@@ -165,7 +165,7 @@ def test_nan_rows_stop_unless_allowed(tmp_path, photo_folder, photo_paths):
 
 @pytest.mark.parametrize("array, match", [
     (np.zeros((4, 3, 2)), "expected a 2-D matrix"),
-    (np.zeros(10), "expected a 2-D matrix"),
+    (np.zeros(10), "a 1-D array of 10 values"),
     (np.zeros((0, 5)), "empty matrix"),
 ])
 def test_wrong_dimension(tmp_path, array, match):

@@ -10,9 +10,27 @@ import typer
 from rich.console import Console
 
 from vehiclust import __version__
-from vehiclust.errors import VehiclustError
+from vehiclust.errors import VehiclustError, fault_message
 
-app = typer.Typer(
+DEBUG = {"on": False}  # --debug: tracebacks as well as messages
+
+
+class _Typer(typer.Typer):
+    """Faults of the machine (read-only or full disk, memory, Ctrl-C) end in one line, not a
+    traceback; --debug shows the traceback too."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except (Exception, KeyboardInterrupt) as exc:
+            error = fault_message(exc)
+            if error is None or DEBUG["on"]:
+                raise
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            sys.exit(getattr(error, "exit_code", 1))
+
+
+app = _Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -107,17 +125,46 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _fail(exc: VehiclustError) -> None:
+    if DEBUG["on"]:
+        console.print_exception()
     console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(getattr(exc, "exit_code", 1))
 
 
 def _run_folder(path: Path):
+    from vehiclust import ownership
     from vehiclust.runfolder import RunFolder
 
     if not (path / "collection.parquet").exists():
         raise VehiclustError(f"{path}: not a run folder (no collection.parquet); "
                              f"start with `vehiclust run INPUT --out {path}`")
+    ownership.claim(path, force=True)  # locked until this process ends; never released early
     return RunFolder(path)
+
+
+TRUST_PICKLES_OPTION = typer.Option(
+    False, "--trust-pickles", help="Unpickle descriptor pickles that hold more than numpy arrays or "
+    "lists of numbers (a DataFrame, say). Unpickling can run code: only for files you trust.")
+FOLLOW_LINKS_OPTION = typer.Option(
+    False, "--follow-links", help="Read links that lead out of the input folder (collections laid out "
+    "as links to other storage). Without it they are rows with the reason outside_input.")
+FORCE_OPTION = typer.Option(
+    False, "--force", help="Accept an --out that is a non-empty folder vehiclust did not make; its "
+    "files are still never replaced or removed.")
+MAX_IMAGE_BYTES_OPTION = typer.Option("256M", "--max-image-bytes", help="Refuse larger image files and archive members (K, M, G suffixes).")
+MAX_DESCRIPTOR_ROWS_OPTION = typer.Option(50_000_000, "--max-descriptor-rows", help="Refuse descriptor files with more rows.")
+MAX_DESCRIPTOR_BYTES_OPTION = typer.Option("16G", "--max-descriptor-bytes", help="Refuse descriptor files whose values take more, and the input's CSV/text tables that are larger (K, M, G suffixes).")
+
+
+def _ingest_settings(max_pixels: int, allow_invalid_rows: bool, trust_pickles: bool, follow_links: bool,
+                     max_image_bytes: str, max_descriptor_rows: int, max_descriptor_bytes: str):
+    from vehiclust.collection import IngestSettings
+    from vehiclust.errors import parse_size
+
+    return IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows, trust_pickles=trust_pickles,
+                          follow_links=follow_links, max_image_bytes=parse_size(max_image_bytes, "--max-image-bytes"),
+                          max_descriptor_rows=max_descriptor_rows,
+                          max_descriptor_bytes=parse_size(max_descriptor_bytes, "--max-descriptor-bytes"))
 
 
 def _cluster_settings(k: Optional[str], seed: int, algorithms: Optional[str] = None,
@@ -140,7 +187,12 @@ def _print_result(run) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+         debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error as well.")) -> None:
+    from vehiclust.thirdparty import configure_process
+
+    DEBUG["on"] = debug
+    configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
     if version:
         typer.echo(__version__)
         raise typer.Exit()
@@ -163,6 +215,12 @@ def run(
     allow_invalid_rows: bool = typer.Option(
         False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
+    trust_pickles: bool = TRUST_PICKLES_OPTION,
+    follow_links: bool = FOLLOW_LINKS_OPTION,
+    force: bool = FORCE_OPTION,
+    max_image_bytes: str = MAX_IMAGE_BYTES_OPTION,
+    max_descriptor_rows: int = MAX_DESCRIPTOR_ROWS_OPTION,
+    max_descriptor_bytes: str = MAX_DESCRIPTOR_BYTES_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     device: str = DEVICE_OPTION,
     image_checks: bool = typer.Option(
@@ -188,13 +246,15 @@ def run(
         settings = RunSettings(
             descriptors=_names(descriptors),
             descriptor_files=list(descriptor_file),
-            ingest=IngestSettings(max_pixels=max_pixels, allow_invalid_rows=allow_invalid_rows),
+            ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
+                                    max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
             describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device),
             cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
             outliers=_outlier_settings(contamination, threshold, group_by, detectors),
             compare=_compare_settings(mix, best, seed, mix_tune),
             image_checks=image_checks,
             report=_report_settings(map_method, notebook, max_thumbnails, seed),
+            force=force,
         )
         result = run_pipeline(input, out, settings, _reporter())
     except VehiclustError as exc:
@@ -239,14 +299,22 @@ def ingest(
     out: Path = OUT_OPTION,
     descriptor_file: list[Path] = typer.Option([], "--descriptor-file", "-f", help="Extra descriptor file."),
     allow_invalid_rows: bool = typer.Option(False, help="Keep NaN/inf descriptor rows as outliers."),
+    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
+    trust_pickles: bool = TRUST_PICKLES_OPTION,
+    follow_links: bool = FOLLOW_LINKS_OPTION,
+    force: bool = FORCE_OPTION,
+    max_image_bytes: str = MAX_IMAGE_BYTES_OPTION,
+    max_descriptor_rows: int = MAX_DESCRIPTOR_ROWS_OPTION,
+    max_descriptor_bytes: str = MAX_DESCRIPTOR_BYTES_OPTION,
 ) -> None:
     """Read the input into a run folder: the collection table and any descriptors it brought."""
-    from vehiclust.collection import IngestSettings, ingest as ingest_stage
+    from vehiclust.collection import ingest as ingest_stage
     from vehiclust.runfolder import RunFolder
 
     try:
-        table = ingest_stage(input, RunFolder(out), list(descriptor_file),
-                             IngestSettings(allow_invalid_rows=allow_invalid_rows), _reporter())
+        settings = _ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
+                                    max_image_bytes, max_descriptor_rows, max_descriptor_bytes)
+        table = ingest_stage(input, RunFolder(out), list(descriptor_file), settings, _reporter(), force=force)
     except VehiclustError as exc:
         _fail(exc)
     unreadable = int((table["error"] != "").sum())

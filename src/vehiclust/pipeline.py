@@ -12,6 +12,7 @@ from pathlib import Path
 from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.collection import IngestSettings, ingest
 from vehiclust.compare import CompareSettings, compare
+from vehiclust import ownership
 from vehiclust.describe import (DescribeSettings, default_descriptors, describe, descriptor_key, is_current,
                                 never_clustered, rows_key, support_descriptors)
 from vehiclust.errors import VehiclustError
@@ -20,6 +21,7 @@ from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report import report
 from vehiclust.report.stage import ReportSettings
 from vehiclust.runfolder import RunFolder
+from vehiclust.thirdparty import configure_process
 
 
 @dataclass
@@ -33,6 +35,7 @@ class RunSettings:
     compare: CompareSettings = field(default_factory=CompareSettings)  # mixtures, consensus, best rule
     image_checks: bool = True  # compute quality and vehicle type for the outlier checks
     report: ReportSettings = field(default_factory=ReportSettings)
+    force: bool = False  # accept a non-empty --out vehiclust did not make (its files stay untouched)
 
 
 @dataclass
@@ -114,6 +117,12 @@ def run_pipeline(input_path: Path | str, out: Path | str, settings: RunSettings 
     settings = settings or RunSettings()
     reporter = reporter or NullReporter()
     run = RunFolder(out)
+    configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
+    with ownership.claimed(out, input_path, settings.force):  # marked as vehiclust's, and locked
+        return _run_stages(input_path, run, settings, reporter)
+
+
+def _run_stages(input_path: Path | str, run: RunFolder, settings: RunSettings, reporter: Reporter) -> RunResult:
     ingest(input_path, run, settings.descriptor_files, settings.ingest, reporter)
     names = choose_descriptors(run, settings.descriptors)
     describe_missing(run, names, settings.describe, reporter, settings.image_checks)

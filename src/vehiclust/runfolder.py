@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vehiclust import ownership
+
 SCHEMA_VERSION = 1
 
 
@@ -44,14 +46,17 @@ FILE_MODE = 0o666 & ~_umask()  # mkstemp creates 0600; artifacts should read lik
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
+    ownership.before_write(path)  # never replaces a file of the run folder vehiclust did not write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    ownership.temporary(tmp_path)
     try:
         yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
+        ownership.written(path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -131,7 +136,7 @@ class RunFolder:
         return sorted(
             p.stem
             for p in self.descriptors_dir.glob("*.npy")
-            if self.descriptor_meta_path(p.stem).exists()
+            if ownership.is_ours(p) and ownership.is_ours(self.descriptor_meta_path(p.stem))
         )
 
     def load_descriptor(self, name: str) -> np.ndarray:
@@ -168,7 +173,7 @@ class RunFolder:
     # -- stage bookkeeping -------------------------------------------------------------
     def stage_record(self, stage: str) -> dict | None:
         path = self.stages_dir / f"{stage}.json"
-        return read_json(path) if path.exists() else None
+        return read_json(path) if ownership.is_ours(path) else None  # a record left in --out is not ours
 
     def stage_is_current(self, stage: str, key: str, outputs: list[Path]) -> bool:
         record = self.stage_record(stage)

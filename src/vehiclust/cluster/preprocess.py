@@ -77,7 +77,8 @@ class Standardize(Float32Transformer):
 
 class L2Normalize(Float32Transformer):
     """Rows to unit Euclidean length (all-zero rows stay zero, rows with NaN stay NaN).
-    Stateless: ``transform`` works unfitted (the outlier stage uses it so)."""
+    Stateless: ``transform`` works unfitted (the outlier stage uses it so). A 1-D descriptor is
+    left as it is: normalised, every value would become its sign."""
 
     def fit(self, X, y=None) -> L2Normalize:
         validate_data(self, X, dtype=FLOATS, ensure_all_finite=False)
@@ -86,6 +87,8 @@ class L2Normalize(Float32Transformer):
     def transform(self, X) -> np.ndarray:
         X = validate_data(self, X, dtype=FLOATS, reset=False, ensure_all_finite=False)
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 2 and X.shape[1] == 1:
+            return X
         return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
     def __sklearn_tags__(self):

@@ -7,8 +7,10 @@ Images live either as files or as members of a zip archive (the case bundle ship
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import stat
 import threading
 import warnings
 import zipfile
@@ -18,10 +20,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# Formats Pillow would hand to an external program (Ghostscript for EPS/PS), or only identifies
+# without decoding (WMF/EMF, MPEG, and the BUFR/GRIB/HDF5 stubs): never opened as images.
+UNSAFE_FORMATS = frozenset({"EPS", "WMF", "MPEG", "BUFR", "GRIB", "HDF5"})
+Image.init()
+with contextlib.suppress(ImportError):  # HEIC/HEIF, when the user installed Pillow's plugin for it
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+SAFE_FORMATS = tuple(sorted(f for f in Image.OPEN if f not in UNSAFE_FORMATS))
+# Every extension the installed Pillow opens (AVIF included when it has the plugin); the format
+# itself is then read from the content, whatever the extension says.
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm"}
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in SAFE_FORMATS
 )
+# Pictures this Pillow does not open: listed all the same, so each is a row saying so.
+OTHER_PICTURE_SUFFIXES = frozenset({".heic", ".heif", ".jxl", ".eps", ".ps", ".wmf", ".emf", ".svg",
+                                    ".dng", ".cr2", ".nef", ".arw"}) - IMAGE_SUFFIXES
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard; VeRi-Wild crops are ~0.1 MP
+DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # per image file or archive member; VeRi-Wild's are ~50 KB
 NEUTRAL_BACKGROUND = (128, 128, 128)  # transparent pixels become mid-grey: neutral for CNNs
 
 ZIP_PREFIX = "zip:"
@@ -49,29 +66,64 @@ def _zip_file(archive: str) -> zipfile.ZipFile:
     return cache[archive]
 
 
-def read_bytes(location: str) -> bytes:
-    """The raw bytes at a location, or UnreadableImage with a reason a person understands."""
+def read_bytes(location: str, max_bytes: int | None = None) -> bytes:
+    """The raw bytes at a location, or UnreadableImage with a reason a person understands.
+
+    Only regular files are read (a FIFO would block, ``/dev/zero`` never ends), never more than
+    the size they had when opened; ``max_bytes`` refuses larger files and archive members
+    before they are read (ingest applies it; later stages read what ingest accepted).
+    """
     if location.startswith(ZIP_PREFIX):
-        archive, member = location[len(ZIP_PREFIX) :].split(ZIP_SEPARATOR, 1)
-        try:
-            return _zip_file(archive).read(member)
-        except KeyError as exc:
-            raise UnreadableImage(f"missing from archive {archive}") from exc
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise UnreadableImage(f"archive member unreadable: {exc}") from exc
+        return _read_member(location, max_bytes)
     path = Path(location)
     if path.is_symlink() and not path.exists():
         raise UnreadableImage("dangling symbolic link")
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError as exc:
         raise UnreadableImage("file not found") from exc
     except PermissionError as exc:
         raise UnreadableImage("no read permission") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableImage("is a directory") from exc
     except OSError as exc:
         raise UnreadableImage(f"cannot read file: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableImage("is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableImage("not_a_regular_file: a FIFO, device or socket")
+        _check_size(info.st_size, max_bytes)
+        try:
+            data = fh.read(info.st_size)
+        except OSError as exc:
+            raise UnreadableImage(f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    return data
+
+
+def _check_size(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise UnreadableImage(f"too large: {size:,} bytes exceed the limit of {max_bytes:,} per "
+                              f"image (raise it with --max-image-bytes)")
+
+
+def _read_member(location: str, max_bytes: int | None) -> bytes:
+    """A zip member, refused by its declared size before it is inflated, and read no further
+    than that size even when the archive lies about it (a zip bomb)."""
+    archive, member = location[len(ZIP_PREFIX) :].split(ZIP_SEPARATOR, 1)
+    try:
+        zf = _zip_file(archive)
+        info = zf.getinfo(member)
+        _check_size(info.file_size, max_bytes)
+        with zf.open(info) as fh:
+            data = fh.read(info.file_size + 1)
+    except KeyError as exc:
+        raise UnreadableImage(f"missing from archive {archive}") from exc
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UnreadableImage(f"archive member unreadable: {exc}") from exc
+    if len(data) > info.file_size:
+        raise UnreadableImage("archive member larger than its header says (a zip bomb?)")
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
     return data
@@ -79,10 +131,11 @@ def read_bytes(location: str) -> bytes:
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Parse the header (no pixel decoding yet) and refuse decompression bombs."""
+    _allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=SAFE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise UnreadableImage(f"too many pixels (decompression bomb guard): {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -98,6 +151,13 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     if width < 1 or height < 1:
         raise UnreadableImage(f"invalid size {width}x{height}")
     return image
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Pillow refuses above twice its own MAX_IMAGE_PIXELS before our check runs, so a raised
+    --max-pixels raises Pillow's limit too (never lowers it: other code may rely on it)."""
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
@@ -178,12 +238,13 @@ class ProbeResult:
     error: str = ""
 
 
-def probe(location: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
+def probe(location: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+          max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> ProbeResult:
     """Header facts and a content hash; an unusable file gives a ProbeResult with ``error``."""
     import hashlib
 
     try:
-        data = read_bytes(location)
+        data = read_bytes(location, max_bytes)
     except UnreadableImage as exc:
         return ProbeResult(error=str(exc))
     digest = hashlib.blake2b(data, digest_size=12).hexdigest()
@@ -203,4 +264,5 @@ def probe(location: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
 
 
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_SUFFIXES or suffix in OTHER_PICTURE_SUFFIXES

@@ -7,7 +7,6 @@ The collection has one row per image in input order; an unusable file stays as a
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -16,13 +15,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vehiclust import ownership
+from vehiclust.collection.changes import PROBE_FIELDS, STAMPS_FILE, file_stamps, reusable_probes, stat_stamp
 from vehiclust.collection.descriptor_files import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
     DescriptorFile,
+    DescriptorLimits,
     check_width,
     load_descriptor_file,
     nonfinite_rows,
 )
-from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, ProbeResult, probe
+from vehiclust.collection.imageio import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ZIP_PREFIX,
+    ZIP_SEPARATOR,
+    ProbeResult,
+    probe,
+)
 from vehiclust.collection.metadata import (
     looks_like_veriwild,
     read_transport_dataset,
@@ -37,6 +48,7 @@ from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parq
 
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
+FLOAT16_TINY = float(np.finfo(np.float16).tiny)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,15 @@ class IngestSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_invalid_rows: bool = False
     io_threads: int = 8
+    trust_pickles: bool = False  # unpickle anything (pickles can run code): only files you trust
+    follow_links: bool = False  # read links that lead out of the input folder
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # per image file or archive member
+    max_descriptor_rows: int = DEFAULT_MAX_ROWS
+    max_descriptor_bytes: int = DEFAULT_MAX_BYTES
+
+    @property
+    def descriptor_limits(self) -> DescriptorLimits:
+        return DescriptorLimits(self.max_descriptor_rows, self.max_descriptor_bytes, self.trust_pickles)
 
 
 def ingest(
@@ -52,23 +73,40 @@ def ingest(
     descriptor_files: list[Path] | None = None,
     settings: IngestSettings = IngestSettings(),
     reporter: Reporter | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
-    """Build (or reuse) the collection table of ``input_path`` in ``run``."""
+    """Build (or reuse) the collection table of ``input_path`` in ``run``, which becomes a run
+    folder marked as vehiclust's (see ownership.py; ``force`` accepts a non-empty folder)."""
     reporter = reporter or NullReporter()
-    spec = detect_input(input_path, descriptor_files)
+    with ownership.claimed(run.root, input_path, force):
+        previous = ownership.interrupted_run(run.root)
+        if previous:
+            reporter.message(f"[yellow]note:[/] the last run on {run.root} ({previous}) was interrupted; "
+                             f"its finished stages are kept and the rest starts again")
+        return _ingest(input_path, run, descriptor_files, settings, reporter)
+
+
+def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path] | None,
+            settings: IngestSettings, reporter: Reporter) -> pd.DataFrame:
+    spec = detect_input(input_path, descriptor_files, settings.follow_links, settings.max_descriptor_bytes)
     key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
     started = time.perf_counter()
-    loaded = [load_descriptor_file(p) for p in spec.descriptor_files]
+    ownership.remove_file(run.stages_dir / "ingest.json")  # an interrupted re-ingest never looks complete
+    loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
     _check_unique_names(loaded)
-    table = build_table(spec, loaded, settings, reporter)
-    for warning in filter(None, (check_width(d) for d in loaded)):
+    stamps = file_stamps(spec.locations)
+    previous = reusable_probes(run, spec.locations, stamps, probe_key(settings))
+    table = build_table(spec, loaded, settings, reporter, previous)
+    for warning in filter(None, [*(check_width(d) for d in loaded), *spec.warnings, refused_summary(spec)]):
         reporter.message(f"[yellow]warning:[/] {warning}")
     for descriptor in loaded:
         import_descriptor(run, descriptor, table, settings, reporter)
     write_parquet(run.collection_path, table)
+    write_parquet(run.cache_dir / STAMPS_FILE, pd.DataFrame(
+        {"location": table["location"], "stamp": stamps or [""] * len(table), "probe_key": probe_key(settings)}))
     run.record_stage(
         "ingest", key, time.perf_counter() - started,
         input=str(Path(input_path).resolve()), kind=spec.kind, rows=len(table),
@@ -79,37 +117,52 @@ def ingest(
 
 
 def input_signature(spec: InputSpec) -> str:
-    """Changes whenever a file the collection is built from changes (size or mtime)."""
+    """Changes whenever a file the collection is built from changes: size and modification
+    time of every file (a bundle's images included; a link's target, so replacing what it
+    points to counts) and of each archive that holds images."""
     files = [*spec.descriptor_files, *(p for p in (spec.vehicle_info, spec.transport_csv) if p)]
     if spec.kind == "case_bundle":
         files.append(spec.root / "images_paths.csv")
+    archives = sorted({loc.split(ZIP_SEPARATOR, 1)[0][len(ZIP_PREFIX):]
+                       for loc in spec.locations if loc.startswith(ZIP_PREFIX)})
     digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    if spec.kind == "images":
-        for location in spec.locations:
-            try:
-                stat = os.lstat(location)
-                digest.update(f"{location}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{location}|missing\n".encode())
-    else:
-        digest.update("\n".join(spec.locations[:1] + spec.paths).encode())
+    for path in [*map(str, files), *archives]:
+        digest.update(f"{path}|{stat_stamp(path)}\n".encode())
+    for location in spec.locations:
+        if location and not location.startswith(ZIP_PREFIX):
+            digest.update(f"{location}|{stat_stamp(location)}\n".encode())
+    digest.update("\n".join(spec.paths).encode())
+    digest.update(repr(sorted(spec.refused.items())).encode())
     return digest.hexdigest()[:16]
 
 
+def probe_key(settings: IngestSettings) -> str:
+    return fingerprint("probe", settings.max_pixels, settings.max_image_bytes)
+
+
+def refused_summary(spec: InputSpec) -> str:
+    """One line for the files that were listed but never read; each is a row with its reason."""
+    if not spec.refused:
+        return ""
+    reasons = pd.Series([r.split(":", 1)[0] for r in spec.refused.values()]).value_counts()
+    counts = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+    first = min(spec.refused)
+    return (f"{len(spec.refused)} files refused and kept as rows with their reason ({counts}), "
+            f"e.g. {spec.paths[first]}: {spec.refused[first]}")
+
+
 def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestSettings,
-                reporter: Reporter) -> pd.DataFrame:
+                reporter: Reporter, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``previous``: header facts still valid for some rows (``index`` + the probe fields)."""
     paths = spec.paths or _paths_from_descriptors(loaded)
     locations = spec.locations or [""] * len(paths)
     table = pd.DataFrame({"row": np.arange(len(paths), dtype=np.int64), "path": paths,
                           "location": locations})
-    probes = _probe_all(locations, settings, reporter)
-    probe_frame = pd.DataFrame([asdict(p) for p in probes])
-    table = pd.concat([table, probe_frame], axis=1)
+    table = pd.concat([table, _probe_frame(locations, settings, reporter, previous)], axis=1)
     if not spec.has_images:
         table["error"] = ""  # no images is a valid input, not an error per row
+    for row, reason in spec.refused.items():  # never read, and never to be read later
+        table.loc[row, "error"] = reason
     if spec.kind in ("images", "case_bundle") and looks_like_veriwild(paths):
         table["vehicle_id"] = [vehicle_id_of(p) for p in paths]
     if spec.vehicle_info is not None:
@@ -127,12 +180,32 @@ def _paths_from_descriptors(loaded: list[DescriptorFile]) -> list[str]:
     return [f"row_{i:07d}" for i in range(rows)]
 
 
-def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporter) -> list[ProbeResult]:
-    if not any(locations):
+def _probe_frame(locations: list[str], settings: IngestSettings, reporter: Reporter,
+                 previous: pd.DataFrame | None) -> pd.DataFrame:
+    """One row of header facts per location: reused where still valid, read otherwise."""
+    previous = previous if previous is not None and len(previous) else None
+    if previous is None:
+        return pd.DataFrame([asdict(p) for p in _probe_all(locations, settings, reporter)], columns=PROBE_FIELDS)
+    known = set(previous["index"].tolist())
+    todo = [i for i in range(len(locations)) if i not in known]
+    fresh = pd.DataFrame([asdict(p) for p in _probe_all([locations[i] for i in todo], settings, reporter, whole=False)],
+                         columns=PROBE_FIELDS).assign(index=todo)
+    frame = pd.concat([previous, fresh], ignore_index=True).sort_values("index")
+    frame = frame.drop(columns="index").reset_index(drop=True)
+    for column in ("width", "height", "file_size"):
+        frame[column] = frame[column].astype(np.int64)
+    return frame
+
+
+def _probe_all(locations: list[str], settings: IngestSettings, reporter: Reporter,
+               whole: bool = True) -> list[ProbeResult]:
+    if whole and not any(locations):  # no images at all: a valid input, no error per row
         return [ProbeResult() for _ in locations]
 
     def one(location: str) -> ProbeResult:
-        return probe(location, settings.max_pixels) if location else ProbeResult(error="image missing")
+        if not location:
+            return ProbeResult(error="image missing")
+        return probe(location, settings.max_pixels, settings.max_image_bytes)
 
     results = []
     with reporter.task("Reading image headers", len(locations)) as task, \
@@ -187,7 +260,7 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
                                                 f"{n_rows:,} images; rows are matched by order, so "
                                                 f"the counts must agree (or add a 'path' column)")
         return None
-    positions = _positions_by_path(descriptor.keys, table["path"].tolist())
+    positions = _positions_by_path(descriptor.keys, table["path"].tolist(), descriptor.source)
     missing = np.flatnonzero(positions < 0)
     if len(missing):
         examples = ", ".join(table["path"].iloc[missing[:3]])
@@ -196,14 +269,28 @@ def match_rows(descriptor: DescriptorFile, table: pd.DataFrame) -> np.ndarray | 
     return positions.astype(np.int64)
 
 
-def _positions_by_path(keys: list[str], paths: list[str]) -> np.ndarray:
-    """Index of the key naming each path; a key may carry more leading folders (absolute paths)."""
+def _positions_by_path(keys: list[str], paths: list[str], source: Path | None = None) -> np.ndarray:
+    """Index of the key naming each path; a key may carry more leading folders (absolute paths).
+    Two keys naming the same image stop the import: which vector is meant is unknowable."""
     split_keys = [bundle_posix(k).split("/") for k in keys]
     split_paths = [bundle_posix(p).split("/") for p in paths]
     by_depth: dict[int, dict[str, int]] = {}
+    clashes: dict[str, tuple[int, int]] = {}
     for depth in {len(p) for p in split_paths}:
-        by_depth[depth] = {"/".join(k[-depth:]): i for i, k in enumerate(split_keys)}
-    return np.array([by_depth[len(p)].get("/".join(p), -1) for p in split_paths], dtype=np.int64)
+        index = by_depth[depth] = {}
+        for i, k in enumerate(split_keys):
+            tail = "/".join(k[-depth:])
+            if tail in index:
+                clashes.setdefault(tail, (index[tail], i))
+            index[tail] = i
+    positions = np.array([by_depth[len(p)].get("/".join(p), -1) for p in split_paths], dtype=np.int64)
+    used = [t for t in ("/".join(p) for p in split_paths) if t in clashes]
+    if used:
+        first, second = clashes[used[0]]
+        raise InputError(source or "descriptor file",
+                         f"{len(set(used)):,} images have more than one vector, e.g. {used[0]!r} "
+                         f"on rows {first} and {second}; keep one row per image")
+    return positions
 
 
 def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.DataFrame,
@@ -241,8 +328,11 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
 
 
 def storage_dtype(matrix: np.ndarray) -> type:
-    """float16 for big matrices whose values fit it, float32 otherwise."""
+    """float16 for big matrices whose values fit it (none too large, and rows not so small that
+    float16 would round them to zero), float32 otherwise."""
     if matrix.shape[0] * matrix.shape[1] * 4 <= FLOAT16_ABOVE_BYTES:
         return np.float32
-    sample = np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64)
-    return np.float16 if np.nanmax(np.abs(sample)) < FLOAT16_MAX else np.float32
+    sample = np.abs(np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64))
+    row_max = np.nanmax(sample, axis=1)
+    fits = np.nanmax(row_max) < FLOAT16_MAX and np.nanmin(row_max[row_max > 0], initial=1.0) > 1024 * FLOAT16_TINY
+    return np.float16 if fits else np.float32

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from vehiclust.collection.confine import Confinement, input_root
 from vehiclust.collection.descriptor_files import is_descriptor_file
 from vehiclust.collection.imageio import is_image_name, zip_location
 from vehiclust.errors import InputError
@@ -31,68 +32,115 @@ class InputSpec:
     vehicle_info: Path | None = None
     transport_csv: Path | None = None
     notes: list[str] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)  # row -> why it is never read
+    warnings: list[str] = field(default_factory=list)  # printed by ingest, one line each
 
     @property
     def has_images(self) -> bool:
         return any(self.locations)
 
 
-def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = None) -> InputSpec:
+def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = None,
+                 follow_links: bool = False, max_table_bytes: int | None = None) -> InputSpec:
+    """What ``path`` is. Files the input names are checked against its root (see confine.py),
+    its CSV and text tables against ``max_table_bytes``; ``extra_descriptor_files`` are the
+    user's own choice and are read as given."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "input not found")
     extras = [Path(p) for p in (extra_descriptor_files or [])]
     if path.is_file():
         if path.name.lower() == PATHS_CSV:
-            return _case_bundle(path.parent, extras)
+            return _case_bundle(Confinement(path.parent, follow_links, max_table_bytes), extras)
         if is_descriptor_file(path):
             return InputSpec(kind="descriptors", root=path.parent, descriptor_files=[path, *extras])
         raise InputError(path, "not an image folder, a case bundle or a descriptor file")
-    if (path / PATHS_CSV).exists():
-        return _case_bundle(path, extras)
-    spec = _image_folder(path, extras)
+    root = input_root(path)
+    confine = Confinement(root, follow_links, max_table_bytes)
+    if (root / PATHS_CSV).exists():
+        return _case_bundle(confine, extras)
+    spec = _image_folder(confine, extras)
     if spec is not None:
         return spec
-    descriptor_files = sorted(p for p in path.iterdir() if p.is_file() and is_descriptor_file(p))
+    descriptor_files = sorted(confine.require(p) for p in root.iterdir()
+                              if is_descriptor_file(p) and not p.is_dir())
     if descriptor_files or extras:
-        return InputSpec(kind="descriptors", root=path, descriptor_files=descriptor_files + extras)
+        return InputSpec(kind="descriptors", root=root, descriptor_files=descriptor_files + extras)
     raise InputError(path, "empty input: no images (.jpg, .png, ...), no images_paths.csv and "
                            "no descriptor files (.npy, .parquet, .csv, .pickle) found")
 
 
-def _image_folder(root: Path, extras: list[Path]) -> InputSpec | None:
-    relpaths = scan_images(root)
+def _image_folder(confine: Confinement, extras: list[Path]) -> InputSpec | None:
+    root = Path(confine.root)
+    relpaths, unusual, not_read = scan_images(root, confine.follow_links)
     if not relpaths:
         return None
+    locations = [os.path.join(root, p) for p in relpaths]
+    # a regular file listed below the resolved root, through no link, is inside by construction
+    refused = {i: reason for i, rel in enumerate(relpaths)
+               if rel in unusual and (reason := confine.problem(locations[i]))}
     return InputSpec(
         kind="images",
         root=root,
         paths=relpaths,
-        locations=[str((root / p).absolute()) for p in relpaths],
+        locations=["" if i in refused else loc for i, loc in enumerate(locations)],
         descriptor_files=extras,
-        vehicle_info=find_vehicle_info(root),
+        vehicle_info=find_vehicle_info(root, confine),
+        refused=refused,
+        warnings=[f"{root}: {len(folders)} {why}: {', '.join(folders[:5])}"
+                  for why, folders in not_read.items() if folders],
     )
 
 
-def scan_images(root: Path) -> list[str]:
-    """Relative POSIX paths of every image-named file below root, sorted, hidden ones skipped."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = Path(dirpath).relative_to(root)
-        found.extend(
-            (rel_dir / name).as_posix()
-            for name in filenames
-            if not name.startswith(".") and is_image_name(name)
-        )
-    return sorted(found)
+LINKED_FOLDERS = "linked folders not read (pass --follow-links to read them)"
+UNREADABLE_FOLDERS = "folders that cannot be listed (no permission?)"
 
 
-def find_vehicle_info(root: Path) -> Path | None:
-    for candidate in (root / VEHICLE_INFO, root / "train_test_split" / VEHICLE_INFO,
-                      root.parent / VEHICLE_INFO, root.parent / "train_test_split" / VEHICLE_INFO):
+def scan_images(root: Path, follow_links: bool = False) -> tuple[list[str], set[str], dict[str, list[str]]]:
+    """Relative POSIX paths of every image-named entry below root, sorted, hidden ones
+    skipped; which of them are not plain files (links, FIFOs, devices: each becomes a row, with
+    its reason when it is refused); and the folders that were not read, by why.
+
+    Written with os.scandir rather than os.walk, which passes over linked and unlistable folders
+    without a word and, when told to follow links, loops forever on a link to a parent.
+    """
+    found, unusual, seen = [], set(), set()
+    not_read: dict[str, list[str]] = {LINKED_FOLDERS: [], UNREADABLE_FOLDERS: []}
+    stack = [""]  # folders relative to root, "" or ending with "/"
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            info = os.stat(os.path.join(root, rel_dir))
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = list(os.scandir(os.path.join(root, rel_dir)))
+        except OSError:
+            not_read[UNREADABLE_FOLDERS].append(rel_dir.rstrip("/") or ".")
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = rel_dir + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(rel + "/")
+            elif entry.is_symlink() and entry.is_dir():
+                if follow_links:
+                    stack.append(rel + "/")
+                else:
+                    not_read[LINKED_FOLDERS].append(rel)
+            elif is_image_name(entry.name):
+                found.append(rel)
+                if not entry.is_file(follow_symlinks=False):
+                    unusual.add(rel)
+    return sorted(found), unusual, {why: sorted(folders) for why, folders in not_read.items()}
+
+
+def find_vehicle_info(root: Path, confine: Confinement) -> Path | None:
+    """Inside the input only: a file beside it belongs to someone else."""
+    for candidate in (root / VEHICLE_INFO, root / "train_test_split" / VEHICLE_INFO):
         if candidate.is_file():
-            return candidate
+            return confine.require_table(candidate)
     return None
 
 
@@ -117,37 +165,42 @@ def bundle_posix(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/").lstrip("./")).as_posix()
 
 
-def _case_bundle(root: Path, extras: list[Path]) -> InputSpec:
-    paths = read_paths_csv(root / PATHS_CSV)
+def _case_bundle(confine: Confinement, extras: list[Path]) -> InputSpec:
+    root = Path(confine.root)
+    paths = read_paths_csv(confine.require_table(root / PATHS_CSV))
     posix = [bundle_posix(p) for p in paths]
-    locations, note = _locate_bundle_images(root, posix)
+    locations, note = _locate_bundle_images(root, posix, confine)
+    refused = {i: reason for i, loc in enumerate(locations)
+               if loc and not loc.startswith("zip:") and (reason := confine.problem(loc))}
     descriptor_dir = root / "descriptors"
     descriptor_files = sorted(
-        p for p in (descriptor_dir.iterdir() if descriptor_dir.is_dir() else [])
-        if p.is_file() and is_descriptor_file(p)
+        confine.require(p) for p in (descriptor_dir.iterdir() if descriptor_dir.is_dir() else [])
+        if is_descriptor_file(p) and not p.is_dir()
     )
-    transport = next((p for p in (root / TRANSPORT_CSV, root / "data" / TRANSPORT_CSV) if p.is_file()), None)
+    transport = next((confine.require_table(p) for p in (root / TRANSPORT_CSV, root / "data" / TRANSPORT_CSV)
+                      if p.is_file()), None)
     return InputSpec(
         kind="case_bundle",
         root=root,
         paths=paths,
-        locations=locations,
+        locations=["" if i in refused else loc for i, loc in enumerate(locations)],
         descriptor_files=descriptor_files + extras,
-        vehicle_info=find_vehicle_info(root),
+        vehicle_info=find_vehicle_info(root, confine),
         transport_csv=transport,
         notes=[note],
+        refused=refused,
     )
 
 
-def _locate_bundle_images(root: Path, posix: list[str]) -> tuple[list[str], str]:
+def _locate_bundle_images(root: Path, posix: list[str], confine: Confinement) -> tuple[list[str], str]:
     """Find the images of a bundle: unpacked under one of the usual folders, in a zip, or absent."""
     probe_rows = posix[: min(len(posix), 50)]
     for sub in IMAGE_DIR_CANDIDATES:
         base = root / sub if sub else root
         if any((base / p).exists() for p in probe_rows):
-            return [str((base / p).absolute()) for p in posix], f"images unpacked under {base}"
+            return [os.path.normpath(base / p) for p in posix], f"images unpacked under {base}"
     for archive in _bundle_archives(root):
-        mapping = _zip_members(archive, posix)
+        mapping = _zip_members(confine.require(archive), posix)
         if mapping is not None:
             return [zip_location(archive.absolute(), m) if m else "" for m in mapping], \
                 f"images read from the archive {archive}"

@@ -153,7 +153,9 @@ def verify_export(model: torch.nn.Module, size: int, path: Path) -> None:
 
 def _providers() -> list[str]:
     """CUDA first when this onnxruntime build has it, CPU always as the fallback."""
-    import onnxruntime as ort
+    from vehiclust.thirdparty import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -171,7 +173,9 @@ class OnnxImageModel:
     """An ONNX Runtime session over an exported pipeline: uint8 NHWC in, float32 out."""
 
     def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from vehiclust.thirdparty import import_onnxruntime
+
+        ort = import_onnxruntime()  # telemetry off, its device id under vehiclust's cache
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cpus()

@@ -39,9 +39,12 @@ def plot_map(coords: np.ndarray, categories, title: str = "", max_points: int = 
     for value in values[np.argsort(-counts)][:20]:
         points = shown[categories[shown] == value]
         ax.scatter(coords[points, 0], coords[points, 1], s=size, label=value, alpha=0.7, linewidths=0)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)  # input strings: a '$' is a '$', not TeX
     ax.set_xticks([]), ax.set_yticks([])
-    ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+    legend = ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5),
+                       frameon=False)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     figure.tight_layout()
     return figure
 
@@ -63,8 +66,8 @@ def plot_montage(images: list, captions: list[str], columns: int = 10, title: st
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image if image is not None else np.full((8, 8, 3), 220, np.uint8))
-        ax.set_title(str(caption)[-18:], fontsize=6)
+        ax.set_title(str(caption)[-18:], fontsize=6, parse_math=False)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(title, fontsize=10, parse_math=False)
     figure.tight_layout()
     return figure

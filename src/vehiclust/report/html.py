@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vehiclust.report.comparison_view import comparison_context
 from vehiclust.report.descriptions import RULE
+from vehiclust.report.mapview import script_json
 from vehiclust.report.thumbnails import cached_uri
 from vehiclust.runfolder import RunFolder, write_text
 
@@ -56,7 +56,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "timings": run.stage_timings(),
         "part_seconds": data.part_seconds,
         "external": _external_scores(run),
-        "map_json": _script_json(data.map_payload) if data.map_payload else "",
+        "map_json": script_json(data.map_payload) if data.map_payload else "",
         "map_notes": data.map_notes,
         "plotly_js": get_plotlyjs() if data.map_payload else "",
         "comparison": comparison_context(run),
@@ -65,11 +65,6 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),
                       autoescape=select_autoescape(["html"]))
     return env.get_template("report.html").render(**context)
-
-
-def _script_json(obj) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
 
 
 def write_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,

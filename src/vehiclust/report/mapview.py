@@ -15,6 +15,7 @@ which is the row of clusters.csv.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,18 @@ class MapViewSettings:
     max_points_2d: int = MAX_POINTS_2D
     max_points_3d: int = MAX_POINTS_3D
     seed: int = 0
+
+
+# Inside <script>, the HTML parser ends the element at "</script" and, after "<!--<script",
+# at nothing short of a second "</script>": no "<" may reach it at all. "\u003c" is the same
+# string to JSON.parse. U+2028/2029 end a line in older JavaScript.
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(obj) -> str:
+    """JSON that can sit inside a <script> element whatever strings it carries."""
+    text = json.dumps(obj, separators=(",", ":"))
+    return text.translate(str.maketrans(SCRIPT_ESCAPES))
 
 
 def b64(array: np.ndarray) -> str:

@@ -3,12 +3,18 @@
 The notebook loads the run folder through :func:`vehiclust.load_run` (it recomputes nothing),
 so it executes in seconds and offline. It is built with nbformat and executed with nbclient;
 when execution fails, the unexecuted notebook is kept and the reason returned, the run goes on.
+
+The run folder holds files from elsewhere (its thumbnails, whatever was in ``--out``), so the
+kernel does not start there: it starts in an empty private folder with a safe import path
+(``PYTHONSAFEPATH``), its IPython profile under the user cache, and finds the run folder through
+``VEHICLUST_RUN_DIR``; a ``matplotlib.py`` lying in the run folder is never imported.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -17,6 +23,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vehiclust.report.descriptions import RULE
 from vehiclust.runfolder import RunFolder, atomic_path
+from vehiclust.thirdparty import configure_process, state_env
 
 CELL_TIMEOUT_S = 300
 
@@ -27,8 +34,8 @@ def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
         md("# vehiclust: what is in this collection\n\n"
            "Every cell reads the run folder this notebook sits in through `vehiclust.load_run`; "
            "nothing is recomputed, so the notebook re-runs in seconds. Edit freely."),
-        code("import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\nimport vehiclust\n\n"
-             "RUN_DIR = \".\"  # the run folder (this notebook's folder)\n"
+        code("import os\n\nimport numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\nimport vehiclust\n\n"
+             "RUN_DIR = os.environ.get(\"VEHICLUST_RUN_DIR\", \".\")  # the run folder (this notebook's folder)\n"
              "run = vehiclust.load_run(RUN_DIR)\n"
              "print(f\"{len(run.clusters):,} images; best clustering: {run.best_descriptor}\")\n"
              "run.clusters.head()"),
@@ -108,13 +115,27 @@ def _comparison_cells(run: RunFolder) -> list:
     return cells if pairs.exists() and len(pd.read_csv(pairs)) else cells[:3]
 
 
-def kernel_env() -> dict[str, str]:
+def kernel_env(run_dir: Path | str | None = None) -> dict[str, str]:
     """The kernel imports the same vehiclust as the process that writes the notebook (an
-    uninstalled checkout included)."""
+    uninstalled checkout included), and nothing from its working folder or the run folder."""
     package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in state_env().items()}}
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != "."]
+    env["PYTHONPATH"] = os.pathsep.join([package_parent, *inherited])
+    env["PYTHONSAFEPATH"] = "1"  # no script folder or working folder at the head of sys.path
+    if run_dir is not None:
+        env["VEHICLUST_RUN_DIR"] = str(Path(run_dir).resolve())
     return env
+
+
+def execute_notebook(notebook: nbformat.NotebookNode, run_dir: Path | str) -> None:
+    """Run every cell in a kernel started in an empty private folder (see the module's note)."""
+    from nbclient import NotebookClient
+
+    configure_process()  # the connection file goes under the user cache, not ~/.local
+    with tempfile.TemporaryDirectory(prefix="vehiclust-kernel-") as workdir:
+        NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                       resources={"metadata": {"path": workdir}}).execute(env=kernel_env(run_dir))
 
 
 def _last_line(text: str) -> str:
@@ -128,10 +149,7 @@ def write_notebook(run: RunFolder, execute: bool = True) -> str:
     status = "written, not executed"
     if execute:
         try:
-            from nbclient import NotebookClient
-
-            NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                           resources={"metadata": {"path": str(run.root)}}).execute(env=kernel_env())
+            execute_notebook(notebook, run.root)
             status = "executed"
         except Exception as exc:  # noqa: BLE001 (a failed notebook must not fail the run)
             notebook = build_notebook(run)

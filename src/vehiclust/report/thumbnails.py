@@ -2,7 +2,8 @@
 shared by the report's montages, the map's hover view and the notebook.
 
 ``thumbs/manifest.json`` records the collection they were made from; when the collection
-changes, the cache is dropped. Rows are named by collection row so the page can compute a
+changes, the thumbnails vehiclust wrote are removed (only those: a file of the user's in
+``thumbs/`` stays, see ownership.py). Rows are named by collection row so the page can compute a
 thumbnail's file name from a point's row number without shipping a list of 400k names.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from vehiclust import ownership
 from vehiclust.collection.imageio import UnreadableImage, decode_rgb, read_bytes
 from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, read_json, write_json
 
@@ -47,16 +48,34 @@ def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 
     folder = run.root / THUMBS_DIR
     key = collection_key(table)
     manifest = folder / "manifest.json"
-    if folder.exists() and (not manifest.exists() or read_json(manifest).get("collection") != key):
-        shutil.rmtree(folder)  # made from another collection: row numbers no longer match
+    if folder.exists() and (not manifest.exists() or _manifest_key(manifest) != key):
+        ownership.remove_owned(folder, _named_like_ours)  # another collection: row numbers moved
     folder.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"collection": key, "side": THUMB_SIDE})
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     locations = table["location"].to_numpy()
-    todo = [r for r in rows.tolist() if locations[r] and not thumbnail_path(run, r).exists()]
+    usable = (table["error"] == "").to_numpy() if "error" in table.columns else np.ones(len(table), bool)
+    todo = [r for r in rows.tolist() if locations[r] and usable[r] and not ownership.is_ours(thumbnail_path(run, r))]
     with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
         list(pool.map(lambda r: _write_thumbnail(locations[r], thumbnail_path(run, r)), todo))
-    return np.array([r for r in rows.tolist() if thumbnail_path(run, r).exists()], dtype=np.int64)
+    return np.array([r for r in rows.tolist() if ownership.is_ours(thumbnail_path(run, r))], dtype=np.int64)
+
+
+def _named_like_ours(path: Path) -> bool:
+    """thumbs/<row // 1000>/<row>.jpg or thumbs/manifest.json: for a run folder without a
+    manifest of its own (see ownership.remove_owned)."""
+    if path.name == "manifest.json" and path.parent.name == THUMBS_DIR:
+        return True
+    row = path.stem
+    return (path.suffix == ".jpg" and row.isdigit() and path.parent.name == str(int(row) // 1000)
+            and path.parent.parent.name == THUMBS_DIR)
+
+
+def _manifest_key(path: Path) -> str | None:
+    try:
+        return read_json(path).get("collection")
+    except (ValueError, OSError, AttributeError):  # a damaged manifest: the cache is stale
+        return None
 
 
 def make_thumbnail(location: str, side: int = THUMB_SIDE) -> Image.Image | None:
@@ -78,9 +97,10 @@ def _write_thumbnail(location: str, path: Path) -> None:
 
 
 def cached_uri(run: RunFolder, row: int, has_image: bool) -> str:
-    """The cached thumbnail of ``row`` as a data URI, or a placeholder that says why not."""
+    """The cached thumbnail of ``row`` as a data URI, or a placeholder that says why not. Only
+    a thumbnail vehiclust wrote is embedded: a file (or a link) left in --out is not."""
     path = thumbnail_path(run, row)
-    if path.exists():
+    if ownership.is_ours(path):
         return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()
     return placeholder_uri("unreadable" if has_image else "no image")
 

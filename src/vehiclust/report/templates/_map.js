@@ -66,7 +66,7 @@
       const pick = axis => Float32Array.from(members, i => coords[axis][i]);
       const colour = ["none", "ok", "other", "noise / invalid"].includes(name) ? GREY : PALETTE[out.length % PALETTE.length];
       const trace = {
-        name: `${name} (${members.length.toLocaleString()})`, x: pick(0), y: pick(1),
+        name: `${plotlyText(name)} (${members.length.toLocaleString()})`, x: pick(0), y: pick(1),
         type: three ? "scatter3d" : "scattergl", mode: "markers", hoverinfo: "none",
         marker: { size: three ? 2 : (index.length > 100000 ? 2 : 4), color: colour, opacity: 0.8 },
       };
@@ -75,6 +75,12 @@
       out.push(trace);
     });
     return out;
+  }
+
+  // Plotly reads legend text as a subset of HTML (<b>, <a href>, <br>): names come from the
+  // input's metadata, so they are shown as the characters they are.
+  function plotlyText(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
   function layout() {

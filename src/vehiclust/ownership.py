@@ -1,0 +1,332 @@
+"""Which files of a run folder are vehiclust's, and who is writing the folder now.
+
+``--out`` is a folder the user already has. vehiclust marks a run folder as its own with
+``DIR/.vehiclust/manifest.txt``, a log of every file it wrote (one line per file, appended as
+each is renamed into place), and
+- refuses an existing non-empty folder without that mark, unless ``--force``; even then it
+  replaces and removes only the files in its manifest, and stops with a message when a file
+  it is about to write exists and is not one of them;
+- refuses an ``--out`` equal to or inside the input folder (the next run would read its own
+  output, or overwrite the input);
+- holds ``DIR/.vehiclust/lock`` (``flock``, released by the kernel even when the process is
+  killed) for the duration of a run, so a second run on the same folder stops at once and
+  names the process that holds it;
+- removes, when it next claims the folder, temporary files a killed run left behind (they are
+  logged before they are written, so only vehiclust's own are removed), and compacts the log.
+
+The write helpers in ``runfolder`` call :func:`before_write` / :func:`written`; a folder
+without the mark (a library user writing somewhere else) is written as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from vehiclust.errors import VehiclustError
+
+STATE_DIR = ".vehiclust"
+MANIFEST = "manifest.txt"
+LOCK = "lock"
+WRITTEN, TEMPORARY, REMOVED = "w", "t", "d"
+SEARCH_DEPTH = 4  # thumbs/<n>/<row>.jpg and descriptors/.parts/<name>/part.npy sit this deep
+
+_roots: dict[str, str | None] = {}  # folder -> run root above it (None: not in a run folder)
+_manifests: dict[str, Manifest] = {}
+_held: dict[str, tuple[int, int]] = {}  # root -> (lock fd, claims by this process)
+_interrupted: dict[str, str] = {}  # root -> the holder of a run that ended without releasing it
+RELEASED = "released"  # the lock file's first word once its holder let go
+_guard = threading.Lock()
+
+
+class Manifest:
+    """The append-only log of what vehiclust wrote in one run folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.path = self.root / STATE_DIR / MANIFEST
+        self.owned: set[str] = set()
+        self.temporary: set[str] = set()
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                kind, _, rel = line.partition(" ")
+                if kind == WRITTEN:
+                    self.owned.add(rel)
+                    self.temporary.discard(rel)
+                elif kind == TEMPORARY:
+                    self.temporary.add(rel)
+                elif kind == REMOVED:
+                    self.owned.discard(rel)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.real_root = os.path.realpath(self.root)
+        self._inside: set[str] = set()  # folders known to resolve inside the run folder
+
+    def relative(self, path: Path | str) -> str:
+        return os.path.relpath(os.path.abspath(path), self.root).replace(os.sep, "/")
+
+    def resolves_inside(self, folder: str) -> bool:
+        """A folder of the run folder that is a link elsewhere would carry writes out of it."""
+        if folder not in self._inside:
+            real = os.path.realpath(folder)
+            if not (real == self.real_root or real.startswith(self.real_root + os.sep)):
+                return False
+            self._inside.add(folder)
+        return True
+
+    def owns(self, path: Path | str) -> bool:
+        return self.relative(path) in self.owned
+
+    def log(self, kind: str, path: Path | str) -> None:
+        rel = self.relative(path)
+        line = f"{kind} {rel}\n".encode()
+        with self._lock:
+            if self._fd is None:  # kept open: thumbnails alone are 400k lines at full scale
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._fd, line)
+            if kind == WRITTEN:
+                self.owned.add(rel)
+            elif kind == REMOVED:
+                self.owned.discard(rel)
+            elif kind == TEMPORARY:
+                self.temporary.add(rel)
+
+
+def _is_marked(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, STATE_DIR, MANIFEST))
+
+
+def _find_root(folder: str) -> str | None:
+    """The run folder above ``folder`` (the nearest one holding .vehiclust/manifest.txt),
+    cached per folder; a cached run folder that was deleted since is looked for again."""
+    if folder in _roots:
+        cached = _roots[folder]
+        if cached is None or _is_marked(cached):
+            return cached
+        _manifests.pop(cached, None)
+    candidate, found = folder, None
+    for _ in range(SEARCH_DEPTH):
+        if _is_marked(candidate):
+            found = candidate
+            break
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            break
+        candidate = parent
+    _roots[folder] = found
+    return found
+
+
+def manifest_for(path: Path | str) -> Manifest | None:
+    """The manifest of the run folder that ``path`` lies in, if it lies in one."""
+    root = _find_root(os.path.dirname(os.path.abspath(path)))
+    if root is None:
+        return None
+    with _guard:
+        if root not in _manifests:
+            _manifests[root] = Manifest(Path(root))
+        return _manifests[root]
+
+
+def before_write(path: Path | str) -> None:
+    """Stop before replacing a file of a run folder that vehiclust did not write."""
+    manifest = manifest_for(path)
+    if manifest is None:
+        return
+    if not manifest.resolves_inside(os.path.dirname(os.path.abspath(path))):
+        raise VehiclustError(f"{path}: its folder is a link out of the run folder {manifest.root}; "
+                             f"vehiclust writes only inside it. Remove the link, or choose another --out")
+    if os.path.lexists(path) and not manifest.owns(path):
+        raise VehiclustError(f"{path}: exists and was not written by vehiclust; it is left as it is. "
+                             f"Move it away, or choose another --out")
+
+
+def temporary(path: Path | str) -> None:
+    """Log a temporary file before it is filled, so that a killed run's leftovers can go."""
+    manifest = manifest_for(path)
+    if manifest is not None:
+        manifest.log(TEMPORARY, path)
+
+
+def written(path: Path | str) -> None:
+    manifest = manifest_for(path)
+    if manifest is not None:
+        manifest.log(WRITTEN, path)
+
+
+def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Remove the files below ``folder`` that vehiclust wrote, and the folders they leave empty;
+    everything else stays. In a folder without a manifest (written through the library without
+    a claim), ``unmarked`` says which files are vehiclust's by their names. Returns what was
+    left (files vehiclust did not write)."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return [folder]  # a link to somewhere else: nothing there is vehiclust's to remove
+    manifest = manifest_for(folder / "x")
+    kept = []
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if manifest is not None and manifest.owns(path):
+                path.unlink(missing_ok=True)
+                manifest.log(REMOVED, path)
+            elif manifest is None and unmarked is not None and unmarked(path):
+                path.unlink(missing_ok=True)
+            else:
+                kept.append(path)
+        with contextlib.suppress(OSError):  # not empty: something of the user's is inside
+            os.rmdir(dirpath)
+    return kept
+
+
+def is_ours(path: Path | str) -> bool:
+    """A file vehiclust wrote: listed in the manifest; in a folder without one, a plain file
+    (not a link, which could lead anywhere)."""
+    manifest = manifest_for(path)
+    if manifest is not None:
+        return manifest.owns(path) and os.path.isfile(path)
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
+def remove_file(path: Path | str) -> bool:
+    """Remove one file if vehiclust wrote it (or the folder has no manifest); True if removed."""
+    manifest = manifest_for(path)
+    if not os.path.lexists(path) or (manifest is not None and not manifest.owns(path)):
+        return False
+    os.unlink(path)
+    if manifest is not None:
+        manifest.log(REMOVED, path)
+    return True
+
+
+# -- claiming a run folder -------------------------------------------------------------
+
+def check_out_folder(out: Path, input_path: Path | str | None) -> None:
+    """``--out`` must not be the input, nor lie inside it."""
+    if input_path is None:
+        return
+    source = Path(input_path).resolve()
+    if source.is_file():
+        if source.name.lower() != "images_paths.csv":
+            return  # one descriptor file: nothing else of its folder is read
+        source = source.parent
+    target = out.resolve()
+    if target == source or source in target.parents:
+        raise VehiclustError(f"{out}: the run folder is {'the input folder' if target == source else 'inside the input folder'} "
+                             f"{source}; vehiclust would overwrite or re-read its own output. Choose an --out outside it")
+
+
+def _describe_holder(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text(encoding="utf-8").strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
+def _take_lock(root: Path) -> int:
+    lock_path = root / STATE_DIR / LOCK
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise VehiclustError(f"{root}: another vehiclust run is writing this folder "
+                                 f"({_describe_holder(lock_path)}); wait for it to finish, or "
+                                 f"choose another --out") from None
+        raise
+    previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    if previous and not previous.startswith(RELEASED):
+        _interrupted[str(root)] = previous  # it held the lock and never let go: it was killed
+    holder = f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)[:200]}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode(), 0)
+    return fd
+
+
+def _tidy(root: Path) -> None:
+    """Remove the temporaries a killed run left, and rewrite the manifest with only the files
+    that are still there (it is append-only while a run writes)."""
+    manifest = manifest_for(root / STATE_DIR / MANIFEST)
+    if manifest is None:
+        return
+    for rel in sorted(manifest.temporary - manifest.owned):
+        (root / rel).unlink(missing_ok=True)
+    kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
+    tmp = manifest.path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{WRITTEN} {rel}\n" for rel in kept), encoding="utf-8")
+    os.replace(tmp, manifest.path)
+    with _guard:
+        _manifests[str(root)] = Manifest(root)
+
+
+def claim(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Path:
+    """Make ``out`` this process's run folder: checked, marked and locked. Claiming it again in
+    the same process only counts; :func:`release` once per claim."""
+    out = Path(out)
+    root = out.resolve()
+    key = str(root)
+    check_out_folder(out, input_path)
+    with _guard:
+        if key in _held:
+            fd, count = _held[key]
+            _held[key] = (fd, count + 1)
+            return root
+    if root.exists() and not root.is_dir():
+        raise VehiclustError(f"{out}: exists and is not a folder; --out needs a folder")
+    marked = (root / STATE_DIR / MANIFEST).exists()
+    if root.is_dir() and not marked and any(root.iterdir()) and not force:
+        if (root / "collection.parquet").exists() and (root / "stages").is_dir():
+            raise VehiclustError(f"{out}: a run folder of an older vehiclust, which kept no record of the "
+                                 f"files it wrote; delete it (or choose another --out) to run again")
+        raise VehiclustError(f"{out}: the folder is not empty and vehiclust did not make it; choose a new "
+                             f"or empty folder, or pass --force (vehiclust still replaces and removes "
+                             f"only files it wrote)")
+    try:
+        (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        (root / STATE_DIR / MANIFEST).touch()
+    except OSError as exc:
+        raise VehiclustError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
+                             f"choose a writable --out") from exc
+    _roots.clear()  # folders found outside any run folder may lie inside this one now
+    _manifests.pop(key, None)  # read it again from the disk: another process may have written
+    fd = _take_lock(root)
+    with _guard:
+        _held[key] = (fd, 1)
+    _tidy(root)
+    return root
+
+
+def release(root: Path | str) -> None:
+    key = str(Path(root).resolve())
+    with _guard:
+        if key not in _held:
+            return
+        fd, count = _held.pop(key)
+        if count > 1:
+            _held[key] = (fd, count - 1)
+            return
+    with contextlib.suppress(OSError):
+        os.pwrite(fd, RELEASED.encode() + b" " + os.pread(fd, 4096, 0), 0)
+    os.close(fd)  # closing the descriptor releases the flock
+
+
+def interrupted_run(root: Path | str) -> str | None:
+    """Who held the folder last and ended without letting go (killed, power cut), once."""
+    return _interrupted.pop(str(Path(root).resolve()), None)
+
+
+@contextlib.contextmanager
+def claimed(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Iterator[Path]:
+    root = claim(out, input_path, force)
+    try:
+        yield root
+    finally:
+        release(root)

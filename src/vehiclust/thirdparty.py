@@ -1,0 +1,65 @@
+"""Where the libraries vehiclust runs keep their own state: under the user cache folder, never
+in the home folder's shared places (``~/.cache/Microsoft``, ``~/.cache/matplotlib``,
+``~/.ipython``) and never in the run folder, which holds files from elsewhere.
+
+Variables the user set are respected; only unset ones are filled in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from vehiclust.cache import cache_root
+
+
+def state_dir(name: str) -> Path:
+    return cache_root() / "third_party" / name
+
+
+def state_env() -> dict[str, str]:
+    """matplotlib's config and font cache, IPython's profile, Jupyter's connection files; the
+    folders are made here (IPython falls back to a temporary folder and warns otherwise)."""
+    env = {"MPLCONFIGDIR": state_dir("matplotlib"), "IPYTHONDIR": state_dir("ipython"),
+           "JUPYTER_RUNTIME_DIR": state_dir("jupyter_runtime")}
+    for folder in env.values():
+        with contextlib.suppress(OSError):  # an unwritable cache: the libraries say so themselves
+            folder.mkdir(parents=True, exist_ok=True)
+    return {name: str(folder) for name, folder in env.items()}
+
+
+def configure_process() -> None:
+    """Fill in the state folders of this process (call before matplotlib or Jupyter start)."""
+    for name, value in state_env().items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def import_onnxruntime():
+    """onnxruntime with its telemetry off. Loading the library writes a device id under
+    ``$XDG_CACHE_HOME/Microsoft``: it is pointed at vehiclust's cache for that moment only, so
+    that nothing else of the process (torch, huggingface) changes its cache folder."""
+    import sys
+
+    if "onnxruntime" not in sys.modules:
+        with _environment(XDG_CACHE_HOME=str(state_dir("onnxruntime"))):
+            import onnxruntime
+    import onnxruntime
+
+    onnxruntime.disable_telemetry_events()
+    return onnxruntime
