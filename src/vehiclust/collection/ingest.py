@@ -56,7 +56,7 @@ def ingest(
     """Build (or reuse) the collection table of ``input_path`` in ``run``."""
     reporter = reporter or NullReporter()
     spec = detect_input(input_path, descriptor_files)
-    key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
+    key = ingest_key(input_path, spec, settings)
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
@@ -76,6 +76,10 @@ def ingest(
         notes=[n for n in spec.notes if n], descriptors=[d.name for d in loaded],
     )
     return table
+
+
+def ingest_key(input_path: Path | str, spec: InputSpec, settings: IngestSettings) -> str:
+    return fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
 
 
 def input_signature(spec: InputSpec) -> str:

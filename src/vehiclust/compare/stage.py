@@ -48,9 +48,7 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
     singles = [n for n in dict.fromkeys(names) if not is_derived(n)]
     if not run.path("runs.csv").exists():
         raise VehiclustError(f"{run.path('runs.csv')} is missing; run `vehiclust cluster` first")
-    heavy = replace(settings, best=None)
-    key = fingerprint("compare", COMPARE_VERSION, singles, (run.stage_record("cluster") or {}).get("fingerprint"),
-                      asdict(heavy), asdict(cluster_settings))
+    key = compare_key(run, singles, cluster_settings, settings)
     if run.stage_is_current("compare", key, [run.path(o) for o in OUTPUTS]):
         reporter.message("compare: up to date")
     else:
@@ -59,6 +57,13 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
         run.record_stage("compare", key, time.perf_counter() - started, singles=singles,
                          cluster=(run.stage_record("cluster") or {}).get("fingerprint"))
     return choose_best(run, settings.best)
+
+
+def compare_key(run: RunFolder, singles: list[str], cluster_settings: ClusterSettings,
+                settings: CompareSettings) -> str:
+    """Of the heavy part: ``--best`` is left out, it is applied on every call."""
+    return fingerprint("compare", COMPARE_VERSION, singles, (run.stage_record("cluster") or {}).get("fingerprint"),
+                       asdict(replace(settings, best=None)), asdict(cluster_settings))
 
 
 def _read_runs(run: RunFolder) -> pd.DataFrame:

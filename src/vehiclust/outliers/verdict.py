@@ -121,12 +121,7 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     settings = settings or OutlierSettings()
     if settings.contamination is not None and not 0.0 < settings.contamination < 1.0:
         raise VehiclustError(f"contamination must be a share between 0 and 1, got {settings.contamination}")
-    cluster_record = run.stage_record("cluster") or {}
-    extra = [n for n in (QUALITY_DESCRIPTOR, VEHICLE_DESCRIPTOR) if n in run.descriptor_names()]
-    key = fingerprint("outliers", 2, names, cluster_record.get("fingerprint"),
-                      (run.stage_record("ingest") or {}).get("fingerprint"),
-                      {n: run.descriptor_meta(n).get("fingerprint") for n in extra},
-                      asdict(settings), available_detectors())
+    key = outliers_key(run, names, settings)
     if run.stage_is_current("outliers", key, [run.path("outliers.csv")]):
         reporter.message("outliers: up to date")
         return pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
@@ -137,6 +132,14 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     run.record_stage("outliers", key, time.perf_counter() - started,
                      flagged=int(scores["is_outlier"].sum()), rows=len(scores))
     return scores
+
+
+def outliers_key(run: RunFolder, names: list[str], settings: OutlierSettings) -> str:
+    extra = [n for n in (QUALITY_DESCRIPTOR, VEHICLE_DESCRIPTOR) if n in run.descriptor_names()]
+    return fingerprint("outliers", 2, names, (run.stage_record("cluster") or {}).get("fingerprint"),
+                       (run.stage_record("ingest") or {}).get("fingerprint"),
+                       {n: run.descriptor_meta(n).get("fingerprint") for n in extra},
+                       asdict(settings), available_detectors())
 
 
 # -- inputs --------------------------------------------------------------------------------------
