@@ -101,6 +101,20 @@ def is_current(run: RunFolder, name: str, key: str) -> bool:
     return json.loads(meta_path.read_text()).get("fingerprint") == key
 
 
+def descriptor_is_current(run: RunFolder, name: str, table: pd.DataFrame, rows: str | None = None) -> bool:
+    """Stored and aligned with the current collection: an imported descriptor while the current
+    ingest brought it, an extracted one while its key is the one it would be computed with now;
+    never one that the registry no longer knows. ``rows``: ``rows_key(table)`` when known."""
+    if name not in run.descriptor_names():
+        return False
+    if run.descriptor_meta(name).get("kind") == "imported":
+        return name in (run.stage_record("ingest") or {}).get("descriptors", [])
+    try:
+        return is_current(run, name, descriptor_key(name, table, rows))
+    except VehiclustError:
+        return False
+
+
 def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
              reporter: Reporter | None = None) -> list[str]:
     """Compute every requested descriptor that is not already stored; returns those computed."""

@@ -31,13 +31,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from vehiclust.describe.extract import descriptor_is_current
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers.checks import FLAG_AT, cluster_distance_z, unreadable_score
 from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_detectors, robust_z, score_descriptor
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.checks import DEFAULT_CHECKS, CheckContext, create_checks
 from vehiclust.quality.duplicates import NEAR_MAX_DISTANCE, exact_duplicates, hashes_from_chunks, near_duplicates
-from vehiclust.runfolder import RunFolder, fingerprint, write_csv
+from vehiclust.runfolder import RunFolder, fingerprint, load_quality_table, write_csv
 
 from vehiclust.cluster import clustering_path  # noqa: E402  (the cluster stage owns that file)
 
@@ -143,38 +144,16 @@ def outliers_key(run: RunFolder, names: list[str], settings: OutlierSettings) ->
 
 
 # -- inputs --------------------------------------------------------------------------------------
-def _current(run: RunFolder, name: str, table: pd.DataFrame) -> bool:
-    if name not in run.descriptor_names():
-        return False
-    meta = run.descriptor_meta(name)
-    if meta.get("kind") == "imported":
-        return True
-    try:
-        from vehiclust.describe.extract import descriptor_key
-
-        return meta.get("fingerprint") == descriptor_key(name, table)
-    except VehiclustError:
-        return False
-
-
 def load_quality(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame | None:
     """The quality descriptor as a table with named columns, or None when absent or stale."""
-    from vehiclust.quality.describer import quality_columns  # (importing registers the descriptor)
-
-    if not _current(run, QUALITY_DESCRIPTOR, table):
+    if not descriptor_is_current(run, QUALITY_DESCRIPTOR, table):
         return None
-    meta = run.descriptor_meta(QUALITY_DESCRIPTOR)
-
-    matrix = np.asarray(run.load_descriptor(QUALITY_DESCRIPTOR), dtype=np.float64)
-    frame = pd.DataFrame(matrix, columns=quality_columns(meta))
-    for row in run.invalid_rows(QUALITY_DESCRIPTOR):
-        frame.iloc[row] = np.nan
-    return frame
+    return load_quality_table(run, len(table))
 
 
 def load_not_a_vehicle(run: RunFolder, table: pd.DataFrame) -> np.ndarray | None:
     """P(not a vehicle) per row from the vehicle_type descriptor, when it has that column."""
-    if not _current(run, VEHICLE_DESCRIPTOR, table):
+    if not descriptor_is_current(run, VEHICLE_DESCRIPTOR, table):
         return None
     meta = run.descriptor_meta(VEHICLE_DESCRIPTOR)
     columns = meta.get("columns") or meta.get("classes") or meta.get("labels") or []
