@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score
 
 from vehiclust.cluster.metrics import _codes
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import RunFolder, load_quality_table
 
 METADATA = ("type", "color", "camera_id")
 QUALITY_BINS = {"brightness": "brightness", "sharpness": "sharpness"}
@@ -57,7 +57,7 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
             binned = quartiles(values.where(valid))
             if binned is not None:
                 out[name] = binned
-    quality = _quality_frame(run, len(table))
+    quality = load_quality_table(run, len(table))
     if quality is not None:
         for attribute, column in QUALITY_BINS.items():
             binned = quartiles(quality[column]) if column in quality.columns else None
@@ -66,16 +66,6 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _quality_frame(run: RunFolder, n: int) -> pd.DataFrame | None:
-    if "quality" not in run.descriptor_names():
-        return None
-    meta = run.descriptor_meta("quality")
-    matrix = np.asarray(run.load_descriptor("quality"), dtype=np.float64)
-    if matrix.shape[0] != n or len(meta.get("columns", [])) != matrix.shape[1]:
-        return None
-    frame = pd.DataFrame(matrix, columns=meta["columns"])
-    frame.iloc[list(run.invalid_rows("quality"))] = np.nan
-    return frame
 
 
 def attribute_scores(labels: dict[str, np.ndarray], attributes: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

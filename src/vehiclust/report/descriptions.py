@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import RunFolder, load_quality_table
 
 MIN_SHARE = 0.25
 MIN_LIFT = 1.5
@@ -91,12 +91,11 @@ def attributes(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     if "imagenet_top" in names:
         frame["imagenet_class"] = _top_imagenet_class(run)
     frame["pixels"] = (table["width"].astype(float) * table["height"].astype(float)).where(table["width"] > 0)
-    if "quality" in names:
-        columns = run.descriptor_meta("quality").get("columns", [])
-        quality = run.load_descriptor("quality")
+    quality = load_quality_table(run, len(table))
+    if quality is not None:
         for name in ("brisque", "brightness", "blur"):
-            if name in columns:
-                frame[name] = np.asarray(quality[:, columns.index(name)], dtype=float)
+            if name in quality.columns:
+                frame[name] = quality[name].to_numpy()
     return frame
 
 
