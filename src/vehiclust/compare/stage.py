@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,9 @@ from vehiclust.compare.table import COMMON_SPACE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, read_json, write_csv, write_json
+from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, RunFolder, atomic_path, fingerprint,
+                                read_json, write_csv, write_json)
+from vehiclust.stage import RunContext, Stage
 
 COMPARE_VERSION = 2  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json")
@@ -262,3 +265,28 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     info.update(best=name, best_why=why, best_rule=rule)
     write_json(run.path("compare.json"), info)
     return comparison
+
+
+# -- the stage class (core) ----------------------------------------------------------------------
+class CompareStage(Stage):
+    """Mixtures, consensus and comparison of ``ctx.descriptors``' clusterings. Always runs: the
+    heavy part skips itself while :func:`compare_key` is unchanged, the best rule is cheap and
+    applied on every call (so changing only ``--best`` costs nothing)."""
+
+    name = "compare"
+    always_runs = True
+
+    def __init__(self, settings: CompareSettings | None = None, cluster_settings: ClusterSettings | None = None):
+        super().__init__(settings or CompareSettings())
+        self.cluster_settings = cluster_settings or ClusterSettings()
+
+    def key(self, ctx: RunContext) -> str:
+        singles = [n for n in dict.fromkeys(ctx.descriptors) if not is_derived(n)]
+        return compare_key(ctx.run, singles, self.cluster_settings, self.settings)
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        return [a.path(ctx.run) for a in (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO)]
+
+    def run(self, ctx: RunContext) -> dict:
+        compare(ctx.run, ctx.descriptors, self.cluster_settings, self.settings, ctx.reporter)
+        return ctx.run.stage_facts(self.name)

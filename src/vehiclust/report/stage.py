@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ from vehiclust.report.maps import MapSettings, compute_maps, load_map
 from vehiclust.report.mapview import MapViewSettings, display_rows, map_payload
 from vehiclust.report.montages import cluster_montages, reason_galleries
 from vehiclust.report.thumbnails import ensure_thumbnails
-from vehiclust.runfolder import RunFolder, write_csv
+from vehiclust.runfolder import CLUSTERS, REPORT_HTML, RunFolder, write_csv
+from vehiclust.stage import RunContext, Stage
 
 
 @dataclass(frozen=True)
@@ -167,3 +169,24 @@ def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, sett
     notes.append(f"Hover thumbnails: {int(has_thumb.sum()):,} images have one, read from the thumbs/ folder "
                  f"beside this page (keep them together when moving the report).")
     return notes
+
+
+# -- the stage class (core) ----------------------------------------------------------------------
+class ReportStage(Stage):
+    """Always runs: its costly parts (maps, thumbnails) reuse what an earlier report stored."""
+
+    name = "report"
+    always_runs = True
+
+    def __init__(self, settings: ReportSettings | None = None):
+        super().__init__(settings or ReportSettings())
+
+    def key(self, ctx: RunContext) -> str:
+        return "always"
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        return [CLUSTERS.path(ctx.run), REPORT_HTML.path(ctx.run)]
+
+    def run(self, ctx: RunContext) -> dict:
+        report(ctx.run, ctx.reporter, self.settings)
+        return ctx.run.stage_facts(self.name)
