@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.compare.agreement import agreement_matrix, contingency_of, most_interesting_pairs
-from vehiclust.runfolder import RunFolder, read_json
+from vehiclust.runfolder import AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, RunFolder
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
                  "calinski_harabasz_common", "stability", "noise_share", "identity_consistency",
@@ -23,15 +23,15 @@ JOINT = "type+color"
 
 
 def comparison_context(run: RunFolder) -> dict | None:
-    if not run.path("comparison.csv").exists() or not run.path("compare.json").exists():
+    if not COMPARISON.exists(run) or not COMPARE_INFO.exists(run):
         return None
     compared = (run.stage_record("compare") or {}).get("cluster")
     if compared != (run.stage_record("cluster") or {}).get("fingerprint"):
         return None  # the clustering changed since: the comparison describes clusterings that are gone
-    table = pd.read_csv(run.path("comparison.csv"))
-    agreement = pd.read_csv(run.path("agreement.csv"))
-    attributes = pd.read_csv(run.path("attributes.csv")) if run.path("attributes.csv").exists() else pd.DataFrame()
-    info = read_json(run.path("compare.json"))
+    table = COMPARISON.load(run)
+    agreement = AGREEMENT.load(run)
+    attributes = ATTRIBUTES.load(run) if ATTRIBUTES.exists(run) else pd.DataFrame()
+    info = COMPARE_INFO.load(run)
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     return {
         "info": info,

@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.sweep import clustering_path
-from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.report.deliverables import best_descriptor, write_clusters_csv
+from vehiclust.report.deliverables import write_clusters_csv
 from vehiclust.report.descriptions import attributes, describe_clusters
 from vehiclust.report.html import ReportData, write_report
 from vehiclust.report.maps import MapSettings, compute_maps, load_map
 from vehiclust.report.mapview import MapViewSettings, display_rows, map_payload
 from vehiclust.report.montages import cluster_montages, reason_galleries
 from vehiclust.report.thumbnails import ensure_thumbnails
-from vehiclust.runfolder import CLUSTERS, REPORT_HTML, RunFolder, write_csv
+from vehiclust.runfolder import (CLUSTERING, CLUSTERS, DESCRIPTIONS, EVIDENCE, MAP_FIGURE, OUTLIERS, REPORT_HTML, RUNS,
+                                RunFolder, load_best)
 from vehiclust.stage import RunContext, Stage
 
 
@@ -42,25 +41,23 @@ class ReportSettings:
 def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSettings | None = None) -> None:
     reporter = reporter or NullReporter()
     settings = settings or ReportSettings()
-    for needed in ("runs.csv", "outliers.csv"):
-        if not run.path(needed).exists():
-            raise VehiclustError(f"{run.path(needed)} is missing; run `vehiclust cluster` and "
-                                 f"`vehiclust outliers` first")
+    for needed in (RUNS, OUTLIERS):
+        needed.require(run)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     table = run.load_collection()
-    runs = pd.read_csv(run.path("runs.csv"))
+    runs = RUNS.load(run)
     runs["reason"] = runs["reason"].fillna("")
-    verdicts = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
-    best = best_descriptor(runs)
-    best_clustering = np.load(clustering_path(run, best))
+    verdicts = OUTLIERS.load(run)
+    best = load_best(run)
+    best_clustering = CLUSTERING.load(run, best)
     with reporter.task("Writing the report", 6) as task:
         with _timed(seconds, "descriptions"):
             frame = attributes(run, table)
             descriptions = _descriptions(run, frame, best_clustering["labels"])
         task.advance()
         with _timed(seconds, "clusters.csv"):
-            write_clusters_csv(run, table, runs, verdicts, descriptions)
+            write_clusters_csv(run, table, runs, verdicts, descriptions, best)
         task.advance()
         with _timed(seconds, "maps"):
             names = [n for n in dict.fromkeys(runs["descriptor"]) if n in run.descriptor_names()]
@@ -100,8 +97,8 @@ def _timed(seconds: dict[str, float], part: str):
 
 def _descriptions(run: RunFolder, frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     descriptions, evidence = describe_clusters(frame, labels)
-    write_csv(run.path("cluster_descriptions.csv"), descriptions)
-    write_csv(run.path("cluster_evidence.csv"), evidence)
+    DESCRIPTIONS.save(run, descriptions)
+    EVIDENCE.save(run, evidence)
     return descriptions
 
 
@@ -133,7 +130,7 @@ def _colourings(run: RunFolder, frame: pd.DataFrame, runs: pd.DataFrame, verdict
 
 
 def _cluster_series(run: RunFolder, name: str) -> pd.Series:
-    labels = np.load(clustering_path(run, name))["labels"]
+    labels = CLUSTERING.load(run, name)["labels"]
     return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
 
 
@@ -149,9 +146,9 @@ def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
     from vehiclust.report.figures import plot_map, save_figure
 
     for name in map_meta:
-        labels = np.load(clustering_path(run, name))["labels"]
+        labels = CLUSTERING.load(run, name)["labels"]
         figure = plot_map(load_map(run, name, 2), labels, title=f"{name}: its selected clustering")
-        save_figure(figure, run.root / "maps" / f"{name}_2d.png")
+        save_figure(figure, MAP_FIGURE.path(run, name))
 
 
 def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, settings: ReportSettings) -> list[str]:
