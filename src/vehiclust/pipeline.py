@@ -26,8 +26,7 @@ from vehiclust.outliers import OutlierSettings
 from vehiclust.outliers.stage import OutlierStage
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.report.stage import ReportSettings, ReportStage
-from vehiclust.run_descriptors import (NEVER_CLUSTERED, SUPPORT_DESCRIPTORS, choose_descriptors,  # noqa: F401
-                                       clustered_descriptors, current_descriptors, imported_descriptors)
+from vehiclust.run_descriptors import choose_descriptors, clustered_descriptors, current_descriptors
 from vehiclust.runfolder import CLUSTERS, COLLECTION, COMPARISON, OUTLIERS, REPORT_HTML, REPORT_NOTEBOOK, RUNS, RunFolder
 from vehiclust.stage import RunContext, Stage
 
