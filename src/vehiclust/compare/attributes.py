@@ -3,7 +3,7 @@ collection (and the quality descriptor) can tell, and one sentence per clusterin
 
 Attributes, each only when it can be derived:
 ``type``, ``color``, ``camera_id``      metadata columns (VeRi-Wild's vehicle_info.txt, the demo)
-``day_night``                           from the capture ``time`` (day = 07:00-18:59)
+``day_night``                           from the capture ``time`` (:func:`vehiclust.rules.day_night`)
 ``aspect``                              width / height quartiles: a viewpoint proxy (side views
                                         are wide crops, front and rear views near square), also
                                         shaped by vehicle length; honest as a proxy, not a label
@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score
 
 from vehiclust.cluster.metrics import _codes
+from vehiclust.rules import day_night
 from vehiclust.runfolder import RunFolder, load_quality_table
 
 METADATA = ("type", "color", "camera_id")
@@ -46,10 +47,9 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     if "type" in out and "color" in out:
         out["type+color"] = out["type"] + "/" + out["color"]
     if "time" in table.columns:
-        hour = pd.to_datetime(table["time"], errors="coerce").dt.hour
-        if hour.notna().any():
-            out["day_night"] = np.where(hour.between(7, 18), "day", "night")
-            out.loc[hour.isna(), "day_night"] = None
+        days = day_night(table["time"])
+        if days.notna().any():
+            out["day_night"] = days
     if {"width", "height"} <= set(table.columns):
         width, height = table["width"].astype(float), table["height"].astype(float)
         valid = (width > 0) & (height > 0)
