@@ -20,14 +20,14 @@ import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score
 
 from vehiclust.cluster.metrics import _codes
-from vehiclust.rules import day_night
+from vehiclust.rules import JOINT, JOINT_COLUMNS, day_night, joint_label
 from vehiclust.runfolder import RunFolder, load_quality_table
 
 METADATA = ("type", "color", "camera_id")
 QUALITY_BINS = {"brightness": "brightness", "sharpness": "sharpness"}
 WORDS = {"type": "vehicle type", "color": "colour", "camera_id": "camera", "day_night": "day/night",
          "aspect": "aspect ratio (viewpoint proxy)", "brightness": "brightness", "sharpness": "sharpness",
-         "size": "image size", "type+color": "type and colour together"}
+         "size": "image size", JOINT: "type and colour together"}
 
 
 def quartiles(values: pd.Series) -> pd.Series | None:
@@ -44,8 +44,8 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     for column in METADATA:
         if column in table.columns and table[column].astype(str).str.strip().ne("").any():
             out[column] = table[column].astype(str).where(table[column].astype(str).str.strip() != "")
-    if "type" in out and "color" in out:
-        out["type+color"] = out["type"] + "/" + out["color"]
+    if set(JOINT_COLUMNS) <= set(out.columns):
+        out[JOINT] = joint_label(out)
     if "time" in table.columns:
         days = day_night(table["time"])
         if days.notna().any():
@@ -89,7 +89,7 @@ def attribute_scores(labels: dict[str, np.ndarray], attributes: pd.DataFrame, ro
 def sentence(name: str, scores: pd.DataFrame) -> str:
     """"vehicle_color groups colour (AMI 0.53) far more than vehicle type (0.08)": the attributes
     it captures best, against type or colour (whichever it captures less), else the weakest."""
-    own = scores[(scores["clustering"] == name) & (scores["attribute"] != "type+color")]
+    own = scores[(scores["clustering"] == name) & (scores["attribute"] != JOINT)]
     if own.empty:
         return f"{name}: no attribute to compare with."
     own = own.assign(ami=own["ami"].clip(lower=0)).sort_values("ami", ascending=False)

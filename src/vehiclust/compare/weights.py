@@ -24,6 +24,7 @@ from sklearn.metrics import adjusted_rand_score
 from vehiclust.cluster.metrics import _codes, identity_consistency
 from vehiclust.compare.fusion import BlockScaler, normalised_blocks, weighted
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import joint_label
 from vehiclust.runfolder import RunFolder
 
 TUNING_KS = 4  # k values per candidate, spread over the sweep's grid
@@ -98,9 +99,7 @@ def criterion_target(criterion: str, table: pd.DataFrame, rows: np.ndarray, iden
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise VehiclustError(f"--mix-tune {criterion}: the collection has no column {', '.join(missing)}")
-    values = table[columns[0]].astype(str)
-    for column in columns[1:]:  # a joint label: "type+color" -> "suv/white"
-        values = values + "/" + table[column].astype(str)
+    values = joint_label(table[columns].astype(str), columns)  # "type+color" -> "suv/white"
     codes = _codes(values.iloc[rows].reset_index(drop=True))
     if criterion == "identity":  # vehicles with a single tuning image cannot be consistent or not
         sizes = np.bincount(codes[codes >= 0])

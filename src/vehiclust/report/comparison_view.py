@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.compare.agreement import agreement_matrix, contingency_of, most_interesting_pairs
+from vehiclust.rules import JOINT
 from vehiclust.runfolder import AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, RunFolder
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
                  "calinski_harabasz_common", "stability", "noise_share", "identity_consistency",
                  "identity_consistency_chance", "identity_lift", "ari_type", "nmi_type", "ari_color", "nmi_color",
                  "ari_type+color", "nmi_type+color", "purity_type+color", "common_score", "rank", "best")
-JOINT = "type+color"
 
 
 def comparison_context(run: RunFolder) -> dict | None:
