@@ -8,7 +8,6 @@ exported graph and PyTorch is only needed to produce it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -26,6 +25,7 @@ from vehiclust.describe.models.efficientnet_lite import (
     create_backbone,
 )
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import sha256_file as weights_sha256
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
 # (architecture, preprocessing, export options), so stale cached files are not reused.
@@ -41,15 +41,6 @@ VERIFY_BATCH = 3
 
 class OnnxExportError(VehiclustError):
     """The exported graph does not reproduce the PyTorch model."""
-
-
-def weights_sha256(path: Path) -> str:
-    """Hex sha256 of a weights file (~20 MB, hashing takes well under a second)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _pretrained_specs():
