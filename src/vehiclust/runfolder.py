@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +271,7 @@ class Artifact:
         path = self.require(run, name, **fields)
         try:
             value = _READERS[path.suffix](path, **self.read_options)
-        except (OSError, ValueError) as exc:  # a truncated or foreign file: say which one
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or foreign: say which
             raise VehiclustError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
         self._check(path, value)
         return value
