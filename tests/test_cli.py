@@ -46,11 +46,30 @@ def test_stage_commands_on_one_run_folder(tmp_path, photo_folder):
     out = tmp_path / "run"
     assert invoke("ingest", photo_folder, "--out", out).exit_code == 0
     assert invoke("describe", out, "-d", "color_hist").exit_code == 0
-    result = invoke("cluster", out, "--k", "2:4")
+    result = invoke("cluster", out, "--k", "2:4", "--preprocessing", "l2+pca")
     assert result.exit_code == 0 and "color_hist: k=" in result.output
     assert invoke("outliers", out).exit_code == 0
-    result = invoke("report", out)
+    result = invoke("report", out, "--map-method", "pca", "--no-notebook")
     assert result.exit_code == 0 and (out / "report.html").exists() and (out / "clusters.csv").exists()
+
+
+def test_option_help_lists_what_the_registries_and_settings_hold():
+    from vehiclust.cluster import ALGORITHMS, ClusterSettings
+    from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS
+
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"else {','.join(DEFAULT_IMAGE_DESCRIPTORS)}." in text
+    assert all(name in text for name in ALGORITHMS)
+    assert f"Default: {','.join(ClusterSettings().preprocessing)}." in text and "{default" not in text
+
+
+def test_debug_raises_the_error_instead_of_one_line(tmp_path):
+    from vehiclust.errors import VehiclustError
+
+    result = invoke("--debug", "cluster", tmp_path / "no run")
+    assert isinstance(result.exception, VehiclustError) and "error:" not in result.output
 
 
 class Interrupted(Exception):
@@ -123,8 +142,8 @@ def test_chunks_stored_under_another_fingerprint_are_not_reused(tmp_path, photo_
 
 def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
     out = tmp_path / "run"
-    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4",
-                  "--no-image-checks").exit_code == 0
+    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4", "--preprocessing", "l2+pca",
+                  "--no-image-checks", "--map-method", "pca", "--no-notebook").exit_code == 0
     result = invoke("export", out, "--transport-dataset")
     assert result.exit_code == 0
     import pandas as pd
