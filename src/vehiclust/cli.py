@@ -50,6 +50,7 @@ class _GeneratedHelp(typer.core.TyperCommand):
 def help_values() -> dict[str, str]:
     """What the help texts list, read from where it is defined."""
     from vehiclust.cluster import ALGORITHMS, ClusterSettings
+    from vehiclust.compare.settings import ALIASES
     from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS
     from vehiclust.outliers import DETECTORS, DetectorSettings
     from vehiclust.outliers.verdict import NON_IMAGE_CHECKS
@@ -68,6 +69,7 @@ def help_values() -> dict[str, str]:
         "detectors": join(DETECTORS), "default_detectors": ",".join(DetectorSettings().detectors),
         "map_methods": join(METHODS), "default_map_method": MapSettings().method,
         "default_max_thumbnails": f"{ReportSettings().max_thumbnails:,}",
+        "mix_aliases": join(ALIASES),
     }
 
 
@@ -119,8 +121,8 @@ GROUP_BY_OPTION = typer.Option(
 MIX_OPTION = typer.Option(
     [], "--mix", "-m", help="Add a mixture of descriptors, swept and selected like a descriptor: "
     "'type+color' (weights measured on held-out vehicles), 'type:2+color:1' (your weights), 'all' "
-    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: type, color, lite0, hist, or any unique part of a name. "
-    "Repeatable.")
+    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: "
+    "{mix_aliases}, or any unique part of a name. Repeatable.")
 MIX_TUNE_OPTION = typer.Option(
     "auto", "--mix-tune", help="What chooses mixture weights on held-out vehicles: auto (identity "
     "consistency when vehicle ids exist, else stability), identity, stability, a label column, or "
