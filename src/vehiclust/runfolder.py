@@ -333,8 +333,8 @@ CLUSTERING = Artifact("clusterings/{name}.npz", "cluster", "the selected run of 
                       "preprocessing, algorithm, params; distance_input when the space was UMAP",
                       ("labels", "distance", "centers", "embedding_rows", "preprocessing", "algorithm", "params"))
 # -- compare
-COMPARISON = Artifact("comparison.csv", "compare", "one row per selected clustering, with the common "
-                      "score and the best mark", ("name", "n_clusters", "best"))
+COMPARISON = Artifact("comparison.csv", "compare", "one row per selected clustering: the common score, "
+                      "the label checks, and (once the best rule ran) best and rank", ("name",))
 AGREEMENT = Artifact("agreement.csv", "compare", "one row per pair of clusterings: ARI, AMI, NMI")
 ATTRIBUTES = Artifact("attributes.csv", "compare", "AMI / NMI of each clustering with each attribute")
 COMPARE_INFO = Artifact("compare.json", "compare", "the common space, the best rule, the sentences, the "
