@@ -102,13 +102,14 @@ def is_current(run: RunFolder, name: str, key: str) -> bool:
 
 
 def descriptor_is_current(run: RunFolder, name: str, table: pd.DataFrame, rows: str | None = None) -> bool:
-    """Stored and aligned with the current collection: an imported descriptor while the current
-    ingest brought it, an extracted one while its key is the one it would be computed with now;
-    never one that the registry no longer knows. ``rows``: ``rows_key(table)`` when known."""
+    """Stored and aligned with the current collection: an imported descriptor always (ingest
+    writes it with the collection), an extracted one while its key is the one it would be
+    computed with now; never one that the registry no longer knows. ``rows``: ``rows_key(table)``
+    when known."""
     if name not in run.descriptor_names():
         return False
     if run.descriptor_meta(name).get("kind") == "imported":
-        return name in (run.stage_record("ingest") or {}).get("descriptors", [])
+        return True
     try:
         return is_current(run, name, descriptor_key(name, table, rows))
     except VehiclustError:
