@@ -68,6 +68,9 @@ def test_a_clustering_round_trips_with_its_named_keys_and_refuses_missing_ones(t
     with pytest.raises(VehiclustError, match="lacks distance"):
         CLUSTERING.save(run, {k: v for k, v in arrays.items() if k != "distance"}, "other")
     assert not CLUSTERING.exists(run, "other")
+    np.savez(CLUSTERING.path(run, "other"), labels=arrays["labels"])  # a foreign file without distances
+    with pytest.raises(VehiclustError, match=r"other\.npz: lacks distance"):
+        CLUSTERING.load(run, "other")
 
 
 def test_a_truncated_file_is_one_message_naming_it(tmp_path):

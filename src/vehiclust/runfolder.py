@@ -331,7 +331,7 @@ CLUSTERING = Artifact("clusterings/{name}.npz", "cluster", "the selected run of 
                       "the consensus: labels (int32 per collection row, -1 noise/invalid, 0 the largest), "
                       "distance to the cluster centre (float32, NaN undefined), centers, embedding_rows, "
                       "preprocessing, algorithm, params; distance_input when the space was UMAP",
-                      ("labels", "distance", "centers", "embedding_rows", "preprocessing", "algorithm", "params"))
+                      ("labels", "distance"))  # what readers use; the cluster stage writes all of the above
 # -- compare
 COMPARISON = Artifact("comparison.csv", "compare", "one row per selected clustering: the common score, "
                       "the label checks, and (once the best rule ran) best and rank", ("name",))
