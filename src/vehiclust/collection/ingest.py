@@ -79,17 +79,16 @@ def ingest(
     folder marked as vehiclust's (see ownership.py; ``force`` accepts a non-empty folder)."""
     reporter = reporter or NullReporter()
     with ownership.claimed(run.root, input_path, force):
-        previous = ownership.interrupted_run(run.root)
-        if previous:
-            reporter.message(f"[yellow]note:[/] the last run on {run.root} ({previous}) was interrupted; "
-                             f"its finished stages are kept and the rest starts again")
+        note = ownership.interrupted_note(run.root)  # None when the pipeline already said it
+        if note:
+            reporter.message(note)
         return _ingest(input_path, run, descriptor_files, settings, reporter)
 
 
 def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path] | None,
             settings: IngestSettings, reporter: Reporter) -> pd.DataFrame:
     spec = detect_input(input_path, descriptor_files, settings.follow_links, settings.max_descriptor_bytes)
-    key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
+    key = ingest_key(input_path, spec, settings)
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
@@ -114,6 +113,10 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         notes=[n for n in spec.notes if n], descriptors=[d.name for d in loaded],
     )
     return table
+
+
+def ingest_key(input_path: Path | str, spec: InputSpec, settings: IngestSettings) -> str:
+    return fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
 
 
 def input_signature(spec: InputSpec) -> str:
