@@ -309,7 +309,7 @@ def test_the_runs_view_joins_each_stages_table_and_marks_the_current_best(tmp_pa
 
 
 def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):
-    from vehiclust.cluster.sweep import clustering_path
+    from vehiclust.runfolder import CLUSTERING
     from vehiclust.compare.stage import informed_pair
     from vehiclust.progress import NullReporter
 
@@ -320,8 +320,8 @@ def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows
     clusterings = {"sees_type": types, "sees_colour": colours, "sees_nothing": rng.integers(0, 5, 1000),
                    "sees_type_badly": np.where(rng.random(1000) < 0.5, types, 0)}
     for name, labels in clusterings.items():
-        clustering_path(run, name).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(clustering_path(run, name), labels=labels.astype(np.int32))
+        CLUSTERING.path(run, name).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(CLUSTERING.path(run, name), labels=labels.astype(np.int32))
     spec = informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table, ("type", "color"), NullReporter())
     assert spec.blocks == ("sees_type", "sees_colour")
     assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),

@@ -10,7 +10,9 @@ import pytest
 
 from vehiclust.errors import VehiclustError
 from vehiclust.pipeline import run_stages
-from vehiclust.runfolder import ARTIFACTS, CLUSTERING, RUNS, RunFolder, atomic_path, load_best, write_text
+from vehiclust.cluster.clustering import Clustering
+from vehiclust.compare.best import best_name
+from vehiclust.runfolder import ARTIFACTS, CLUSTERING, RUNS, RunFolder, atomic_path, write_text
 from vehiclust.stage import RunContext, Stage
 
 
@@ -56,19 +58,19 @@ def test_a_table_without_its_declared_columns_is_refused_with_the_file_named(tmp
         RUNS.load(run)
 
 
-def test_a_clustering_round_trips_with_its_named_keys_and_refuses_missing_ones(tmp_path):
+def test_a_clustering_round_trips_as_its_class_and_refuses_missing_keys(tmp_path):
     run = RunFolder(tmp_path)
-    arrays = {"labels": np.array([0, 1, -1], np.int32), "distance": np.array([0.5, 1.0, np.nan], np.float32),
-              "centers": np.zeros((2, 3), np.float32), "embedding_rows": np.array([0, 1]),
-              "preprocessing": np.array("l2+pca"), "algorithm": np.array("kmeans"), "params": np.array("k=2")}
-    CLUSTERING.save(run, arrays, "color_hist")
+    stored = Clustering(labels=np.array([0, 1, -1], np.int32), distance=np.array([0.5, 1.0, np.nan], np.float32),
+                        centers=np.zeros((2, 3), np.float32), embedding_rows=np.array([0, 1]),
+                        preprocessing="l2+pca", algorithm="kmeans", params="k=2")
+    CLUSTERING.save(run, stored, "color_hist")
     loaded = CLUSTERING.load(run, "color_hist")
-    assert set(loaded) == set(arrays) and str(loaded["algorithm"]) == "kmeans"
-    np.testing.assert_array_equal(loaded["labels"], arrays["labels"])
+    assert isinstance(loaded, Clustering) and loaded.algorithm == "kmeans" and loaded.distance_input is None
+    np.testing.assert_array_equal(loaded.labels, stored.labels)
     with pytest.raises(VehiclustError, match="lacks distance"):
-        CLUSTERING.save(run, {k: v for k, v in arrays.items() if k != "distance"}, "other")
+        CLUSTERING.save(run, Clustering(**{**vars(stored), "distance": None}), "other")
     assert not CLUSTERING.exists(run, "other")
-    np.savez(CLUSTERING.path(run, "other"), labels=arrays["labels"])  # a foreign file without distances
+    np.savez(CLUSTERING.path(run, "other"), labels=stored.labels)  # a foreign file without distances
     with pytest.raises(VehiclustError, match=r"other\.npz: lacks distance"):
         CLUSTERING.load(run, "other")
 
@@ -81,16 +83,21 @@ def test_a_truncated_file_is_one_message_naming_it(tmp_path):
         CLUSTERING.load(run, "x")
 
 
-def test_the_best_clustering_comes_from_best_json_else_from_runs_csv(tmp_path):
-    from vehiclust.runfolder import BEST
+def test_the_best_clustering_comes_from_best_json_made_on_the_current_clustering(tmp_path):
+    from vehiclust.compare.best import BestChoice
 
     run = RunFolder(tmp_path)
     runs = pd.DataFrame({c: [0, 0] for c in RUNS.columns})
-    runs["descriptor"], runs["selected"], runs["best_overall"] = ["a", "b"], [True, True], [False, True]
+    runs["descriptor"], runs["selected"], runs["reason"] = ["a", "b"], [True, True], ""
+    runs["score"] = [0.2, 0.9]
     RUNS.save(run, runs)
-    assert load_best(run) == "b"
-    BEST.save(run, {"name": "consensus", "rule": "common score"})
-    assert load_best(run) == "consensus"
+    run.record_stage("cluster", "k1", 0.0)
+    assert best_name(run) == "b"  # no comparison yet: the cluster stage's rule
+    BestChoice(name="a", rule="common score", reason="chosen", measure="common_score", score=0.5, runner_up="b",
+               runner_up_score=0.4, override=None, cluster_key="k1").save(run)
+    assert best_name(run) == "a"
+    run.record_stage("cluster", "k2", 0.0)  # re-clustered since: best.json describes clusterings that are gone
+    assert best_name(run) == "b"
 
 
 class Counting(Stage):

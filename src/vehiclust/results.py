@@ -105,7 +105,7 @@ class RunResults:
 
     def labels(self, descriptor: str | None = None) -> np.ndarray:
         """Cluster per row of the selected clustering of ``descriptor`` (default: the best)."""
-        return CLUSTERING.load(self.folder, descriptor or self.best_descriptor)["labels"]
+        return CLUSTERING.load(self.folder, descriptor or self.best_descriptor).labels
 
     def descriptor(self, name: str) -> np.ndarray:
         return self.folder.load_descriptor(name)
@@ -158,8 +158,8 @@ class RunResults:
     def show_cluster(self, cluster: int, n: int = 10, seed: int = 0):
         """Typical images of one cluster of the best clustering (closest to its centre first)."""
         data = CLUSTERING.load(self.folder, self.best_descriptor)
-        members = np.flatnonzero(data["labels"] == cluster)
-        order = members[np.argsort(np.nan_to_num(data["distance"][members], nan=np.inf), kind="stable")]
+        members = np.flatnonzero(data.labels == cluster)
+        order = members[np.argsort(np.nan_to_num(data.distance[members], nan=np.inf), kind="stable")]
         name = self.descriptions.set_index("cluster")["name"].get(cluster, "")
         return self.montage(order[:n], title=f"cluster {cluster}: {name}")
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,9 @@ class Artifact:
 
     ``pattern`` is relative to the run folder; ``{name}`` stands for a descriptor or clustering
     name, other fields (``{dims}``, ``{stage}``, ...) are given as keywords. The format follows
-    the suffix: .csv, .parquet, .json, .npy (loaded memory-mapped), .npz, text otherwise.
+    the suffix: .csv, .parquet, .json, .npy (loaded memory-mapped), .npz, text otherwise, unless
+    ``codec`` names the class (``"module:Class"``) whose ``load(path)`` reads the file and whose
+    instances ``save(path)`` (imported when used: the class imports this module).
     """
 
     pattern: str
@@ -257,6 +260,7 @@ class Artifact:
     holds: str
     columns: tuple[str, ...] = ()
     read_options: dict = field(default_factory=dict, hash=False, compare=False)
+    codec: str = ""
 
     def path(self, run: RunFolder, name: str | None = None, **fields: Any) -> Path:
         return run.root / self.pattern.format(name=name, **fields)
@@ -274,7 +278,7 @@ class Artifact:
     def load(self, run: RunFolder, name: str | None = None, **fields: Any) -> Any:
         path = self.require(run, name, **fields)
         try:
-            value = _READERS[path.suffix](path, **self.read_options)
+            value = self._codec().load(path) if self.codec else _READERS[path.suffix](path, **self.read_options)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or foreign: say which
             raise VehiclustError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
         self._check(path, value)
@@ -283,11 +287,24 @@ class Artifact:
     def save(self, run: RunFolder, value: Any, name: str | None = None, **fields: Any) -> Path:
         path = self.path(run, name, **fields)
         self._check(path, value)
-        _WRITERS[path.suffix](path, value)
+        if self.codec:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            value.save(path)
+        else:
+            _WRITERS[path.suffix](path, value)
         return path
 
+    def _codec(self) -> type:
+        module, _, name = self.codec.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def _check(self, path: Path, value: Any) -> None:
-        present = value.columns if isinstance(value, pd.DataFrame) else getattr(value, "keys", lambda: ())()
+        if isinstance(value, pd.DataFrame):
+            present = value.columns
+        elif is_dataclass(value):
+            present = [f.name for f in fields(value) if getattr(value, f.name) is not None]
+        else:
+            present = getattr(value, "keys", lambda: ())()
         missing = [c for c in self.columns if c not in present]
         if missing:
             raise VehiclustError(f"{path}: lacks {', '.join(missing)}; re-run `vehiclust {self.writer}`")
@@ -333,10 +350,8 @@ RUNS = Artifact("runs.csv", "cluster", "one row per run of the single descriptor
                 "one per descriptor says why (all runs with the mixtures and best_overall: "
                 "compare.best.all_runs)", _RUN_COLUMNS, _TEXT)
 CLUSTERING = Artifact("clusterings/{name}.npz", "cluster", "the selected run of one descriptor, mixture or "
-                      "the consensus: labels (int32 per collection row, -1 noise/invalid, 0 the largest), "
-                      "distance to the cluster centre (float32, NaN undefined), centers, embedding_rows, "
-                      "preprocessing, algorithm, params; distance_input when the space was UMAP",
-                      ("labels", "distance"))  # what readers use; the cluster stage writes all of the above
+                      "the consensus (compare writes those two): a vehiclust.cluster.clustering.Clustering",
+                      ("labels", "distance"), codec="vehiclust.cluster.clustering:Clustering")
 # -- compare
 COMPARISON = Artifact("comparison.csv", "compare", "one row per selected clustering: the common score, "
                       "the label checks, and (once the best rule ran) best and rank", ("name",))

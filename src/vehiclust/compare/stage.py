@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.cluster import ClusterSettings
-from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptor
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
@@ -39,7 +39,7 @@ from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, m
 from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
+from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
                                 fingerprint)
 from vehiclust.stage import RunContext, Stage
 
@@ -99,10 +99,10 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     lap("fusion and weights")
     own = [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings)) for m in mixes]
     lap("mixture sweeps")
-    labels = {n: Clustering.load_labels(clustering_path(run, n)) for n in singles + mixes}
+    labels = {n: Clustering.load_labels(CLUSTERING.path(run, n)) for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
         own.append(build_consensus(run, singles, labels, valid, table, cluster_settings, settings))
-        labels[CONSENSUS] = Clustering.load_labels(clustering_path(run, CONSENSUS))
+        labels[CONSENSUS] = Clustering.load_labels(CLUSTERING.path(run, CONSENSUS))
     lap("consensus")
     own_runs = pd.concat(own, ignore_index=True) if own else pd.DataFrame(columns=RUN_COLUMNS)
     selected = pd.concat([runs, own_runs], ignore_index=True) if own else runs
@@ -184,7 +184,7 @@ def informed_pair(run: RunFolder, singles: list[str], tuning: np.ndarray, table:
     from vehiclust.compare.settings import MixSpec
 
     columns = [c for c in label_columns if c in table.columns]
-    labels = {n: Clustering.load_labels(clustering_path(run, n))[tuning] for n in singles}
+    labels = {n: Clustering.load_labels(CLUSTERING.path(run, n))[tuning] for n in singles}
     picks, why = [], []
     for column in columns:
         codes = _codes(table[column].iloc[tuning].reset_index(drop=True))
@@ -221,9 +221,10 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
     full[valid] = rename[result["labels"]]
     distance = np.full(n_total, np.nan, dtype=np.float32)
     distance[valid] = 1.0 - result["strength"]  # typical members: those every clustering agrees on
-    Clustering(labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
-               preprocessing="co-association", algorithm="evidence_accumulation",
-               params=f"k={result['k']}, of {', '.join(singles)}").save(clustering_path(run, CONSENSUS))
+    CLUSTERING.save(run, Clustering(labels=full, distance=distance, centers=np.zeros((0, 0), np.float32),
+                                    embedding_rows=valid, preprocessing="co-association",
+                                    algorithm="evidence_accumulation",
+                                    params=f"k={result['k']}, of {', '.join(singles)}"), CONSENSUS)
     label_table = _labels(table, cluster_settings)
     checks = LabelChecks(label_table.iloc[valid].reset_index(drop=True) if label_table is not None else None,
                          cluster_settings.label_columns, cluster_settings.identity_column, settings.seed)

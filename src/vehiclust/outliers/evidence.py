@@ -18,7 +18,7 @@ from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, score_desc
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.duplicates import exact_duplicates
 from vehiclust.robust import robust_z
-from vehiclust.runfolder import RunFolder, load_quality_table
+from vehiclust.runfolder import CLUSTERING, RunFolder, load_quality_table
 
 QUALITY_DESCRIPTOR = "quality"
 VEHICLE_DESCRIPTOR = "vehicle_type"
@@ -144,7 +144,6 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
                 use_cluster_distance: bool, reporter: Reporter) -> dict[str, dict[str, np.ndarray]]:
     """Per clustered descriptor (except quality), the robust z of every detector (``detectors``
     None: none) and of the distance to the assigned centre ("centroid"), 0 on unusable rows."""
-    from vehiclust.cluster import clustering_path  # the cluster stage owns that file
 
     spaces = [nm for nm in names if nm != QUALITY_DESCRIPTOR]
     found: dict[str, dict[str, np.ndarray]] = {}
@@ -155,8 +154,8 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
             usable = readable.copy()
             usable[np.fromiter(run.invalid_rows(name), dtype=np.int64)] = False
             zs = detector_z(run.load_descriptor(name), usable, detectors) if detectors else {}
-            if use_cluster_distance and clustering_path(run, name).exists():
-                labels, distance = _centre_distances(clustering_path(run, name), len(readable))
+            if use_cluster_distance and CLUSTERING.exists(run, name):
+                labels, distance = _centre_distances(run, name, len(readable))
                 zs["centroid"] = np.where(usable, cluster_distance_z(labels, distance), 0.0)
             if zs:
                 found[name] = zs
@@ -164,18 +163,14 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
     return found
 
 
-def _centre_distances(path, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, distance to the own centre) of a clustering file, checked against the collection."""
-    try:
-        with np.load(path) as selected:
-            labels = selected["labels"]
-            distance = selected["distance_input"] if "distance_input" in selected else selected["distance"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise VehiclustError(f"{path}: not a clustering with labels and distances ({exc}); "
-                             "rerun `vehiclust cluster`") from None
-    if len(labels) != rows or len(distance) != rows:
-        raise VehiclustError(f"{path}: {len(labels):,} rows, the collection has {rows:,}; rerun `vehiclust cluster`")
-    return labels, distance
+def _centre_distances(run: RunFolder, name: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, distance to the own centre) of a descriptor's clustering, checked against the collection."""
+    selected = CLUSTERING.load(run, name)  # an unreadable file or one without distances: one line naming it
+    distance = selected.distance if selected.distance_input is None else selected.distance_input
+    if len(selected.labels) != rows or len(distance) != rows:
+        raise VehiclustError(f"{CLUSTERING.path(run, name)}: {len(selected.labels):,} rows, the collection has "
+                             f"{rows:,}; rerun `vehiclust cluster`")
+    return selected.labels, distance
 
 
 def detector_z(matrix: np.ndarray, usable: np.ndarray, settings: DetectorSettings) -> dict[str, np.ndarray]:

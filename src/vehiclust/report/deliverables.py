@@ -18,7 +18,7 @@ def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame
     ``cluster`` column (default: the one it marks ``best_overall``)."""
     names = list(dict.fromkeys(runs["descriptor"]))
     frame = pd.DataFrame({"path": table["path"]})
-    labels = {name: CLUSTERING.load(run, name)["labels"] for name in names}
+    labels = {name: CLUSTERING.load(run, name).labels for name in names}
     frame["cluster"] = labels[best or best_in(runs)]
     for column in ("is_outlier", "outlier_score", "outlier_reasons"):
         frame[column] = verdicts[column].to_numpy()

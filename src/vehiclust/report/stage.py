@@ -54,7 +54,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
     with reporter.task("Writing the report", 6) as task:
         with _timed(seconds, "descriptions"):
             frame = attributes(run, table)
-            descriptions = _descriptions(run, frame, best_clustering["labels"])
+            descriptions = _descriptions(run, frame, best_clustering.labels)
         task.advance()
         with _timed(seconds, "clusters.csv"):
             write_clusters_csv(run, table, runs, verdicts, descriptions, best)
@@ -64,7 +64,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
             map_meta = compute_maps(run, names, settings.maps, reporter.message)
         task.advance()
         with _timed(seconds, "montages"):
-            montages = cluster_montages(run, best, best_clustering["labels"], best_clustering["distance"])
+            montages = cluster_montages(run, best, best_clustering.labels, best_clustering.distance)
             galleries = reason_galleries(verdicts)
         with _timed(seconds, "thumbnails"):
             has_thumb = _thumbnails(run, table, montages, galleries, map_meta, settings)
@@ -130,7 +130,7 @@ def _colourings(run: RunFolder, frame: pd.DataFrame, runs: pd.DataFrame, verdict
 
 
 def _cluster_series(run: RunFolder, name: str) -> pd.Series:
-    labels = CLUSTERING.load(run, name)["labels"]
+    labels = CLUSTERING.load(run, name).labels
     return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
 
 
@@ -146,7 +146,7 @@ def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
     from vehiclust.report.figures import plot_map, save_figure
 
     for name in map_meta:
-        labels = CLUSTERING.load(run, name)["labels"]
+        labels = CLUSTERING.load(run, name).labels
         figure = plot_map(load_map(run, name, 2), labels, title=f"{name}: its selected clustering")
         save_figure(figure, MAP_FIGURE.path(run, name))
 
