@@ -55,13 +55,14 @@ def test_stage_commands_on_one_run_folder(tmp_path, photo_folder):
 
 def test_option_help_lists_what_the_registries_and_settings_hold():
     from vehiclust.cluster import ALGORITHMS, ClusterSettings
-    from vehiclust.describe import DEFAULT_IMAGE_DESCRIPTORS
+    from vehiclust.describe import default_descriptors
+    from vehiclust.outliers import CHECKS, DETECTORS
 
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert f"else {','.join(DEFAULT_IMAGE_DESCRIPTORS)}." in text
-    assert all(name in text for name in ALGORITHMS)
+    assert f"else {','.join(default_descriptors())}." in text
+    assert all(name in text for name in [*ALGORITHMS.names(), *CHECKS.names(), *DETECTORS.names()])
     assert f"Default: {','.join(ClusterSettings().preprocessing)}." in text and "{default" not in text
 
 
@@ -125,7 +126,7 @@ def test_interrupted_extraction_resumes_without_recomputing(tmp_path, photo_fold
     assert not parts.exists()
 
 
-def test_chunks_stored_under_another_fingerprint_are_not_reused(tmp_path, photo_folder):
+def test_chunks_stored_under_another_fingerprint_are_not_reused_and_go_once_assembled(tmp_path, photo_folder):
     out = tmp_path / "run"
     parts = _interrupted_extraction(out, photo_folder, chunks=2)
     (stored,) = parts.glob("color_hist-*")
@@ -137,7 +138,7 @@ def test_chunks_stored_under_another_fingerprint_are_not_reused(tmp_path, photo_
     assert DESCRIPTOR_META.load(RunFolder(out), "color_hist")["chunks_reused"] == 0
     resumed = np.load(DESCRIPTOR.path(RunFolder(out), "color_hist"))
     np.testing.assert_array_equal(resumed, _fresh_extraction(tmp_path, photo_folder))
-    assert stale.exists()  # left alone: it may belong to a run with other settings
+    assert not stale.exists()  # the folder keeps one matrix per descriptor: stale parts go once it is assembled
 
 
 def test_export_transport_dataset_and_plan(tmp_path, photo_folder):

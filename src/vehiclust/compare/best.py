@@ -55,7 +55,7 @@ def cluster_key(run: RunFolder) -> str | None:
 
 def read_runs(run: RunFolder, artifact: Artifact = RUNS) -> pd.DataFrame:
     runs = artifact.load(run)
-    runs["reason"] = runs["reason"].fillna("")
+    runs["reason"] = runs["reason"].astype(object).fillna("")  # an all-empty column reads as float
     return runs
 
 
