@@ -278,9 +278,11 @@ class Artifact:
     def load(self, run: RunFolder, name: str | None = None, **fields: Any) -> Any:
         path = self.require(run, name, **fields)
         try:
-            value = self._codec().load(path) if self.codec else _READERS[path.suffix](path, **self.read_options)
+            value = self._codec().load(path) if self.codec else \
+                _READERS.get(path.suffix, _read_text)(path, **self.read_options)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or foreign: say which
-            raise VehiclustError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+            raise VehiclustError(f"{path}: unreadable ({type(exc).__name__}: {exc}); re-run "
+                                 f"`vehiclust {self.writer} {run.root}`") from exc
         self._check(path, value)
         return value
 
@@ -325,9 +327,12 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(fh, **arrays)
 
 
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 _READERS = {".csv": _read_csv, ".parquet": lambda p: pd.read_parquet(p), ".json": read_json,
-            ".npy": lambda p: np.load(p, mmap_mode="r"), ".npz": _read_npz,
-            ".html": lambda p: p.read_text(encoding="utf-8"), ".ipynb": read_json}
+            ".npy": lambda p: np.load(p, mmap_mode="r"), ".npz": _read_npz, ".ipynb": read_json}  # else text
 _WRITERS = {".csv": write_csv, ".parquet": write_parquet, ".json": write_json, ".npy": write_npy,
             ".npz": _write_npz, ".html": write_text}
 
@@ -335,6 +340,9 @@ _TEXT = {"keep_default_na": False, "na_values": [""]}  # "" is missing; "NA", "N
 # -- ingest
 COLLECTION = Artifact("collection.parquet", "ingest", "one row per image: row, path, location, size, "
                       "content hash, error, and the input's metadata", ("row", "path", "location", "error"))
+INGEST_STAMPS = Artifact("cache/ingest_stamps.parquet", "ingest", "what each probed file looked like (size and "
+                         "mtime, archive members: size and CRC), so a re-ingest re-reads only changed files",
+                         ("location", "stamp", "probe_key"))
 # -- describe (ingest for the descriptors the input brought)
 DESCRIPTOR = Artifact("descriptors/{name}.npy", "describe", "N x D matrix, float16/float32, memory-mappable")
 DESCRIPTOR_META = Artifact("descriptors/{name}.json", "describe", "provenance of that matrix: kind, "
@@ -386,6 +394,10 @@ REPORT_NOTEBOOK = Artifact("report.ipynb", "report", "the executed notebook")
 STAGE_RECORD = Artifact("stages/{stage}.json", "each stage", "the key (fingerprint) and seconds of the "
                         "stage's last run, with the facts it reported", ("stage", "fingerprint"))
 CACHE = Artifact("cache", "any stage", "folder of recomputable caches")
+RUN_MANIFEST = Artifact(f"{ownership.STATE_DIR}/{ownership.MANIFEST}", "every stage (ownership.py)",
+                        "the log of every file vehiclust wrote here: only those are replaced or removed")
+RUN_LOCK = Artifact(f"{ownership.STATE_DIR}/{ownership.LOCK}", "every stage (ownership.py)",
+                    "flock held while a run writes; names the holder (pid, start, command)")
 # -- commands outside the pipeline
 EXTERNAL_CLUSTER_SCORES = Artifact("external_scores_clusters.csv", "demo", "ARI / NMI against the demo's truth")
 EXTERNAL_OUTLIER_SCORES = Artifact("external_scores_outliers.csv", "demo", "outlier verdicts against the "
