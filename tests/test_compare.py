@@ -276,18 +276,19 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
 
 
 def test_the_runs_view_joins_each_stages_table_and_marks_the_current_best(tmp_path):
+    from vehiclust.cluster.sweep import RUN_COLUMNS
     from vehiclust.compare.best import BestChoice, all_runs
-    from vehiclust.runfolder import write_csv
+    from vehiclust.runfolder import MIXTURE_RUNS, RUNS
 
     run = RunFolder(tmp_path)
     row = {"preprocessing": "l2+pca", "algorithm": "kmeans", "params": "k=3", "k": 3, "n_clusters": 3,
            "stability": 0.9, "noise_share": 0.0, "note": "", "seconds": 1.0}
-    write_csv(run.path("runs.csv"), pd.DataFrame([
+    RUNS.save(run, pd.DataFrame([
         {**row, "descriptor": "a", "score": 0.5, "selected": True, "reason": "a's reason"},
         {**row, "descriptor": "a", "score": 0.4, "selected": False, "reason": ""},
-        {**row, "descriptor": "b", "score": 0.6, "selected": True, "reason": "b's reason"}]))
-    write_csv(run.path("mixture_runs.csv"), pd.DataFrame([
-        {**row, "descriptor": "mix_a+b", "score": 0.3, "selected": True, "reason": "mix reason"}]))
+        {**row, "descriptor": "b", "score": 0.6, "selected": True, "reason": "b's reason"}], columns=RUN_COLUMNS))
+    MIXTURE_RUNS.save(run, pd.DataFrame([
+        {**row, "descriptor": "mix_a+b", "score": 0.3, "selected": True, "reason": "mix reason"}], columns=RUN_COLUMNS))
     run.record_stage("cluster", "clustering 1", 1.0)
     BestChoice("mix_a+b", "the rule", "best overall by the comparison rule: x", "common_score", 0.7, "a", 0.6, None,
                "clustering 1").save(run)
