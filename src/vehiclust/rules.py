@@ -5,7 +5,7 @@
 - :func:`sha256_file`: the hex sha256 of a file.
 
 "Is this descriptor current?" lives with the descriptors (``vehiclust.describe``), the best
-clustering with its artifact (``vehiclust.runfolder.load_best``).
+clustering with best.json (``vehiclust.compare.best.best_name``).
 """
 
 from __future__ import annotations

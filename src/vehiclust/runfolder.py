@@ -353,7 +353,7 @@ DESCRIPTOR_PARTS = Artifact("descriptors/.parts/{name}-{key}", "describe",
 _RUN_COLUMNS = ("descriptor", "preprocessing", "algorithm", "params", "k", "n_clusters", "n_rows",
                 "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_std", "stability",
                 "stability_std", "min_cluster_share", "max_cluster_share", "size_balance", "noise_share",
-                "score", "selected", "reason", "note", "seconds")  # cluster.sweep.RUN_COLUMNS
+                "score", "selected", "reason", "note", "seconds")  # in this order (cluster.sweep.RUN_COLUMNS)
 RUNS = Artifact("runs.csv", "cluster", "one row per run of the single descriptors' sweep; the selected "
                 "one per descriptor says why (all runs with the mixtures and best_overall: "
                 "compare.best.all_runs)", _RUN_COLUMNS, _TEXT)

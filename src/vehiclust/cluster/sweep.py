@@ -36,10 +36,7 @@ SWEEP_VERSION = 3  # part of the stage fingerprint: bump when results change for
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow. The choice
 # across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs
-RUN_COLUMNS = ["descriptor", "preprocessing", "algorithm", "params", "k", "n_clusters", "n_rows",
-               "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_std", "stability",
-               "stability_std", "min_cluster_share", "max_cluster_share", "size_balance", "noise_share",
-               "score", "selected", "reason", "note", "seconds"]
+RUN_COLUMNS = list(RUNS.columns)
 
 
 def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSettings) -> str:
