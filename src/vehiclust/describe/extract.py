@@ -28,7 +28,7 @@ from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, de
 from vehiclust.describe.registry import Describer, create_describer, get_spec, is_accelerated
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
+from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
 ORIGINAL = "original"  # the view of describers with ``needs_original = True``
@@ -158,7 +158,7 @@ def _extract(run: RunFolder, table: pd.DataFrame, describers: list[Describer], n
     owner = {name: d for d in describers for name in d.outputs}
     n = len(table)
     chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
-    parts = {name: run.descriptors_dir / ".parts" / f"{name}-{keys[name]}" for name in names}
+    parts = {name: DESCRIPTOR_PARTS.path(run, name, key=keys[name]) for name in names}
     todo = [i for i in range(len(chunks)) if not all(_part_done(parts[nm], i) for nm in names)]
     reused = len(chunks) - len(todo)
     if reused:
