@@ -38,9 +38,8 @@ from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, available_
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.checks import DEFAULT_CHECKS, CheckContext, create_checks
 from vehiclust.quality.duplicates import NEAR_MAX_DISTANCE, exact_duplicates, hashes_from_chunks, near_duplicates
-from vehiclust.runfolder import RunFolder, fingerprint, load_quality_table, write_csv
+from vehiclust.runfolder import CLUSTERING, OUTLIERS, RunFolder, fingerprint, load_quality_table
 
-from vehiclust.cluster import clustering_path  # noqa: E402  (the cluster stage owns that file)
 
 QUALITY_DESCRIPTOR = "quality"
 VEHICLE_DESCRIPTOR = "vehicle_type"
@@ -123,13 +122,13 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     if settings.contamination is not None and not 0.0 < settings.contamination < 1.0:
         raise VehiclustError(f"contamination must be a share between 0 and 1, got {settings.contamination}")
     key = outliers_key(run, names, settings)
-    if run.stage_is_current("outliers", key, [run.path("outliers.csv")]):
+    if run.stage_is_current("outliers", key, [OUTLIERS.path(run)]):
         reporter.message("outliers: up to date")
-        return pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
+        return OUTLIERS.load(run)
     started = time.perf_counter()
     table = run.load_collection()
     scores = compute_scores(run, table, names, settings, reporter)
-    write_csv(run.path("outliers.csv"), scores)
+    OUTLIERS.save(run, scores)
     run.record_stage("outliers", key, time.perf_counter() - started,
                      flagged=int(scores["is_outlier"].sum()), rows=len(scores))
     return scores
@@ -290,8 +289,8 @@ def isolation_scores(run: RunFolder, names: list[str], readable: np.ndarray, set
                     z = np.zeros(len(readable))
                     z[rows] = robust_z(values, DETECTORS[det].log_scale)
                     zs[det] = z
-            if settings.use_cluster_distance and clustering_path(run, name).exists():
-                selected = np.load(clustering_path(run, name))
+            if settings.use_cluster_distance and CLUSTERING.exists(run, name):
+                selected = CLUSTERING.load(run, name)
                 z = cluster_distance_z(selected["labels"], selected["distance_input"] if "distance_input" in selected else selected["distance"])
                 zs["centroid"] = np.where(usable, z, 0.0)
             if zs:
