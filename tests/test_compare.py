@@ -19,7 +19,7 @@ from vehiclust.compare.settings import CompareSettings, parse_mix, resolve_mix
 from vehiclust.compare.table import apply_best
 from vehiclust.compare.weights import choose_weights, split_tuning_rows
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import CLUSTERING, RunFolder
 
 N_VEHICLES, PER_VEHICLE = 240, 5
 
@@ -238,7 +238,6 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
 
 
 def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):
-    from vehiclust.cluster.sweep import clustering_path
     from vehiclust.compare.stage import informed_pair
     from vehiclust.progress import NullReporter
 
@@ -249,8 +248,7 @@ def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows
     clusterings = {"sees_type": types, "sees_colour": colours, "sees_nothing": rng.integers(0, 5, 1000),
                    "sees_type_badly": np.where(rng.random(1000) < 0.5, types, 0)}
     for name, labels in clusterings.items():
-        clustering_path(run, name).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(clustering_path(run, name), labels=labels.astype(np.int32))
+        CLUSTERING.save(run, {"labels": labels.astype(np.int32), "distance": np.zeros(len(labels), np.float32)}, name)
     spec = informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table, ("type", "color"), NullReporter())
     assert spec.blocks == ("sees_type", "sees_colour")
     assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),

@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score
 
 from vehiclust.cluster.metrics import ari_from_table, contingency, nmi_from_table
+from vehiclust.runfolder import CLUSTERING
 
 
 def pair_scores(a: np.ndarray, b: np.ndarray, ami_rows: np.ndarray) -> dict[str, float]:
@@ -54,9 +55,7 @@ def contingency_frame(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: s
 def contingency_of(run, a: str, b: str) -> pd.DataFrame:
     """Contingency table of two stored clusterings by name (descriptor, mixture or consensus),
     over the rows either of them clustered: for the report and the notebook."""
-    from vehiclust.cluster.sweep import clustering_path
-
-    la, lb = np.load(clustering_path(run, a))["labels"], np.load(clustering_path(run, b))["labels"]
+    la, lb = CLUSTERING.load(run, a)["labels"], CLUSTERING.load(run, b)["labels"]
     either = (la >= 0) | (lb >= 0)
     return contingency_frame(la[either], lb[either], a, b)
 

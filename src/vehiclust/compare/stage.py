@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.cluster import ClusterSettings
-from vehiclust.cluster.sweep import RUN_COLUMNS, clustering_path, sweep_descriptor
+from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptor
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
 from vehiclust.compare.consensus import consensus
@@ -34,14 +34,12 @@ from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mi
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
 from vehiclust.compare.table import COMMON_SPACE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
-from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, RunFolder, atomic_path, fingerprint,
-                                read_json, write_csv, write_json)
+from vehiclust.runfolder import AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, RUNS, RunFolder, fingerprint
 from vehiclust.stage import RunContext, Stage
 
 COMPARE_VERSION = 2  # part of the fingerprint: bump when results change for equal settings
-OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json")
+OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO)
 
 
 def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings = ClusterSettings(),
@@ -49,10 +47,9 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
     """Mix, sweep the mixtures, build the consensus and the comparison; returns comparison.csv."""
     reporter = reporter or NullReporter()
     singles = [n for n in dict.fromkeys(names) if not is_derived(n)]
-    if not run.path("runs.csv").exists():
-        raise VehiclustError(f"{run.path('runs.csv')} is missing; run `vehiclust cluster` first")
+    RUNS.require(run)
     key = compare_key(run, singles, cluster_settings, settings)
-    if run.stage_is_current("compare", key, [run.path(o) for o in OUTPUTS]):
+    if run.stage_is_current("compare", key, [o.path(run) for o in OUTPUTS]):
         reporter.message("compare: up to date")
     else:
         started = time.perf_counter()
@@ -70,7 +67,7 @@ def compare_key(run: RunFolder, singles: list[str], cluster_settings: ClusterSet
 
 
 def _read_runs(run: RunFolder) -> pd.DataFrame:
-    runs = pd.read_csv(run.path("runs.csv"), keep_default_na=False, na_values=[""])
+    runs = RUNS.load(run)
     runs["reason"] = runs["reason"].fillna("")
     return runs
 
@@ -106,11 +103,11 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
                        for m in mixes]
     runs = pd.concat(frames, ignore_index=True)
     lap("mixture sweeps")
-    labels = {n: np.load(clustering_path(run, n))["labels"] for n in singles + mixes}
+    labels = {n: CLUSTERING.load(run, n)["labels"] for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
         runs = pd.concat([runs, build_consensus(run, singles, labels, valid, table, cluster_settings, settings)],
                          ignore_index=True)
-        labels[CONSENSUS] = np.load(clustering_path(run, CONSENSUS))["labels"]
+        labels[CONSENSUS] = CLUSTERING.load(run, CONSENSUS)["labels"]
     lap("consensus")
     selected = runs[runs["selected"]].drop_duplicates("descriptor").set_index("descriptor")
     with reporter.task("Comparing clusterings", 3) as task:
@@ -127,11 +124,11 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
         task.advance()
     lap("comparison, agreement, attributes")
     comparison["captures"] = [attr.sentence(n, scores) for n in comparison["name"]]
-    write_csv(run.path("runs.csv"), runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]])
-    write_csv(run.path("agreement.csv"), agreement)
-    write_csv(run.path("attributes.csv"), scores)
-    write_csv(run.path("comparison.csv"), comparison)
-    write_json(run.path("compare.json"), {
+    RUNS.save(run, runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]])
+    AGREEMENT.save(run, agreement)
+    ATTRIBUTES.save(run, scores)
+    COMPARISON.save(run, comparison)
+    COMPARE_INFO.save(run, {
         "common_space": COMMON_SPACE.format(dims=settings.block_dims),
         "evaluation_rows": int(len(evaluation)), "tuning_rows": int(len(tuning)),
         "tuning_note": ("Held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
@@ -189,7 +186,7 @@ def informed_pair(run: RunFolder, singles: list[str], tuning: np.ndarray, table:
     from vehiclust.compare.settings import MixSpec
 
     columns = [c for c in label_columns if c in table.columns]
-    labels = {n: np.load(clustering_path(run, n))["labels"][tuning] for n in singles}
+    labels = {n: CLUSTERING.load(run, n)["labels"][tuning] for n in singles}
     picks, why = [], []
     for column in columns:
         codes = _codes(table[column].iloc[tuning].reset_index(drop=True))
@@ -226,12 +223,10 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
     full[valid] = rename[result["labels"]]
     distance = np.full(n_total, np.nan, dtype=np.float32)
     distance[valid] = 1.0 - result["strength"]  # typical members: those every clustering agrees on
-    path = clustering_path(run, CONSENSUS)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
-                     preprocessing=np.array("co-association"), algorithm=np.array("evidence_accumulation"),
-                     params=np.array(f"k={result['k']}, of {', '.join(singles)}"))
+    CLUSTERING.save(run, dict(
+        labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
+        preprocessing=np.array("co-association"), algorithm=np.array("evidence_accumulation"),
+        params=np.array(f"k={result['k']}, of {', '.join(singles)}")), CONSENSUS)
     label_table = _labels(table, cluster_settings)
     checks = LabelChecks(label_table.iloc[valid].reset_index(drop=True) if label_table is not None else None,
                          cluster_settings.label_columns, cluster_settings.identity_column, settings.seed)
@@ -252,18 +247,18 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 
 def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     """Apply the best rule (or the override) to comparison.csv and runs.csv's best_overall."""
-    comparison = pd.read_csv(run.path("comparison.csv"))
+    comparison = COMPARISON.load(run)
     comparison, name, why, rule = apply_best(comparison, override)
     runs = _read_runs(run)
     runs["reason"] = runs["reason"].str.replace(r"; best overall.*$", "", regex=True)
     runs["best_overall"] = runs["selected"] & (runs["descriptor"] == name)
     index = runs.index[runs["best_overall"]]
     runs.loc[index, "reason"] = runs.loc[index, "reason"] + "; " + why
-    write_csv(run.path("comparison.csv"), comparison)
-    write_csv(run.path("runs.csv"), runs)
-    info = read_json(run.path("compare.json"))
+    COMPARISON.save(run, comparison)
+    RUNS.save(run, runs)
+    info = COMPARE_INFO.load(run)
     info.update(best=name, best_why=why, best_rule=rule)
-    write_json(run.path("compare.json"), info)
+    COMPARE_INFO.save(run, info)
     return comparison
 
 
@@ -285,7 +280,7 @@ class CompareStage(Stage):
         return compare_key(ctx.run, singles, self.cluster_settings, self.settings)
 
     def outputs(self, ctx: RunContext) -> list[Path]:
-        return [a.path(ctx.run) for a in (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO)]
+        return [a.path(ctx.run) for a in OUTPUTS]
 
     def run(self, ctx: RunContext) -> dict:
         compare(ctx.run, ctx.descriptors, self.cluster_settings, self.settings, ctx.reporter)
