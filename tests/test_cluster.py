@@ -13,14 +13,14 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
 )
 
-from vehiclust.cluster import ALGORITHMS, ClusterSettings, cluster, clustering_path, k_grid, parse_k, parse_k_range
+from vehiclust.cluster import ALGORITHMS, ClusterSettings, cluster, k_grid, parse_k, parse_k_range
 from vehiclust.cluster.algorithms import GridContext
 from vehiclust.cluster.backends import knn_vote, nearest_centroid
 from vehiclust.cluster.metrics import cluster_geometry, internal_metrics, label_checks
 from vehiclust.cluster.preprocess import PCAReduce, apply_linear, parse
 from vehiclust.cluster.select import select_run
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import CLUSTERING, RunFolder
 
 LINEAR = ("l2+pca", "std+pca")  # the default preprocessings without UMAP: fast
 
@@ -228,7 +228,7 @@ def test_stage_contract_invalid_rows_and_skipping(tmp_path):
     assert runs.groupby("descriptor")["selected"].sum().tolist() == [1, 1]
     assert runs["best_overall"].sum() == 1
     assert (runs.loc[runs["selected"], "reason"].str.len() > 20).all()
-    saved = np.load(clustering_path(run, "a"))
+    saved = CLUSTERING.load(run, "a")
     labels, distance = saved["labels"], saved["distance"]
     assert labels.dtype == np.int32 and distance.dtype == np.float32 and len(labels) == 600
     assert labels[3] == -1 and labels[7] == -1 and np.isnan(distance[[3, 7]]).all()
@@ -259,7 +259,7 @@ def test_large_inputs_are_sampled_and_say_so(tmp_path):
     assert "ward fitted on 600 rows" in ward["sampling"] and "preprocessing fitted on 1,000" in ward["sampling"]
     assert "silhouette on 3 x 800 rows" in ward["sampling"]
     assert runs.loc[runs["algorithm"] == "average", "assignment"].iloc[0] == "10-NN vote"
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = CLUSTERING.load(run, "x")["labels"]
     assert (labels >= 0).all() and adjusted_rand_score(y, labels) > 0.95
 
 
@@ -273,7 +273,7 @@ def test_density_based_noise_is_labelled_and_charged(tmp_path):
     assert set(runs["algorithm"]) == {"hdbscan", "dbscan"} and runs["k"].isna().all()
     chosen = selected(runs, "x")
     assert chosen["n_clusters"] == 3 and 0 < chosen["noise_share"] < 0.2
-    saved = np.load(clustering_path(run, "x"))
+    saved = CLUSTERING.load(run, "x")
     noise = saved["labels"] == -1
     assert noise[900:].mean() > 0.5 and np.isnan(saved["distance"][noise]).all()
     assert adjusted_rand_score(y, saved["labels"][:900]) > 0.9
@@ -294,7 +294,7 @@ def test_planted_structure_linear_spaces(tmp_path, d, k, seed):
     run = make_run(tmp_path, {"x": X}, labels={"type": y.astype(str)})
     runs = cluster(run, ["x"], ClusterSettings(preprocessing=LINEAR, algorithms=("kmeans", "ward")))
     chosen = selected(runs, "x")
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = CLUSTERING.load(run, "x")["labels"]
     assert chosen["n_clusters"] == k and adjusted_rand_score(y, labels) >= 0.95
 
 
@@ -304,7 +304,7 @@ def test_planted_structure_with_default_settings(tmp_path):
     run = make_run(tmp_path, {"x": X})
     runs = cluster(run, ["x"])
     chosen = selected(runs, "x")
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = CLUSTERING.load(run, "x")["labels"]
     assert chosen["n_clusters"] == 6 and adjusted_rand_score(y, labels) >= 0.95
 
 
@@ -318,11 +318,11 @@ def test_digits_without_k(tmp_path):
     run = make_run(tmp_path, {"digits": X.astype(np.float32)}, labels={"type": y.astype(str)})
     runs = cluster(run, ["digits"])
     chosen = selected(runs, "digits")
-    labels = np.load(clustering_path(run, "digits"))["labels"]
+    labels = CLUSTERING.load(run, "digits")["labels"]
     assert adjusted_rand_score(y, labels) >= 0.80, chosen["reason"]
     assert chosen["ari_type"] == pytest.approx(adjusted_rand_score(y, labels), abs=1e-6)
     if "umap" in chosen["preprocessing"]:  # distances before UMAP kept for the outlier stage
-        assert np.isfinite(np.load(clustering_path(run, "digits"))["distance_input"]).all()
+        assert np.isfinite(CLUSTERING.load(run, "digits")["distance_input"]).all()
     # the label check is reported for every run, and plain k-means on the pixels is far below
     kmeans_raw = runs[(runs["algorithm"] == "kmeans") & (runs["preprocessing"] == "std+pca")]
     assert kmeans_raw["ari_type"].max() < 0.8

@@ -8,7 +8,7 @@ rule), :mod:`.sweep` (the stage itself: runs.csv and clusterings/<descriptor>.np
 
 from vehiclust.cluster.algorithms import ALGORITHMS, Algorithm
 from vehiclust.cluster.settings import ClusterSettings, k_grid, parse_k, parse_k_range
-from vehiclust.cluster.sweep import cluster, clustering_path
+from vehiclust.cluster.sweep import cluster
 
-__all__ = ["ALGORITHMS", "Algorithm", "ClusterSettings", "cluster", "clustering_path", "k_grid", "parse_k",
+__all__ = ["ALGORITHMS", "Algorithm", "ClusterSettings", "cluster", "k_grid", "parse_k",
            "parse_k_range"]

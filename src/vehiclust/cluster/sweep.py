@@ -33,19 +33,12 @@ from vehiclust.cluster.select import select_overall, select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_csv
+from vehiclust.runfolder import CLUSTERING, RUNS, RunFolder, fingerprint
 
 SWEEP_VERSION = 2  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow
-RUN_COLUMNS = ["descriptor", "preprocessing", "algorithm", "params", "k", "n_clusters", "n_rows",
-               "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_std", "stability",
-               "stability_std", "min_cluster_share", "max_cluster_share", "size_balance", "noise_share",
-               "score", "selected", "best_overall", "reason", "note", "seconds"]
-
-
-def clustering_path(run: RunFolder, name: str):
-    return run.root / "clusterings" / f"{name}.npz"
+RUN_COLUMNS = list(RUNS.columns)
 
 
 def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSettings) -> str:
@@ -64,16 +57,16 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     if not names:
         raise VehiclustError(f"{run.root}: no descriptors to cluster; run `vehiclust describe` first")
     key = cluster_stage_key(run, names, settings)
-    outputs = [run.path("runs.csv")] + [clustering_path(run, n) for n in names]
+    outputs = [RUNS.path(run)] + [CLUSTERING.path(run, n) for n in names]
     if run.stage_is_current("cluster", key, outputs):
         reporter.message("cluster: up to date")
-        return pd.read_csv(run.path("runs.csv"), keep_default_na=False, na_values=[""])
+        return RUNS.load(run)
     started = time.perf_counter()
     labels_table = _label_table(run, settings)
     frames = [sweep_descriptor(run, name, settings, reporter, labels_table) for name in names]
     runs = select_overall(pd.concat(frames, ignore_index=True))
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
-    write_csv(run.path("runs.csv"), runs)
+    RUNS.save(run, runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
                      backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs
@@ -286,11 +279,7 @@ def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, s
         # UMAP pulls far-off rows into the clusters they border, so distances in its space hide
         # outliers; the linear space it started from keeps them (for the outlier stage)
         arrays["distance_input"] = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
-    path = clustering_path(run, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    CLUSTERING.save(run, arrays, name)
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
