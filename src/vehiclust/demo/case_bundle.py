@@ -44,8 +44,16 @@ def write_case_bundle(run: RunFolder, images_root: Path, out: Path, descriptors:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         source = (Path(images_root) / relative).resolve()
-        if link_images:
-            os.symlink(source, target)
-        else:
+        if not (link_images and _hard_linked(source, target)):
             shutil.copy2(source, target)
     return out
+
+
+def _hard_linked(source: Path, target: Path) -> bool:
+    """A hard link, not a symlink: vehiclust refuses links that leave the input, so the
+    bundle's images must be files of the bundle."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system: the caller copies
+        return False
+    return True
