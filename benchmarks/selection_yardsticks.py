@@ -85,7 +85,8 @@ def digits_collection(root: Path, rows: int, seed: int) -> Collection:
     for i, index in enumerate(pick):
         pixels = (255 - X[index].reshape(8, 8) * (255 / 16)).astype(np.uint8)  # dark ink on paper
         name = f"{i:05d}.png"
-        Image.fromarray(pixels, "L").resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / name)
+        if not (folder / name).exists():  # with --keep, a second run reuses the folder's stages
+            Image.fromarray(pixels, "L").resize((64, 64), Image.BILINEAR).convert("RGB").save(folder / name)
         paths.append(name)
     truth = pd.DataFrame({"path": paths, "digit": y[pick].astype(str)})
     return Collection("digits", folder, truth, "digit", ["digit"])
@@ -112,6 +113,8 @@ def _bundle(folder: Path, n_vehicles: int, descriptors: dict[str, np.ndarray]) -
     rows = len(next(iter(descriptors.values())))
     vehicle = np.arange(rows) // PER_VEHICLE
     windows = [f"veriwild\\1\\{v + 1:05d}\\{i + 1:06d}.jpg" for i, v in enumerate(vehicle)]
+    if (folder / "images_paths.csv").exists():  # with --keep, a second run reuses the folder's stages
+        return windows
     (folder / "descriptors").mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"paths": windows}).to_csv(folder / "images_paths.csv", index=False)
     for name, matrix in descriptors.items():
