@@ -48,12 +48,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from vehiclust.cluster import ClusterSettings, clustering_path
-from vehiclust.cluster.sweep import run_labels_path
+from vehiclust.cluster import ClusterSettings
 from vehiclust.compare.best import all_runs
 from vehiclust.pipeline import RunSettings, run_pipeline
 from vehiclust.report.stage import ReportSettings
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import CLUSTERING, CLUSTERS, RUN_LABELS, RunFolder
 
 WEAK_WORD = "weak"
 PER_VEHICLE = 8
@@ -184,23 +183,22 @@ def every_run(run: RunFolder, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per clustering the tool computed: descriptor, run label, selected, labels."""
     records = []
     for name in runs["descriptor"].unique():
-        path = run_labels_path(run, name)
-        if path.exists():
-            stored = np.load(path)
+        if RUN_LABELS.exists(run, name):
+            stored = RUN_LABELS.load(run, name)
             for i, labels in enumerate(stored["labels"]):
                 records.append({"descriptor": name, "labels": labels,
                                 "run": f"{stored['algorithm'][i]} on {stored['preprocessing'][i]} ({stored['params'][i]})"})
-        elif clustering_path(run, name).exists():  # the consensus: one clustering, no sweep
-            stored = np.load(clustering_path(run, name))
-            records.append({"descriptor": name, "labels": stored["labels"],
-                            "run": f"{stored['algorithm']} ({stored['params']})"})
+        elif CLUSTERING.exists(run, name):  # the consensus: one clustering, no sweep
+            stored = CLUSTERING.load(run, name)
+            records.append({"descriptor": name, "labels": stored.labels,
+                            "run": f"{stored.algorithm} ({stored.params})"})
     return pd.DataFrame(records)
 
 
 def delivered_levels(run: RunFolder) -> dict[str, np.ndarray]:
-    """clusters.csv's delivered columns (cluster, and cluster_fine when the tool gives one), in
+    """clusters.csv's delivered columns (cluster, and cluster_fine where the file has one), in
     collection row order."""
-    clusters = pd.read_csv(run.path("clusters.csv"), keep_default_na=False)
+    clusters = CLUSTERS.load(run)
     paths = run.load_collection()["path"].astype(str)
     clusters = clusters.set_index("path").reindex(paths)
     return {c: clusters[c].fillna(-1).astype(int).to_numpy() for c in ("cluster", "cluster_fine")
@@ -232,7 +230,7 @@ def regret_rows(collection: Collection, run: RunFolder) -> list[dict]:
                      "regret": oracle["nmi"] - levels[level][0], "weak": weak})
         for name, own in computed.groupby("descriptor", sort=False):
             chosen = runs[(runs["descriptor"] == name) & runs["selected"].astype(bool)].iloc[0]
-            selected = scores(np.load(clustering_path(run, name))["labels"], y)
+            selected = scores(CLUSTERING.load(run, name).labels, y)
             top = own.loc[own["nmi"].idxmax()]
             rows.append({"collection": collection.name, "label": label, "descriptor": name,
                          "delivered": f"{chosen['algorithm']} {chosen['preprocessing']} k={int(chosen['n_clusters'])}",
@@ -293,7 +291,7 @@ def main() -> None:
             line = f"{name}: {seconds:.0f}s"
             if args.twice:
                 again, seconds_again = run_collection(collection, root / "runs" / f"{name}-again")
-                same = digest(run.path("clusters.csv")) == digest(again.path("clusters.csv"))
+                same = digest(CLUSTERS.path(run)) == digest(CLUSTERS.path(again))
                 line += f"; again {seconds_again:.0f}s, clusters.csv {'identical' if same else 'DIFFERENT'}"
             print(line, flush=True)
             timings.append(line)
