@@ -48,6 +48,9 @@ class ClusterSettings:
         ``prefer_few_clusters``: among runs within ``few_tolerance`` (relative) of the best
         score, take the one with the fewest clusters. ``min_cluster_share``/``max_noise_share``:
         runs with a smaller cluster or more noise than this are not selected.
+    Benchmarks
+        ``keep_run_labels``: also write every run's labels to ``clusterings/<descriptor>.runs.npz``
+        (off for users: only a benchmark that scores every run against labels needs them).
     """
 
     k_min: int = 2
@@ -75,6 +78,7 @@ class ClusterSettings:
     min_cluster_share: float = 0.002
     max_noise_share: float = 0.5
     seed: int = 0
+    keep_run_labels: bool = False
 
     def __post_init__(self):
         # lists (or comma-separated strings) are accepted, stored as tuples: hashable, stable fingerprint

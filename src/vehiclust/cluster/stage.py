@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vehiclust.cluster.settings import ClusterSettings
-from vehiclust.cluster.sweep import cluster, cluster_stage_key
-from vehiclust.runfolder import CLUSTERING, RUNS
+from vehiclust.cluster.sweep import cluster, cluster_outputs, cluster_stage_key
 from vehiclust.stage import RunContext, Stage
 
 
@@ -22,7 +21,7 @@ class ClusterStage(Stage):
         return cluster_stage_key(ctx.run, ctx.descriptors, self.settings)
 
     def outputs(self, ctx: RunContext) -> list[Path]:
-        return [RUNS.path(ctx.run)] + [CLUSTERING.path(ctx.run, n) for n in ctx.descriptors]
+        return cluster_outputs(ctx.run, ctx.descriptors, self.settings)
 
     def run(self, ctx: RunContext) -> dict:
         cluster(ctx.run, ctx.descriptors, self.settings, ctx.reporter)

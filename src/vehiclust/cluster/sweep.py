@@ -4,7 +4,8 @@ metrics per run and a selected run per descriptor.
 Outputs (this stage is the only writer of both)
     ``runs.csv``: one row per run of the single descriptors (see :data:`RUN_COLUMNS`), with the
     reason beside the selected ones and a ``sampling`` column saying every place that sampled;
-    ``clusterings/<descriptor>.npz``: the selected run (:class:`~vehiclust.cluster.clustering.Clustering`).
+    ``clusterings/<descriptor>.npz``: the selected run (:class:`~vehiclust.cluster.clustering.Clustering`);
+    ``clusterings/<descriptor>.runs.npz``: every run's labels, only with ``keep_run_labels``.
 
 Nothing is quadratic in N on all rows: the quadratic algorithms, UMAP and the silhouette run on
 samples (sizes in :class:`ClusterSettings`), and the rows outside a sample are assigned.
@@ -16,6 +17,7 @@ import importlib.util
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,7 @@ from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import CLUSTERING, RUNS, RunFolder, fingerprint
+from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
 SWEEP_VERSION = 3  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
@@ -48,6 +50,14 @@ def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSetting
                        (run.stage_record("ingest") or {}).get("fingerprint"), asdict(settings), backends)
 
 
+def cluster_outputs(run: RunFolder, names: list[str], settings: ClusterSettings) -> list[Path]:
+    """The files the cluster stage owns for these descriptors and settings."""
+    outputs = [RUNS.path(run)] + [CLUSTERING.path(run, n) for n in names]
+    if settings.keep_run_labels:
+        outputs += [RUN_LABELS.path(run, n) for n in names]
+    return outputs
+
+
 def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = ClusterSettings(),
             reporter: Reporter | None = None) -> pd.DataFrame:
     """Sweep every descriptor in ``names``; returns the runs table (also written to runs.csv)."""
@@ -55,8 +65,7 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     if not names:
         raise VehiclustError(f"{run.root}: no descriptors to cluster; run `vehiclust describe` first")
     key = cluster_stage_key(run, names, settings)
-    outputs = [RUNS.path(run)] + [CLUSTERING.path(run, n) for n in names]
-    if run.stage_is_current("cluster", key, outputs):
+    if run.stage_is_current("cluster", key, cluster_outputs(run, names, settings)):
         reporter.message("cluster: up to date")
         return RUNS.load(run)
     started = time.perf_counter()
@@ -120,6 +129,8 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     chosen = int(np.flatnonzero(runs["selected"].to_numpy())[0])
     space, labels = labels_of[chosen]
     save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[chosen])
+    if settings.keep_run_labels:
+        save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
     return runs
 
 
@@ -284,6 +295,16 @@ def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, s
         labels=full_labels, distance=_spread(distance, rows, n_total), centers=centers, embedding_rows=rows,
         preprocessing=str(record["preprocessing"]), algorithm=str(record["algorithm"]),
         params=str(record["params"]), distance_input=distance_input), name)
+
+
+def save_run_labels(run: RunFolder, name: str, n_total: int, rows: np.ndarray, runs: pd.DataFrame,
+                    labels: list[np.ndarray]) -> None:
+    """Every run's labels (one row per runs.csv row of this descriptor, -1 outside ``rows``),
+    keyed by preprocessing, algorithm and params; for benchmarks (``keep_run_labels``)."""
+    full = np.full((len(labels), n_total), -1, dtype=np.int32)
+    full[:, rows] = np.stack(labels)
+    keys = {c: np.array(runs[c].astype(str).tolist(), dtype=str) for c in ("preprocessing", "algorithm", "params")}
+    RUN_LABELS.save(run, {"labels": full, **keys}, name)
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
