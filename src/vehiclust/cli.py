@@ -115,9 +115,9 @@ def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: 
 
 
 def _reporter():
-    from vehiclust.progress import RichReporter
+    from vehiclust.progress import reporter_for
 
-    return RichReporter(console)
+    return reporter_for(console)
 
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
@@ -187,12 +187,28 @@ def _print_result(run) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+def main(ctx: typer.Context,
+         version: bool = typer.Option(False, "--version", help="Print the version and exit."),
          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error as well.")) -> None:
     from vehiclust.thirdparty import configure_process
 
     DEBUG["on"] = debug
     configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
+    ctx.call_on_close(_summarise_warnings())
+
+
+def _summarise_warnings():
+    """Third-party warnings are counted while the command runs and named once at its end."""
+    from vehiclust.progress import WarningTally
+
+    tally = WarningTally().install()
+
+    def summarise() -> None:
+        tally.uninstall()
+        for line in tally.summary():
+            console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+    return summarise
     if version:
         typer.echo(__version__)
         raise typer.Exit()
