@@ -24,3 +24,35 @@ def test_numba_keeps_compiled_code_in_the_user_cache_across_processes(tmp_path):
     numba_cache = tmp_path / "cache" / "third_party" / "numba"
     assert list(numba_cache.rglob("*.nbi")) and list(numba_cache.rglob("*.nbc"))
     assert not (tmp_path / "__pycache__").exists() or not list((tmp_path / "__pycache__").glob("*.nbi"))
+
+
+class _WaitsForTheOther:
+    """A describer that can only finish while the other one runs at the same time."""
+
+    input_size = 8
+
+    def __init__(self, name, barrier):
+        self.outputs, self.name, self.barrier = {name: 1}, name, barrier
+
+    def describe(self, images):
+        self.barrier.wait(timeout=10)  # raises BrokenBarrierError when run one after the other
+        return {self.name: np.full((len(images), 1), images.mean())}
+
+
+def test_numpy_describers_run_beside_the_network_and_give_the_same_matrices(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from vehiclust.describe.extract import Extraction, Planned, describe_chunk
+
+    barrier = threading.Barrier(2)
+    network = Planned(SimpleNamespace(backbone="efficientnet_lite0", needs_original=False),
+                      _WaitsForTheOther("net", barrier))
+    colour = Planned(SimpleNamespace(backbone="", needs_original=False), _WaitsForTheOther("colour", barrier))
+    parts = {"net": tmp_path / "net", "colour": tmp_path / "colour"}
+    work = Extraction([network, colour], ["net", "colour"], parts, [(0, 4)], batch_size=4)
+    images = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+    describe_chunk(work, 0, {8: images}, {})
+    for name in ("net", "colour"):
+        stored = np.load(parts[name] / "part_000000.npy")
+        assert stored.shape == (4, 1) and np.allclose(stored, images.mean())
