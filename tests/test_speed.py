@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def test_numba_keeps_compiled_code_in_the_user_cache_across_processes(tmp_path):
@@ -56,3 +57,26 @@ def test_numpy_describers_run_beside_the_network_and_give_the_same_matrices(tmp_
     for name in ("net", "colour"):
         stored = np.load(parts[name] / "part_000000.npy")
         assert stored.shape == (4, 1) and np.allclose(stored, images.mean())
+
+
+@pytest.mark.slow
+def test_the_2d_and_3d_umap_maps_share_one_neighbour_search(monkeypatch):
+    import umap.umap_
+    from sklearn.datasets import make_blobs
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from vehiclust.report import maps
+
+    searches = []
+    search = umap.umap_.nearest_neighbors
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", lambda *a, **kw: searches.append(1) or search(*a, **kw))
+    X, labels = make_blobs(maps.UMAP_EXACT_BELOW + 200, 10, centers=6, random_state=0)
+    reduced, fitted, settings = X.astype(np.float32), np.ones(len(X), bool), maps.MapSettings()
+    graph = maps.sample_graph(reduced, settings)
+    coords = {dims: maps.embed(reduced, fitted, dims, settings, graph=graph) for dims in (2, 3)}
+    assert len(searches) == 1
+    for dims, xy in coords.items():
+        assert xy.shape == (len(X), dims) and np.isfinite(xy).all()
+        assert cross_val_score(KNeighborsClassifier(10), xy, labels, cv=3).mean() > 0.98  # blobs stay apart
+    assert maps.sample_graph(reduced[:100], settings) is None  # umap's exact path below 4096 rows
