@@ -163,9 +163,9 @@ def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: 
 
 
 def _reporter():
-    from vehiclust.progress import RichReporter
+    from vehiclust.progress import reporter_for
 
-    return RichReporter(console)
+    return reporter_for(console)
 
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
@@ -228,9 +228,24 @@ def main(
     from vehiclust.thirdparty import configure_process
 
     configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
+    ctx.call_on_close(_summarise_warnings())
     if version:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+def _summarise_warnings():
+    """Third-party warnings are counted while the command runs and named once at its end."""
+    from vehiclust.progress import WarningTally
+
+    tally = WarningTally().install()
+
+    def summarise() -> None:
+        tally.uninstall()
+        for line in tally.summary():
+            console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+    return summarise
 
 
 @command()

@@ -20,10 +20,12 @@ def state_dir(name: str) -> Path:
 
 
 def state_env() -> dict[str, str]:
-    """matplotlib's config and font cache, IPython's profile, Jupyter's connection files; the
-    folders are made here (IPython falls back to a temporary folder and warns otherwise)."""
+    """matplotlib's config and font cache, IPython's profile, Jupyter's connection files, numba's
+    compiled code (kept across runs, also where the installed packages are read-only; read when
+    numba is imported, so set before); the folders are made here (IPython falls back to a
+    temporary folder and warns otherwise)."""
     env = {"MPLCONFIGDIR": state_dir("matplotlib"), "IPYTHONDIR": state_dir("ipython"),
-           "JUPYTER_RUNTIME_DIR": state_dir("jupyter_runtime")}
+           "JUPYTER_RUNTIME_DIR": state_dir("jupyter_runtime"), "NUMBA_CACHE_DIR": state_dir("numba")}
     for folder in env.values():
         with contextlib.suppress(OSError):  # an unwritable cache: the libraries say so themselves
             folder.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,9 @@ def configure_process() -> None:
     """Fill in the state folders of this process (call before matplotlib or Jupyter start)."""
     for name, value in state_env().items():
         os.environ.setdefault(name, value)
+    from vehiclust.jit_cache import cache_compiled_code
+
+    cache_compiled_code()  # after NUMBA_CACHE_DIR, before umap or fast_hdbscan are imported
 
 
 @contextlib.contextmanager

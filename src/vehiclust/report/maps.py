@@ -27,7 +27,7 @@ from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import MAP, MAP_META, RunFolder, fingerprint
 
 METHODS = ("umap", "pca", "tsne")
-MAPS_VERSION = 3
+MAPS_VERSION = 4  # 4: the 2D and 3D UMAP maps share one neighbour search
 CHUNK = 20_000
 NEIGHBOURS = 10
 
@@ -80,9 +80,10 @@ def _compute_one(run: RunFolder, name: str, settings: MapSettings, key: str) -> 
     reduced = _reduced(matrix, rows, _linear_reducer(matrix, fit_rows, settings))
     fitted = np.isin(rows, fit_rows)
     neighbours = _neighbours(reduced, fitted) if settings.method != "pca" else None  # shared by 2D and 3D
+    graph = sample_graph(reduced[fitted], settings) if settings.method == "umap" else None  # the same
     for dims in (2, 3):
         coords = np.full((matrix.shape[0], dims), np.nan, dtype=np.float32)
-        coords[rows] = embed(reduced, fitted, dims, settings, neighbours)
+        coords[rows] = embed(reduced, fitted, dims, settings, neighbours, graph)
         MAP.save(run, coords, name, dims=dims)
     placement = "PCA transform" if settings.method == "pca" else f"weighted mean of the {NEIGHBOURS} nearest fitted rows"
     meta = {"descriptor": name, "method": settings.method, "n_rows": int(len(rows)), "placement": placement,
@@ -114,15 +115,37 @@ def _neighbours(reduced: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np
     return KNNPlacement(NEIGHBOURS).fit(reduced[fitted]).kneighbors(reduced[~fitted])
 
 
+UMAP_EXACT_BELOW = 4096  # umap-learn computes all distances itself below this many rows
+
+
+def sample_graph(sample: np.ndarray, settings: MapSettings):
+    """The fitted rows' nearest-neighbour graph (umap-learn's own search, seeded), found once
+    for both the 2D and the 3D map instead of once per fit; None where umap computes exact
+    distances itself."""
+    if len(sample) < UMAP_EXACT_BELOW:
+        return None
+    from umap.umap_ import nearest_neighbors
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba notices, not problems
+        return nearest_neighbors(sample, _umap_neighbours(sample, settings), "euclidean", {}, False,
+                                 np.random.RandomState(settings.seed), low_memory=True, use_pynndescent=True,
+                                 n_jobs=-1, verbose=False)
+
+
+def _umap_neighbours(sample: np.ndarray, settings: MapSettings) -> int:
+    return min(settings.n_neighbors, len(sample) - 1)
+
+
 def embed(reduced: np.ndarray, fitted: np.ndarray, dims: int, settings: MapSettings,
-          neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+          neighbours: tuple[np.ndarray, np.ndarray] | None = None, graph=None) -> np.ndarray:
     """Coordinates (len(reduced) x dims): the method fitted on the rows where ``fitted`` is
-    true, the other rows placed among them."""
+    true, the other rows placed among them. ``graph``: the fitted rows' :func:`sample_graph`."""
     if settings.method == "pca" or fitted.sum() <= dims + 1:  # PCA, or too few rows to embed
         return _pad(reduced[:, :dims], dims)
     sample = reduced[fitted]
     if settings.method == "umap":
-        embedding = _fit_umap(sample, dims, settings).embedding_.astype(np.float32)
+        embedding = _fit_umap(sample, dims, settings, graph).embedding_.astype(np.float32)
     else:
         embedding = _fit_tsne(sample, dims, settings)
     out = np.empty((len(reduced), dims), dtype=np.float32)
@@ -133,13 +156,14 @@ def embed(reduced: np.ndarray, fitted: np.ndarray, dims: int, settings: MapSetti
     return out
 
 
-def _fit_umap(sample: np.ndarray, dims: int, settings: MapSettings):
+def _fit_umap(sample: np.ndarray, dims: int, settings: MapSettings, graph=None):
     import umap
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs/random_state and numba notices, not problems
-        return umap.UMAP(n_components=dims, n_neighbors=min(settings.n_neighbors, len(sample) - 1),
-                         random_state=settings.seed, low_memory=True).fit(sample)
+        return umap.UMAP(n_components=dims, n_neighbors=_umap_neighbours(sample, settings),
+                         random_state=settings.seed, low_memory=True, precomputed_knn=graph or (None, None, None)
+                         ).fit(sample)
 
 
 def _fit_tsne(sample: np.ndarray, dims: int, settings: MapSettings) -> np.ndarray:

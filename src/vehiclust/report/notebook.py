@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -131,9 +132,27 @@ def execute_notebook(notebook: nbformat.NotebookNode, run_dir: Path | str) -> No
     from nbclient import NotebookClient
 
     configure_process()  # the connection file goes under the user cache, not ~/.local
-    with tempfile.TemporaryDirectory(prefix="vehiclust-kernel-") as workdir:
-        NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                       resources={"metadata": {"path": workdir}}).execute(env=kernel_env(run_dir))
+    with tempfile.TemporaryDirectory(prefix="vehiclust-kernel-") as workdir, \
+            tempfile.TemporaryFile("w+", prefix="vehiclust-kernel-stderr-") as kernel_stderr:
+        try:
+            NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                           resources={"metadata": {"path": workdir}}).execute(env=kernel_env(run_dir),
+                                                                              stderr=kernel_stderr)
+        finally:
+            _warn_kernel_stderr(kernel_stderr)
+
+
+class KernelWarning(UserWarning):
+    """A line the notebook's kernel wrote to its stderr (its TCP notice, say)."""
+
+
+def _warn_kernel_stderr(kernel_stderr) -> None:
+    """The kernel's own stderr goes through Python's warnings, so that the CLI summarises it at
+    the end instead of it landing between progress lines."""
+    kernel_stderr.seek(0)
+    for line in kernel_stderr.read().splitlines():
+        if line.strip():
+            warnings.warn(f"notebook kernel: {line.strip()}", KernelWarning, stacklevel=2)
 
 
 def _last_line(text: str) -> str:

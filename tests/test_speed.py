@@ -1,0 +1,87 @@
+"""What keeps repeated work out of a run: numba's compiled code cached across processes, the
+describers that need no network run beside it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def test_numba_keeps_compiled_code_in_the_user_cache_across_processes_even_unasked(tmp_path):
+    env = {**os.environ, "VEHICLUST_CACHE": str(tmp_path / "cache"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    module = tmp_path / "compiled.py"  # like umap's functions: numba-compiled, not marked cache=True
+    module.write_text("import numba\n@numba.njit\ndef double(x):\n    return 2 * x\n"
+                      "@numba.njit(fastmath=True)\ndef triple(x):\n    return 3 * x\n")
+    code = ("from vehiclust.thirdparty import configure_process\nconfigure_process()\n"
+            "import compiled\nprint(compiled.double(21), compiled.triple(2))\n"
+            "print(compiled.double.stats.cache_hits and 1, compiled.triple.stats.cache_hits and 1)\n")
+    printed = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        printed.append(done.stdout.split("\n")[:2])
+        assert printed[-1][0] == "42 6", done.stderr
+    assert printed[0][1] != "1 1" and printed[1][1] == "1 1"  # compiled once, read back by the next process
+    numba_cache = tmp_path / "cache" / "third_party" / "numba"
+    assert list(numba_cache.rglob("*.nbi")) and list(numba_cache.rglob("*.nbc"))
+    assert not (tmp_path / "__pycache__").exists() or not list((tmp_path / "__pycache__").glob("*.nbi"))
+
+
+class _WaitsForTheOther:
+    """A describer that can only finish while the other one runs at the same time."""
+
+    input_size = 8
+
+    def __init__(self, name, barrier):
+        self.outputs, self.name, self.barrier = {name: 1}, name, barrier
+
+    def describe(self, images):
+        self.barrier.wait(timeout=10)  # raises BrokenBarrierError when run one after the other
+        return {self.name: np.full((len(images), 1), images.mean())}
+
+
+def test_numpy_describers_run_beside_the_network_and_give_the_same_matrices(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from vehiclust.describe.extract import Extraction, Planned, describe_chunk
+
+    barrier = threading.Barrier(2)
+    network = Planned(SimpleNamespace(backbone="efficientnet_lite0", needs_original=False),
+                      _WaitsForTheOther("net", barrier))
+    colour = Planned(SimpleNamespace(backbone="", needs_original=False), _WaitsForTheOther("colour", barrier))
+    parts = {"net": tmp_path / "net", "colour": tmp_path / "colour"}
+    work = Extraction([network, colour], ["net", "colour"], parts, [(0, 4)], batch_size=4)
+    images = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+    describe_chunk(work, 0, {8: images}, {})
+    for name in ("net", "colour"):
+        stored = np.load(parts[name] / "part_000000.npy")
+        assert stored.shape == (4, 1) and np.allclose(stored, images.mean())
+
+
+@pytest.mark.slow
+def test_the_2d_and_3d_umap_maps_share_one_neighbour_search(monkeypatch):
+    import umap.umap_
+    from sklearn.datasets import make_blobs
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from vehiclust.report import maps
+
+    searches = []
+    search = umap.umap_.nearest_neighbors
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", lambda *a, **kw: searches.append(1) or search(*a, **kw))
+    X, labels = make_blobs(maps.UMAP_EXACT_BELOW + 200, 10, centers=6, random_state=0)
+    reduced, fitted, settings = X.astype(np.float32), np.ones(len(X), bool), maps.MapSettings()
+    graph = maps.sample_graph(reduced, settings)
+    coords = {dims: maps.embed(reduced, fitted, dims, settings, graph=graph) for dims in (2, 3)}
+    assert len(searches) == 1
+    for dims, xy in coords.items():
+        assert xy.shape == (len(X), dims) and np.isfinite(xy).all()
+        assert cross_val_score(KNeighborsClassifier(10), xy, labels, cv=3).mean() > 0.98  # blobs stay apart
+    assert maps.sample_graph(reduced[:100], settings) is None  # umap's exact path below 4096 rows
