@@ -1,0 +1,225 @@
+"""Applying fitted models to every row as a sharded map: each worker memory-maps the matrix,
+applies the function to its rows and writes the result as one file per shard; the driver
+assembles them into a memory-mapped ``.npy``. No process holds every row.
+
+The functions (:class:`RowFunction`) carry what was fitted on a sample (centres, a transform, a
+detector's sample), pickled once into the work folder; heavy state that does not pickle (faiss
+indexes) is rebuilt by ``prepare`` on each worker, deterministically from the same sample.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vehiclust.executor.base import ExecutorSettings, ShardJob, create_executor, provenance
+from vehiclust.runfolder import write_npy
+
+SHARD_ROWS = 65536
+
+
+class RowFunction:
+    """``fn(block, positions)``: the result for ``block``, the rows at ``positions`` (0..n-1 of
+    the rows being mapped)."""
+
+    transform: object = None  # a fitted transformer applied to each block first (preprocessing)
+
+    def prepare(self) -> None:
+        """Build the state that does not pickle, once per worker."""
+
+    def prepared_block(self, block: np.ndarray) -> np.ndarray:
+        return block if self.transform is None else self.transform.transform(block)
+
+    def __call__(self, block: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class Predict(RowFunction):
+    """A fitted estimator's ``predict`` (or ``score_samples``, ``decision_function``...)."""
+
+    model: object
+    method: str = "predict"
+    transform: object = None
+
+    def __call__(self, block, positions):
+        return np.asarray(getattr(self.model, self.method)(self.prepared_block(block)))
+
+
+@dataclass
+class NearestCentre(RowFunction):
+    """Label of the nearest centre (the assignment of k-means-like algorithms)."""
+
+    centres: np.ndarray
+    transform: object = None
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.backends import nearest_centroid
+
+        return nearest_centroid(self.prepared_block(block), self.centres)[0]
+
+
+@dataclass
+class KnnVote(RowFunction):
+    """Majority label of the ``k`` nearest sample rows; the sample's rows keep their own label
+    (as :meth:`vehiclust.cluster.preprocess.Space.assign_knn`)."""
+
+    sample: np.ndarray  # the (transformed) sample rows
+    sample_labels: np.ndarray
+    sample_positions: np.ndarray  # where the sample rows are among the rows mapped
+    k: int = 10
+    transform: object = None
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.backends import knn_search, knn_vote
+
+        votes = knn_vote(self.sample_labels[knn_search(self.sample, self.prepared_block(block), self.k)[1]])
+        at = np.searchsorted(self.sample_positions, positions)
+        at = np.minimum(at, len(self.sample_positions) - 1)
+        own = self.sample_positions[at] == positions
+        votes[own] = self.sample_labels[at[own]]
+        return votes
+
+
+@dataclass
+class DetectorScores(RowFunction):
+    """Raw scores of the outlier detectors (one column each) against their fitted sample."""
+
+    names: tuple[str, ...]
+    settings: object  # DetectorSettings
+    sample: np.ndarray  # the projected sample rows
+    fit_positions: np.ndarray  # where they are among the rows mapped
+    transform: object = None
+    fitted: dict = field(default_factory=dict, repr=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "fitted": {}, "neighbours": None}
+
+    def prepare(self):
+        from vehiclust.outliers.detectors import DETECTORS, Neighbours, create_detector
+
+        self.neighbours = None
+        if any("neighbours" in DETECTORS.get(n).needs for n in self.names):
+            self.neighbours = Neighbours(self.sample, self.settings.k, self.settings.backend)
+        self.fitted = {n: create_detector(n, self.settings).fit(self.sample, self.neighbours) for n in self.names}
+
+    def __call__(self, block, positions):
+        X = np.ascontiguousarray(self.prepared_block(block), dtype=np.float32)
+        self_rows = np.full(len(positions), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.fit_positions, positions), len(self.fit_positions) - 1)
+        own = self.fit_positions[at] == positions
+        self_rows[own] = at[own]
+        return np.column_stack([self.fitted[n].score(X, self.neighbours, self_rows) for n in self.names])
+
+
+@dataclass
+class RowShards(ShardJob):
+    source: str  # the .npy matrix, memory-mapped by each worker
+    rows_file: str | None  # .npy of the matrix rows mapped (None: every row)
+    function_file: str  # the pickled RowFunction
+    folder: str  # one result file per shard
+    bounds: list[tuple[int, int]]
+
+    def shard_path(self, index: int) -> Path:
+        return Path(self.folder) / f"shard_{index:06d}.npy"
+
+    def stored(self, index: int) -> bool:
+        return self.shard_path(index).exists()
+
+    def setup(self, threads: int | None) -> None:
+        from threadpoolctl import threadpool_limits
+
+        if threads:
+            threadpool_limits(threads)
+        self.matrix = np.load(self.source, mmap_mode="r")
+        self.rows = None if self.rows_file is None else np.load(self.rows_file)
+        with open(self.function_file, "rb") as fh:
+            self.function = pickle.load(fh)  # written by this run's driver, in its own work folder
+        self.function.prepare()
+
+    def run(self, index: int) -> dict:
+        start, stop = self.bounds[index]
+        positions = np.arange(start, stop)
+        block = np.asarray(self.matrix[positions if self.rows is None else self.rows[start:stop]])
+        write_npy(self.shard_path(index), self.function(block, positions))
+        return {"rows": stop - start}
+
+
+def map_rows(matrix_path: Path, function: RowFunction, out: Path, settings: ExecutorSettings = ExecutorSettings(),
+             rows: np.ndarray | None = None, shard_rows: int = SHARD_ROWS) -> tuple[np.ndarray, dict]:
+    """``function`` over ``rows`` of the matrix at ``matrix_path`` (every row when None), one
+    shard of ``shard_rows`` at a time on the executor; the result is written to ``out`` (.npy)
+    and returned memory-mapped, with the provenance of the shards computed."""
+    out = Path(out)
+    work = out.parent / f".{out.stem}.shards"
+    work.mkdir(parents=True, exist_ok=True)
+    n = len(rows) if rows is not None else np.load(matrix_path, mmap_mode="r").shape[0]
+    rows_file = None
+    if rows is not None:
+        rows_file = str(work / "rows.npy")
+        np.save(rows_file, np.asarray(rows, dtype=np.int64))
+    with open(work / "function.pkl", "wb") as fh:
+        pickle.dump(function, fh)
+    bounds = [(s, min(s + shard_rows, n)) for s in range(0, n, shard_rows)]
+    job = RowShards(str(matrix_path), rows_file, str(work / "function.pkl"), str(work), bounds)
+    executor = create_executor(settings)
+    manifest = executor.map(job, list(range(len(bounds))))
+    _assemble(out, [job.shard_path(i) for i in range(len(bounds))], n)
+    shutil.rmtree(work, ignore_errors=True)
+    return np.load(out, mmap_mode="r"), provenance(executor.name, manifest)
+
+
+def _assemble(out: Path, shards: list[Path], n: int) -> None:
+    from vehiclust.runfolder import atomic_path
+
+    first = np.load(shards[0], mmap_mode="r") if shards else np.empty(0)
+    with atomic_path(out) as tmp:
+        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(n, *first.shape[1:]))
+        start = 0
+        for path in shards:
+            part = np.load(path, mmap_mode="r")
+            result[start:start + len(part)] = part
+            start += len(part)
+        result.flush()
+        del result
+
+
+@dataclass
+class Projection:
+    """L2-normalised rows, then the PCA fitted on the sample (``outliers.detectors.project``
+    row by row)."""
+
+    pca: object  # a fitted PCA, or None when the rows are narrower than its components
+
+    def transform(self, block: np.ndarray) -> np.ndarray:
+        from vehiclust.cluster.preprocess import L2Normalize
+
+        block = L2Normalize().transform(block)
+        return (block if self.pca is None else self.pca.transform(block)).astype(np.float32)
+
+
+def score_rows(matrix_path: Path, rows: np.ndarray, settings, out: Path,
+               executor: ExecutorSettings = ExecutorSettings(), shard_rows: int = SHARD_ROWS
+               ) -> tuple[dict[str, np.ndarray], dict]:
+    """``outliers.detectors.score_descriptor`` as a sharded map: the sample and the PCA are
+    fitted here (the sample only is in memory), each worker scores its shards."""
+    from sklearn.decomposition import PCA
+
+    from vehiclust.cluster.preprocess import L2Normalize
+
+    matrix = np.load(matrix_path, mmap_mode="r")
+    rng = np.random.default_rng(settings.seed)
+    n_fit = min(settings.fit_sample, len(rows))
+    fit_positions = np.sort(rng.choice(len(rows), size=n_fit, replace=False))
+    sample = L2Normalize().transform(np.asarray(matrix[rows[fit_positions]]))
+    n_comp = min(settings.pca_components, sample.shape[1], max(n_fit - 1, 1))
+    pca = PCA(n_components=n_comp, random_state=settings.seed).fit(sample) if n_comp < sample.shape[1] else None
+    projection = Projection(pca)
+    sample_rows = projection.transform(np.asarray(matrix[rows[fit_positions]]))
+    function = DetectorScores(tuple(settings.detectors), settings, sample_rows, fit_positions, projection)
+    scores, shards = map_rows(matrix_path, function, out, executor, rows, shard_rows)
+    return {name: np.asarray(scores[:, i]) for i, name in enumerate(settings.detectors)}, shards
