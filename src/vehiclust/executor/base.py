@@ -22,6 +22,7 @@ class ExecutorSettings:
     ray_address: str | None = None  # None: a local Ray instance started and stopped with the run
     cpus_per_worker: int = 1  # cores per Ray actor when the cluster has no GPUs
     max_shard_attempts: int = 3  # a shard whose worker died is retried elsewhere this many times
+    scratch: str | None = None  # work files every worker can read (shared storage); None: the system tmp
     after_shard: ShardHook | None = field(default=None, compare=False, repr=False)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +78,16 @@ class KnnVote(RowFunction):
         from vehiclust.cluster.backends import knn_search, knn_vote
 
         votes = knn_vote(self.sample_labels[knn_search(self.sample, self.prepared_block(block), self.k)[1]])
-        at = np.searchsorted(self.sample_positions, positions)
-        at = np.minimum(at, len(self.sample_positions) - 1)
-        own = self.sample_positions[at] == positions
+        at, own = _positions_in(self.sample_positions, positions)
         votes[own] = self.sample_labels[at[own]]
         return votes
+
+
+def _positions_in(sample_positions: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``positions``: its index in ``sample_positions`` (any order), and whether it is there."""
+    order = np.argsort(sample_positions, kind="stable")
+    found = np.minimum(np.searchsorted(sample_positions[order], positions), len(order) - 1)
+    return order[found], sample_positions[order[found]] == positions
 
 
 @dataclass
@@ -110,8 +115,7 @@ class DetectorScores(RowFunction):
     def __call__(self, block, positions):
         X = np.ascontiguousarray(self.prepared_block(block), dtype=np.float32)
         self_rows = np.full(len(positions), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.fit_positions, positions), len(self.fit_positions) - 1)
-        own = self.fit_positions[at] == positions
+        at, own = _positions_in(self.fit_positions, positions)
         self_rows[own] = at[own]
         return np.column_stack([self.fitted[n].score(X, self.neighbours, self_rows) for n in self.names])
 
@@ -220,6 +224,51 @@ def score_rows(matrix_path: Path, rows: np.ndarray, settings, out: Path,
     pca = PCA(n_components=n_comp, random_state=settings.seed).fit(sample) if n_comp < sample.shape[1] else None
     projection = Projection(pca)
     sample_rows = projection.transform(np.asarray(matrix[rows[fit_positions]]))
-    function = DetectorScores(tuple(settings.detectors), settings, sample_rows, fit_positions, projection)
+    function = DetectorScores(tuple(settings.detectors), replace(settings, executor=ExecutorSettings()), sample_rows,
+                              fit_positions, projection)  # the executor (and its hook) stays with the driver
     scores, shards = map_rows(matrix_path, function, out, executor, rows, shard_rows)
     return {name: np.asarray(scores[:, i]) for i, name in enumerate(settings.detectors)}, shards
+
+
+def score_stored_rows(matrix: np.ndarray, rows: np.ndarray, settings) -> dict[str, np.ndarray]:
+    """:func:`score_rows` for a descriptor matrix memory-mapped from the run folder (the
+    workers read its file); the shard results go to a work folder beside it and are removed."""
+    from vehiclust.errors import VehiclustError
+
+    source = getattr(matrix, "filename", None)
+    if source is None:
+        raise VehiclustError("the ray executor scores descriptors stored as .npy in the run folder only")
+    source = Path(source)
+    out = source.parent / f".{source.stem}-detector-scores.npy"
+    try:
+        scores, _ = score_rows(source, rows, settings, out, settings.executor)
+        return {name: np.array(values) for name, values in scores.items()}
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def assign_rows(X: np.ndarray, assign: str, model, fit_idx: np.ndarray, fit_labels: np.ndarray,
+                settings: ExecutorSettings) -> np.ndarray:
+    """``cluster.sweep.assign`` on the executor: labels for every row of ``X`` from the rows
+    fitted (``assign``: predict, centroid or knn). The rows are written once to the executor's
+    scratch folder (shared storage on a cluster) for the workers to memory-map."""
+    import tempfile
+
+    from vehiclust.cluster.metrics import cluster_geometry
+
+    if len(fit_idx) == len(X):
+        return fit_labels
+    if assign == "predict" and model is not None and hasattr(model, "predict"):
+        function: RowFunction = Predict(model)
+    elif assign == "centroid":
+        function = NearestCentre(cluster_geometry(X[fit_idx], fit_labels)[0])
+    else:
+        function = KnnVote(np.asarray(X[fit_idx]), np.asarray(fit_labels), np.asarray(fit_idx))
+    with tempfile.TemporaryDirectory(prefix="vehiclust-assign-", dir=settings.scratch) as work:
+        source = Path(work) / "rows.npy"
+        np.save(source, np.ascontiguousarray(X))
+        labels, _ = map_rows(source, function, Path(work) / "labels.npy", settings)
+        labels = np.array(labels)
+    if not isinstance(function, KnnVote):
+        labels[fit_idx] = fit_labels
+    return labels
