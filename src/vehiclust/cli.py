@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vehiclust import __version__
 from vehiclust.errors import VehiclustError, fault_message
@@ -92,6 +94,12 @@ MAX_THUMBNAILS_OPTION = typer.Option(
     100_000, "--max-thumbnails", help="Hover thumbnails for at most this many map points (cached in DIR/thumbs).")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
+EXECUTOR_OPTION = typer.Option(
+    "local", "--executor", help="Where the per-shard work runs (extraction, assigning and scoring every "
+    "row): local (this process) or ray (a pool of Ray actors; pip install 'vehiclust[ray]').")
+RAY_ADDRESS_OPTION = typer.Option(
+    None, "--ray-address", help="Ray cluster to run on (with --executor ray; the run folder must be on "
+    "storage every node mounts). Default: a local Ray instance, one worker process per core.")
 
 
 def _report_settings(map_method: str = "umap", notebook: bool = True, max_thumbnails: int = 100_000, seed: int = 0):
@@ -108,10 +116,25 @@ def _outlier_settings(contamination, threshold, group_by, detectors):
     return outlier_settings(contamination, list(threshold), group_by, detectors)
 
 
+def _on_executor(settings, executor):
+    """Outlier settings whose detectors score every row on ``executor``."""
+    return replace(settings, detectors=replace(settings.detectors, executor=executor))
+
+
 def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: str = "auto"):
     from vehiclust.compare import CompareSettings
 
     return CompareSettings(mixes=tuple(mix), best=best, seed=seed, tune=tune)
+
+
+def _executor_settings(executor: str, ray_address: Optional[str]):
+    from vehiclust.executor import ExecutorSettings, create_executor
+
+    if ray_address and executor != "ray":
+        raise VehiclustError(f"--ray-address needs --executor ray (the executor is {executor})")
+    settings = ExecutorSettings(executor, ray_address)
+    create_executor(settings)  # an unknown name or a missing ray stops here, before any work
+    return settings
 
 
 def _reporter():
@@ -127,7 +150,7 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
 def _fail(exc: VehiclustError) -> None:
     if DEBUG["on"]:
         console.print_exception()
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # a path or hint may hold [..]
     raise typer.Exit(getattr(exc, "exit_code", 1))
 
 
@@ -236,6 +259,8 @@ def run(
     map_method: str = MAP_METHOD_OPTION,
     notebook: bool = NOTEBOOK_OPTION,
     max_thumbnails: int = MAX_THUMBNAILS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
     from vehiclust.collection import IngestSettings
@@ -243,14 +268,15 @@ def run(
     from vehiclust.pipeline import RunSettings, run_pipeline
 
     try:
+        on = _executor_settings(executor, ray_address)
         settings = RunSettings(
             descriptors=_names(descriptors),
             descriptor_files=list(descriptor_file),
             ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
                                     max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
-            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device),
-            cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
-            outliers=_outlier_settings(contamination, threshold, group_by, detectors),
+            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device, executor=on),
+            cluster=replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few), executor=on),
+            outliers=_on_executor(_outlier_settings(contamination, threshold, group_by, detectors), on),
             compare=_compare_settings(mix, best, seed, mix_tune),
             image_checks=image_checks,
             report=_report_settings(map_method, notebook, max_thumbnails, seed),
@@ -330,6 +356,8 @@ def describe(
     device: str = DEVICE_OPTION,
     chunk_rows: int = typer.Option(1024, help="Rows per stored chunk: at most this much work is "
                                               "lost when extraction is interrupted."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Compute descriptors (resumable: an interrupted run continues where it stopped)."""
     from vehiclust.collection import ingest as ingest_stage
@@ -338,13 +366,14 @@ def describe(
     from vehiclust.runfolder import RunFolder
 
     try:
+        on = _executor_settings(executor, ray_address)
         if out is not None:
             ingest_stage(target, RunFolder(out), reporter=_reporter())
             folder = RunFolder(out)
         else:
             folder = _run_folder(target)
         names = choose_descriptors(folder, _names(descriptors))
-        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device)
+        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device, executor=on)
         describe_missing(folder, names, settings, _reporter(), image_checks=False)
     except VehiclustError as exc:
         _fail(exc)
@@ -360,6 +389,8 @@ def cluster(
     preprocessing: Optional[str] = PREPROCESSING_OPTION,
     prefer_few: bool = PREFER_FEW_OPTION,
     seed: int = typer.Option(0, help="Random seed."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Sweep algorithms x preprocessing x k for each descriptor and select one per descriptor
     by internal metrics and stability (runs.csv says why)."""
@@ -369,7 +400,8 @@ def cluster(
     try:
         run = _run_folder(folder)
         names = current_descriptors(run, _names(descriptors))
-        settings = _cluster_settings(k, seed, algorithms, preprocessing, prefer_few)
+        settings = replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                           executor=_executor_settings(executor, ray_address))
         runs = cluster_stage(run, names, settings, _reporter())
     except VehiclustError as exc:
         _fail(exc)
@@ -386,6 +418,8 @@ def outliers(
     threshold: list[str] = THRESHOLD_OPTION,
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
     import pandas as pd
@@ -398,7 +432,8 @@ def outliers(
         if not run.path("runs.csv").exists():
             raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
         names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
-        settings = _outlier_settings(contamination, threshold, group_by, detectors)
+        settings = _on_executor(_outlier_settings(contamination, threshold, group_by, detectors),
+                                _executor_settings(executor, ray_address))
         verdicts = outlier_stage(run, names, _reporter(), settings)
     except VehiclustError as exc:
         _fail(exc)
