@@ -1,0 +1,227 @@
+"""The Ray executor on a real multi-process cluster (a head and two worker nodes of one CPU
+each, ``ray.cluster_utils.Cluster``): extraction, a worker node killed mid-run, assignment and
+outlier scoring equal to the local executor's; and the message when Ray is not installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vehiclust.collection import ingest
+from vehiclust.describe import DescribeSettings, describe
+from vehiclust.errors import VehiclustError
+from vehiclust.executor import ExecutorSettings, create_executor
+from vehiclust.runfolder import RunFolder
+
+HAS_RAY = __import__("importlib").util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'vehiclust[ray]')")
+
+DESCRIPTORS = ["color_hist"]
+CHUNK_ROWS = 32
+N_IMAGES = 300
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """A few hundred demo images, plus three files that cannot be decoded (invalid rows)."""
+    from vehiclust.demo.build import build_demo
+
+    root = tmp_path_factory.mktemp("ray-demo")
+    collection = build_demo(root / "demo", N_IMAGES, seed=2)
+    good = next(iter(sorted(Path(collection.root).rglob("*.jpg")))).read_bytes()
+    bad = Path(collection.root) / "zz_bad"
+    bad.mkdir()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (bad / "corrupt.jpg").write_bytes(good[:200] + bytes(range(256)) * 8)
+    (bad / "not_an_image.jpg").write_bytes(b"this is a text file, not a picture\n" * 20)
+    return Path(collection.root)
+
+
+def described(images: Path, out: Path, executor: ExecutorSettings) -> RunFolder:
+    run = RunFolder(out)
+    ingest(images, run)
+    describe(run, DESCRIPTORS, DescribeSettings(chunk_rows=CHUNK_ROWS, device="cpu", executor=executor))
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_run(images, tmp_path_factory) -> RunFolder:
+    return described(images, tmp_path_factory.mktemp("local") / "run", ExecutorSettings("local"))
+
+
+class RayCluster:
+    """A head (no CPUs: the driver only) and two worker nodes of one CPU each, its session files
+    under a fresh tmp folder; shut down by the fixture's finalizer."""
+
+    def __init__(self):
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.ray = ray
+        self.tmp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
+        self._previous_tmp = os.environ.get("RAY_TMPDIR")
+        os.environ["RAY_TMPDIR"] = self.tmp
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(2)]
+        ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
+        self.cluster.wait_for_nodes()
+
+    def node_of(self, short_id: str):
+        return next(n for n in self.workers if n.node_id.startswith(short_id))
+
+    def kill(self, node) -> None:
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.workers.remove(node)
+
+    def shutdown(self) -> None:
+        self.ray.shutdown()
+        self.cluster.shutdown()
+        if self._previous_tmp is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = self._previous_tmp
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(request):
+    made = RayCluster()
+    request.addfinalizer(made.shutdown)
+    return made
+
+
+def assert_same_descriptors(run: RunFolder, reference: RunFolder) -> None:
+    for name in DESCRIPTORS:
+        got, expected = np.load(run.descriptor_path(name)), np.load(reference.descriptor_path(name))
+        assert got.shape == expected.shape == (N_IMAGES + 3, got.shape[1])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert run.descriptor_meta(name)["invalid"].keys() == reference.descriptor_meta(name)["invalid"].keys()
+        assert len(reference.descriptor_meta(name)["invalid"]) == 3
+
+
+def leftovers(run: RunFolder) -> list[Path]:
+    return [p for p in run.root.rglob("*") if p.name.endswith(".tmp") or ".parts" in p.parts]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cluster_describes_like_local_and_records_its_workers(images, local_run, cluster, tmp_path):
+    run = described(images, tmp_path / "run", ExecutorSettings("ray"))
+    assert_same_descriptors(run, local_run)
+    meta = run.descriptor_meta(DESCRIPTORS[0])
+    assert meta["executor"] == "ray"
+    assert len(meta["nodes"]) == 2 and len(meta["workers"]) == 2  # both worker nodes did shards
+    assert all(w["shards"] >= 1 for w in meta["workers"])
+    shards = sorted(s[0] for s in meta["shard_seconds"])
+    assert shards == list(range(-(-(N_IMAGES + 3) // CHUNK_ROWS)))  # every shard once
+    assert local_run.descriptor_meta(DESCRIPTORS[0])["executor"] == "local"
+    assert leftovers(run) == []
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster, tmp_path):
+    stored: list[dict] = []
+
+    def kill_after_three(row: dict) -> None:  # deterministic: after the third stored shard
+        stored.append(row)
+        if len(stored) == 3:
+            cluster.kill(cluster.node_of(row["node"]))
+
+    run = described(images, tmp_path / "run", ExecutorSettings("ray", after_shard=kill_after_three))
+    assert_same_descriptors(run, local_run)
+    assert len(cluster.workers) == 1
+    killed_node = stored[2]["node"]
+    later = [r["node"] for r in stored[3:]]
+    # the rest ran on the surviving node (a shard the dying node's worker was already given may
+    # still have finished there: a race Ray allows, and no extra copy results)
+    assert set(later) - {killed_node}, stored
+    n_shards = -(-(N_IMAGES + 3) // CHUNK_ROWS)
+    computed = [r["shard"] for r in stored if not r.get("reused")]
+    assert sorted(computed) == list(range(n_shards)), stored  # every shard computed once
+    assert leftovers(run) == []
+
+
+@needs_ray
+@pytest.mark.slow
+def test_assignment_and_outlier_scores_on_the_cluster_equal_local(cluster, tmp_path):
+    from sklearn.cluster import KMeans
+
+    from vehiclust.cluster.preprocess import build_spaces
+    from vehiclust.cluster.settings import ClusterSettings
+    from vehiclust.cluster.sweep import assign
+    from vehiclust.cluster.algorithms import get_algorithm
+    from vehiclust.executor.rows import assign_rows, score_rows
+    from vehiclust.outliers.detectors import DetectorSettings, score_descriptor
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4, size=(5, 24))
+    matrix = (centres[rng.integers(0, 5, 4000)] + rng.normal(size=(4000, 24))).astype(np.float32)
+    matrix[:15] += 12  # a few outliers
+    np.save(tmp_path / "matrix.npy", matrix)
+    on_cluster = ExecutorSettings("ray", scratch=str(tmp_path))
+
+    space = build_spaces(matrix, np.arange(len(matrix)), ("std+pca",), ClusterSettings(), lambda _: None)[0]
+    fit_idx = space.sample(1000, 0)
+    model = KMeans(5, n_init=2, random_state=0).fit(space.X[fit_idx])
+    for kind in ("predict", "centroid", "knn"):
+        algorithm = replace(get_algorithm("kmeans"), assign=kind)
+        expected = assign(space, algorithm, model, fit_idx, model.labels_)
+        got = assign_rows(space.X, kind, model, fit_idx, model.labels_, on_cluster)
+        np.testing.assert_array_equal(got, expected)
+
+    rows = np.flatnonzero(rng.random(len(matrix)) > 0.1)
+    settings = DetectorSettings(detectors=("knn", "lof", "iforest", "ecod"), fit_sample=1500, pca_components=8)
+    expected = score_descriptor(matrix, rows, settings)
+    got, shards = score_rows(tmp_path / "matrix.npy", rows, settings, tmp_path / "scores.npy", on_cluster,
+                             shard_rows=500)
+    for name in settings.detectors:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert len(shards["workers"]) == 2 and len(shards["shard_seconds"]) == -(-len(rows) // 500)
+
+
+def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(VehiclustError) as caught:
+        create_executor(ExecutorSettings("ray"))
+    message = str(caught.value)
+    assert "\n" not in message and "pip install 'vehiclust[ray]'" in message
+
+
+def test_without_ray_the_command_line_stops_with_one_line(monkeypatch, photo_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from vehiclust.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(app, ["describe", str(photo_folder), "--out", str(tmp_path / "run"),
+                                      "--descriptors", "color_hist", "--executor", "ray"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install 'vehiclust[ray]'" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_executor_is_named():
+    with pytest.raises(VehiclustError, match="executor"):
+        create_executor(ExecutorSettings("spark"))
+
+
+def test_local_executor_maps_every_shard_once_and_skips_stored_ones(tmp_path):
+    from vehiclust.executor.rows import NearestCentre, map_rows
+
+    matrix = np.random.default_rng(1).normal(size=(1000, 6)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    centres = matrix[:4]
+    labels, shards = map_rows(tmp_path / "m.npy", NearestCentre(centres), tmp_path / "labels.npy", shard_rows=300)
+    expected = np.argmin(((matrix[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(labels, expected)
+    assert [s[0] for s in shards["shard_seconds"]] == [0, 1, 2, 3] and shards["executor"] == "local"
+    assert not (tmp_path / ".labels.shards").exists()
