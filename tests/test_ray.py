@@ -225,3 +225,18 @@ def test_local_executor_maps_every_shard_once_and_skips_stored_ones(tmp_path):
     np.testing.assert_array_equal(labels, expected)
     assert [s[0] for s in shards["shard_seconds"]] == [0, 1, 2, 3] and shards["executor"] == "local"
     assert not (tmp_path / ".labels.shards").exists()
+
+
+def test_a_descriptors_json_and_the_report_say_who_computed_its_shards(photo_folder, tmp_path):
+    from vehiclust.executor.base import executor_lines
+
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    describe(run, DESCRIPTORS, DescribeSettings(chunk_rows=16, device="cpu"))
+    meta = run.descriptor_meta(DESCRIPTORS[0])
+    n_shards = -(-len(run.load_collection()) // 16)
+    assert meta["executor"] == "local" and meta["workers"][0]["pid"] == os.getpid()
+    assert meta["workers"][0]["shards"] == n_shards == len(meta["shard_seconds"])
+    assert all(seconds > 0 for _, _, seconds in meta["shard_seconds"])
+    [line] = executor_lines(run)
+    assert line.startswith(f"{DESCRIPTORS[0]}: local executor, 1 node(s), 1 worker process(es), {n_shards} shards")

@@ -123,3 +123,20 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
         "shard_seconds": [[r["shard"], worker_ids[(r["node"], r["pid"])], r["seconds"]]
                           for r in sorted(rows, key=lambda r: r["shard"])],
     }
+
+
+def executor_lines(run) -> list[str]:
+    """One line per extracted descriptor of ``run``: who computed its shards and how long they
+    took (the report's timings view)."""
+    import statistics
+
+    lines = []
+    for name in run.descriptor_names():
+        meta = run.descriptor_meta(name)
+        seconds = [s[2] for s in meta.get("shard_seconds") or []]
+        if "executor" not in meta or not seconds:
+            continue
+        lines.append(f"{name}: {meta['executor']} executor, {len(meta['nodes'])} node(s), "
+                     f"{len(meta['workers'])} worker process(es), {len(seconds)} shards, "
+                     f"{statistics.median(seconds):.2f} s median per shard (max {max(seconds):.2f} s)")
+    return lines
