@@ -237,6 +237,6 @@ def test_a_descriptors_json_and_the_report_say_who_computed_its_shards(photo_fol
     n_shards = -(-len(run.load_collection()) // 16)
     assert meta["executor"] == "local" and meta["workers"][0]["pid"] == os.getpid()
     assert meta["workers"][0]["shards"] == n_shards == len(meta["shard_seconds"])
-    assert all(seconds > 0 for _, _, seconds in meta["shard_seconds"])
+    assert all(seconds > 0 for _, _, seconds, _ in meta["shard_seconds"])
     [line] = executor_lines(run)
     assert line.startswith(f"{DESCRIPTORS[0]}: local executor, 1 node(s), 1 worker process(es), {n_shards} shards")

@@ -139,7 +139,7 @@ def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: 
             shard_started = time.perf_counter()
             describe_chunk(work, index, images, errors, clock)
             shards.append({"shard": index, "seconds": round(time.perf_counter() - shard_started, 4),
-                           **worker_identity()})
+                           "stored_at": time.time(), **worker_identity()})
             task.advance(chunks[index][1] - chunks[index][0])
         if settings.executor.kind == "local":
             executed = provenance("local", shards)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from vehiclust.registry import Registry
 
 # after_shard(row): called in the driver after each shard is stored (the tests kill a node here)
@@ -21,6 +23,7 @@ class ExecutorSettings:
     kind: str = "local"  # local | ray
     ray_address: str | None = None  # None: a local Ray instance started and stopped with the run
     cpus_per_worker: int = 1  # cores per Ray actor when the cluster has no GPUs
+    workers: int | None = None  # Ray actors at most (None: one per GPU, or per cpus_per_worker cores)
     max_shard_attempts: int = 3  # a shard whose worker died is retried elsewhere this many times
     scratch: str | None = None  # work files every worker can read (shared storage); None: the system tmp
     after_shard: ShardHook | None = field(default=None, compare=False, repr=False)
@@ -43,7 +46,13 @@ class ShardJob(ABC):
 
 
 def worker_identity() -> dict[str, Any]:
-    return {"node": socket.gethostname(), "pid": os.getpid()}
+    return {"node": socket.gethostname(), "pid": os.getpid(), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: kilobytes
 
 
 def run_timed(job: ShardJob, index: int, extra: dict | None = None) -> dict:
@@ -80,7 +89,7 @@ class LocalExecutor(Executor):
             job.setup(None)
         rows = []
         for index in todo:
-            rows.append(run_timed(job, index))
+            rows.append({**run_timed(job, index), "stored_at": time.time()})
             self._stored(rows[-1])
         return rows
 
@@ -114,15 +123,27 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
     processes, and one [shard, worker, seconds] triple per shard computed in this run."""
     workers = sorted({(r["node"], r["pid"]) for r in rows})
     worker_ids = {w: i for i, w in enumerate(workers)}
+    # what a shard costs beyond its own work: scheduling, the call, the manifest row's way back
+    # (each worker's first shard also waited for the worker to start and load its models)
+    overheads = [r["round_trip_seconds"] - r["seconds"] for r in rows
+                 if "round_trip_seconds" in r and not r.get("first_on_worker")]
+    first_store = min((r.get("stored_at", 0.0) for r in rows), default=0.0)
     return {
+        "shard_overhead_seconds": round(float(np.median(overheads)), 4) if overheads else None,
         "executor": kind,
         "nodes": sorted({node for node, _ in workers}),
-        "workers": [{"node": node, "pid": pid, "shards": sum(1 for r in rows if (r["node"], r["pid"]) == (node, pid)),
-                     "seconds": round(sum(r["seconds"] for r in rows if (r["node"], r["pid"]) == (node, pid)), 3)}
+        "workers": [_worker_summary(node, pid, [r for r in rows if (r["node"], r["pid"]) == (node, pid)])
                     for node, pid in workers],
-        "shard_seconds": [[r["shard"], worker_ids[(r["node"], r["pid"])], r["seconds"]]
+        # [shard, worker (index into workers), seconds of work, seconds from the first shard stored to this one]
+        "shard_seconds": [[r["shard"], worker_ids[(r["node"], r["pid"])], r["seconds"],
+                           round(r.get("stored_at", 0.0) - first_store, 3)]
                           for r in sorted(rows, key=lambda r: r["shard"])],
     }
+
+
+def _worker_summary(node: str, pid: int, rows: list[dict]) -> dict[str, Any]:
+    return {"node": node, "pid": pid, "shards": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 3),
+            "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0)}
 
 
 def executor_lines(run) -> list[str]:
@@ -133,7 +154,7 @@ def executor_lines(run) -> list[str]:
     lines = []
     for name in run.descriptor_names():
         meta = run.descriptor_meta(name)
-        seconds = [s[2] for s in meta.get("shard_seconds") or []]
+        seconds = [entry[2] for entry in meta.get("shard_seconds") or []]
         if "executor" not in meta or not seconds:
             continue
         lines.append(f"{name}: {meta['executor']} executor, {len(meta['nodes'])} node(s), "

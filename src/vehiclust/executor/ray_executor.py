@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterator
 
@@ -41,19 +42,21 @@ class RayExecutor(Executor):
         todo = [i for i in shards if not job.stored(i)]
         if not todo:
             return []
-        with ray_session(self.ray, self.settings.ray_address):
+        cpus = self.settings.workers * self.settings.cpus_per_worker if self.settings.workers else None
+        with ray_session(self.ray, self.settings.ray_address, cpus):
             return self._run_queue(job, todo)
 
     def _run_queue(self, job: ShardJob, todo: list[int]) -> list[dict]:
         ray = self.ray
         worker_class = ray.remote(ShardWorker)
         options = actor_options(ray, self.settings.cpus_per_worker)
-        size = max(1, min(len(todo), pool_size(ray, options)))
+        size = max(1, min(len(todo), pool_size(ray, options), self.settings.workers or len(todo)))
         job_ref = ray.put(job)  # paths and settings only: a few kilobytes
         spawn = lambda: worker_class.options(**options).remote(job_ref, options.get("num_cpus"))  # noqa: E731
         idle = deque(spawn() for _ in range(size))
         queue, attempts = deque(todo), dict.fromkeys(todo, 0)
-        in_flight: dict = {}  # object ref -> (actor, shard)
+        in_flight: dict = {}  # object ref -> (actor, shard, submitted at, the actor's first call)
+        started: set = set()
         rows: list[dict] = []
         lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.NodeDiedError)
@@ -62,9 +65,10 @@ class RayExecutor(Executor):
                 while queue and idle:
                     actor, index = idle.popleft(), queue.popleft()
                     attempts[index] += 1
-                    in_flight[actor.run.remote(index)] = (actor, index)
+                    in_flight[actor.run.remote(index)] = (actor, index, time.perf_counter(), actor not in started)
+                    started.add(actor)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
-                actor, index = in_flight.pop(ready[0])
+                actor, index, submitted, first = in_flight.pop(ready[0])
                 try:
                     row = ray.get(ready[0])
                 except lost as exc:
@@ -76,11 +80,12 @@ class RayExecutor(Executor):
                     if not idle and not in_flight:
                         idle.append(spawn())  # every actor is gone: Ray places a new one
                     continue
-                rows.append(row)
+                rows.append({**row, "round_trip_seconds": round(time.perf_counter() - submitted, 4),
+                             "first_on_worker": first, "stored_at": time.time()})
                 idle.append(actor)
-                self._stored(row)
+                self._stored(rows[-1])
         finally:
-            for actor in [*idle, *(a for a, _ in in_flight.values())]:
+            for actor in [*idle, *(entry[0] for entry in in_flight.values())]:
                 _drop(ray, actor)
         return rows
 
@@ -121,7 +126,7 @@ def _drop(ray, actor) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(ray, address: str | None) -> Iterator[None]:
+def ray_session(ray, address: str | None, cpus: int | None = None) -> Iterator[None]:
     """Connected to ``address``; or, with none, a local Ray instance (one worker process per
     core) that stops with the run. A driver already connected (a test's cluster) is kept."""
     if ray.is_initialized():
@@ -131,7 +136,7 @@ def ray_session(ray, address: str | None) -> Iterator[None]:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     else:
         os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())  # sessions under tmp, never home
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  _temp_dir=os.path.join(os.environ["RAY_TMPDIR"], "vehiclust-ray"))
     try:
         yield
