@@ -16,6 +16,7 @@ class DescribeShards(ShardJob):
     keys: dict[str, str]
     chunks: list[tuple[int, int]]
     settings: object  # DescribeSettings, its executor left out (it holds the driver's hook)
+    worker_gpus: tuple = ()  # the GPUs Ray gave the worker (set on the worker before setup)
 
     def parts(self) -> dict[str, Path]:
         from vehiclust.describe.extract import part_folder
@@ -35,6 +36,10 @@ class DescribeShards(ShardJob):
         from vehiclust.runfolder import RunFolder
 
         settings = replace(self.settings, model_threads=threads or self.settings.model_threads)
+        if self.worker_gpus and settings.device == "cpu":  # a GPU actor of a driver that has none
+            from vehiclust.describe.extract import GPU_BATCH
+
+            settings = replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
         planned = plan(self.names, settings)
         self.table = RunFolder(self.root).load_collection()
         self.work = Extraction(planned, self.names, self.parts(), self.chunks, settings.batch_size)

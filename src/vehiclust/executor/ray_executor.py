@@ -98,6 +98,7 @@ class ShardWorker:
 
         self.job = job
         self.node = ray.get_runtime_context().get_node_id()[:12]
+        job.worker_gpus = tuple(ray.get_gpu_ids())
         job.setup(int(threads) if threads else None)
 
     def run(self, index: int) -> dict:
