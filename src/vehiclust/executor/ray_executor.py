@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
 
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import Executor, ExecutorSettings, ShardJob, run_timed
@@ -43,8 +42,8 @@ class RayExecutor(Executor):
         if not todo:
             return []
         cpus = self.settings.workers * self.settings.cpus_per_worker if self.settings.workers else None
-        with ray_session(self.ray, self.settings.ray_address, cpus):
-            return self._run_queue(job, todo)
+        connect(self.ray, self.settings.ray_address, cpus)
+        return self._run_queue(job, todo)
 
     def _run_queue(self, job: ShardJob, todo: list[int]) -> list[dict]:
         ray = self.ray
@@ -126,20 +125,17 @@ def _drop(ray, actor) -> None:
         ray.kill(actor)
 
 
-@contextlib.contextmanager
-def ray_session(ray, address: str | None, cpus: int | None = None) -> Iterator[None]:
-    """Connected to ``address``; or, with none, a local Ray instance (one worker process per
-    core) that stops with the run. A driver already connected (a test's cluster) is kept."""
+def connect(ray, address: str | None, cpus: int | None = None) -> None:
+    """Connect this process to ``address``; or, with none, start a local Ray instance (one
+    worker process per core). Once per process: the sweep maps every fitted model over the rows
+    and must not pay Ray's start each time; ``ray.init`` stops the instance (and disconnects)
+    when the process exits, so it starts and stops with the run. A driver already connected (a
+    test's cluster) is kept as it is."""
     if ray.is_initialized():
-        yield
         return
     if address:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    else:
-        os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())  # sessions under tmp, never home
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 _temp_dir=os.path.join(os.environ["RAY_TMPDIR"], "vehiclust-ray"))
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        return
+    os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())  # sessions under tmp, never home
+    ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             _temp_dir=os.path.join(os.environ["RAY_TMPDIR"], "vehiclust-ray"))

@@ -9,6 +9,7 @@ indexes) is rebuilt by ``prepare`` on each worker, deterministically from the sa
 
 from __future__ import annotations
 
+import atexit
 import pickle
 import shutil
 from dataclasses import dataclass, field, replace
@@ -264,11 +265,37 @@ def assign_rows(X: np.ndarray, assign: str, model, fit_idx: np.ndarray, fit_labe
         function = NearestCentre(cluster_geometry(X[fit_idx], fit_labels)[0])
     else:
         function = KnnVote(np.asarray(X[fit_idx]), np.asarray(fit_labels), np.asarray(fit_idx))
-    with tempfile.TemporaryDirectory(prefix="vehiclust-assign-", dir=settings.scratch) as work:
-        source = Path(work) / "rows.npy"
-        np.save(source, np.ascontiguousarray(X))
+    source = stored_rows(X, settings.scratch)
+    with tempfile.TemporaryDirectory(prefix="vehiclust-labels-", dir=settings.scratch) as work:
         labels, _ = map_rows(source, function, Path(work) / "labels.npy", settings)
         labels = np.array(labels)
     if not isinstance(function, KnnVote):
         labels[fit_idx] = fit_labels
     return labels
+
+
+_STORED: dict[int, tuple[np.ndarray, Path]] = {}  # id(rows) -> (the rows, their file): one space at a time
+
+
+def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
+    """``X`` written once for the workers to memory-map: the sweep assigns every parameter set
+    of a space from the same rows. The previous space's file goes when the next one comes."""
+    import tempfile
+
+    cached = _STORED.get(id(X))
+    if cached is not None and cached[0] is X:
+        return cached[1]
+    _drop_stored()
+    folder = Path(tempfile.mkdtemp(prefix="vehiclust-rows-", dir=scratch))
+    np.save(folder / "rows.npy", np.ascontiguousarray(X))
+    _STORED[id(X)] = (X, folder / "rows.npy")
+    return folder / "rows.npy"
+
+
+def _drop_stored() -> None:
+    for _, path in _STORED.values():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    _STORED.clear()
+
+
+atexit.register(_drop_stored)
