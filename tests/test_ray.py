@@ -90,11 +90,36 @@ class RayCluster:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def live_cluster(request) -> dict:
+    """The one cluster this module's driver is connected to, shut down when the module ends."""
+    holder: dict = {"cluster": None}
+
+    def stop() -> None:
+        if holder["cluster"] is not None:
+            holder["cluster"].shutdown()
+            holder["cluster"] = None
+
+    request.addfinalizer(stop)
+    holder["stop"] = stop
+    return holder
+
+
 @pytest.fixture
-def cluster(request):
-    made = RayCluster()
-    request.addfinalizer(made.shutdown)
-    return made
+def cluster(live_cluster) -> RayCluster:
+    """Shared by the tests that leave it as it is."""
+    if live_cluster["cluster"] is None:
+        live_cluster["cluster"] = RayCluster()
+    return live_cluster["cluster"]
+
+
+@pytest.fixture
+def cluster_to_break(live_cluster) -> RayCluster:
+    """A cluster of its own (one driver connection at a time: the shared one stops first)."""
+    live_cluster["stop"]()
+    live_cluster["cluster"] = RayCluster()
+    yield live_cluster["cluster"]
+    live_cluster["stop"]()
 
 
 def assert_same_descriptors(run: RunFolder, reference: RunFolder) -> None:
@@ -122,30 +147,6 @@ def test_cluster_describes_like_local_and_records_its_workers(images, local_run,
     shards = sorted(s[0] for s in meta["shard_seconds"])
     assert shards == list(range(-(-(N_IMAGES + 3) // CHUNK_ROWS)))  # every shard once
     assert local_run.descriptor_meta(DESCRIPTORS[0])["executor"] == "local"
-    assert leftovers(run) == []
-
-
-@needs_ray
-@pytest.mark.slow
-def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster, tmp_path):
-    stored: list[dict] = []
-
-    def kill_after_three(row: dict) -> None:  # deterministic: after the third stored shard
-        stored.append(row)
-        if len(stored) == 3:
-            cluster.kill(cluster.node_of(row["node"]))
-
-    run = described(images, tmp_path / "run", ExecutorSettings("ray", after_shard=kill_after_three))
-    assert_same_descriptors(run, local_run)
-    assert len(cluster.workers) == 1
-    killed_node = stored[2]["node"]
-    later = [r["node"] for r in stored[3:]]
-    # the rest ran on the surviving node (a shard the dying node's worker was already given may
-    # still have finished there: a race Ray allows, and no extra copy results)
-    assert set(later) - {killed_node}, stored
-    n_shards = -(-(N_IMAGES + 3) // CHUNK_ROWS)
-    computed = [r["shard"] for r in stored if not r.get("reused")]
-    assert sorted(computed) == list(range(n_shards)), stored  # every shard computed once
     assert leftovers(run) == []
 
 
@@ -240,3 +241,60 @@ def test_a_descriptors_json_and_the_report_say_who_computed_its_shards(photo_fol
     assert all(seconds > 0 for _, _, seconds, _ in meta["shard_seconds"])
     [line] = executor_lines(run)
     assert line.startswith(f"{DESCRIPTORS[0]}: local executor, 1 node(s), 1 worker process(es), {n_shards} shards")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, tmp_path):
+    from vehiclust.cluster import ClusterSettings
+    from vehiclust.cluster import cluster as cluster_stage
+    from vehiclust.cluster.clustering import clustering_path
+    from vehiclust.outliers.detectors import DetectorSettings
+    from vehiclust.outliers.evidence import detector_z
+
+    # fitted on 150 of the 300 valid rows: the others are assigned (k-means predicts, ward's by k-NN vote)
+    settings = ClusterSettings(algorithms=("kmeans", "ward"), preprocessing=("l2+pca",), k_values=(3, 5),
+                               fit_sample=150, quadratic_sample=150, stability_repeats=1)
+    runs = {}
+    for kind in ("local", "ray"):
+        run = RunFolder(tmp_path / kind)
+        shutil.copytree(local_run.root, run.root)
+        executor = ExecutorSettings(kind, scratch=str(tmp_path))
+        runs[kind] = cluster_stage(run, DESCRIPTORS, replace(settings, executor=executor))
+        with np.load(clustering_path(run, DESCRIPTORS[0])) as selected:
+            runs[kind + "_labels"] = selected["labels"]
+        usable = np.ones(N_IMAGES + 3, dtype=bool)
+        usable[[int(r) for r in run.invalid_rows(DESCRIPTORS[0])]] = False
+        runs[kind + "_z"] = detector_z(run.load_descriptor(DESCRIPTORS[0]), usable,
+                                       DetectorSettings(fit_sample=120, executor=executor))
+    assert (runs["local"]["assignment"] != "none").all()
+    np.testing.assert_array_equal(runs["ray_labels"], runs["local_labels"])
+    columns = ["algorithm", "params", "n_clusters", "calinski_harabasz", "silhouette", "stability"]
+    np.testing.assert_array_equal(runs["ray"][columns].to_numpy(), runs["local"][columns].to_numpy())
+    for name, z in runs["local_z"].items():
+        np.testing.assert_allclose(runs["ray_z"][name], z, rtol=1e-5, atol=1e-6)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster_to_break, tmp_path):
+    cluster = cluster_to_break
+    stored: list[dict] = []
+
+    def kill_after_three(row: dict) -> None:  # deterministic: after the third stored shard
+        stored.append(row)
+        if len(stored) == 3:
+            cluster.kill(cluster.node_of(row["node"]))
+
+    run = described(images, tmp_path / "run", ExecutorSettings("ray", after_shard=kill_after_three))
+    assert_same_descriptors(run, local_run)
+    assert len(cluster.workers) == 1
+    killed_node = stored[2]["node"]
+    later = [r["node"] for r in stored[3:]]
+    # the rest ran on the surviving node (a shard the dying node's worker was already given may
+    # still have finished there: a race Ray allows, and no extra copy results)
+    assert set(later) - {killed_node}, stored
+    n_shards = -(-(N_IMAGES + 3) // CHUNK_ROWS)
+    computed = [r["shard"] for r in stored if not r.get("reused")]
+    assert sorted(computed) == list(range(n_shards)), stored  # every shard computed once
+    assert leftovers(run) == []
