@@ -17,7 +17,7 @@ import pytest
 from vehiclust.collection import ingest
 from vehiclust.describe import DescribeSettings, describe
 from vehiclust.errors import VehiclustError
-from vehiclust.executor import ExecutorSettings, create_executor
+from vehiclust.executor import ExecutorSettings, ShardJob, create_executor
 from vehiclust.runfolder import RunFolder
 
 HAS_RAY = __import__("importlib").util.find_spec("ray") is not None
@@ -273,6 +273,41 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
     np.testing.assert_array_equal(runs["ray"][columns].to_numpy(), runs["local"][columns].to_numpy())
     for name, z in runs["local_z"].items():
         np.testing.assert_allclose(runs["ray_z"][name], z, rtol=1e-5, atol=1e-6)
+
+
+class CrashingJob(ShardJob):
+    """Shard ``crash`` kills its worker process (``times`` times, counted in files), the others
+    write a marker: what a worker lost mid-shard looks like to the executor."""
+
+    def __init__(self, folder: Path, crash: int, times: int):
+        self.folder, self.crash, self.times = str(folder), crash, times
+
+    def stored(self, index: int) -> bool:
+        return (Path(self.folder) / f"{index}.done").exists()
+
+    def run(self, index: int) -> dict:
+        crashes = list(Path(self.folder).glob(f"{index}.crash*"))
+        if index == self.crash and len(crashes) < self.times:
+            (Path(self.folder) / f"{index}.crash{len(crashes)}").touch()
+            os._exit(1)
+        (Path(self.folder) / f"{index}.done").write_text("done")
+        return {"rows": 1}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_shard_whose_worker_dies_is_retried_and_one_that_always_kills_it_is_named(cluster, tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    executor = create_executor(ExecutorSettings("ray"))
+    (tmp_path / "once").mkdir()
+    rows = executor.map(CrashingJob(tmp_path / "once", crash=2, times=1), list(range(6)))
+    assert sorted(r["shard"] for r in rows) == list(range(6))
+    assert len(list((tmp_path / "once").glob("2.crash*"))) == 1
+    (tmp_path / "always").mkdir()
+    with pytest.raises(VehiclustError, match="shard 1 failed on 3 workers"):
+        executor.map(CrashingJob(tmp_path / "always", crash=1, times=99), [0, 1, 2])
 
 
 @needs_ray
