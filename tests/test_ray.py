@@ -66,8 +66,9 @@ class RayCluster:
 
         self.ray = ray
         self.tmp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
-        self._previous_tmp = os.environ.get("RAY_TMPDIR")
+        self._previous = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "RAY_AUTH_TOKEN")}
         os.environ["RAY_TMPDIR"] = self.tmp
+        os.environ["RAY_AUTH_TOKEN"] = "vehiclust-test-" + os.urandom(16).hex()  # no token file in the home
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(2)]
         ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
@@ -83,10 +84,11 @@ class RayCluster:
     def shutdown(self) -> None:
         self.ray.shutdown()
         self.cluster.shutdown()
-        if self._previous_tmp is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = self._previous_tmp
+        for name, value in self._previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -308,6 +310,42 @@ def test_a_shard_whose_worker_dies_is_retried_and_one_that_always_kills_it_is_na
     (tmp_path / "always").mkdir()
     with pytest.raises(VehiclustError, match="shard 1 failed on 3 workers"):
         executor.map(CrashingJob(tmp_path / "always", crash=1, times=99), [0, 1, 2])
+
+
+LOCAL_INSTANCE_RUN = """
+import sys, numpy as np
+from pathlib import Path
+from vehiclust.executor import ExecutorSettings
+from vehiclust.executor.rows import NearestCentre, map_rows
+work = Path(sys.argv[1])
+np.save(work / "m.npy", np.arange(40, dtype=np.float32).reshape(20, 2))
+labels, shards = map_rows(work / "m.npy", NearestCentre(np.array([[0.0, 0.0], [40.0, 40.0]])), work / "l.npy",
+                          ExecutorSettings("ray", workers=2), shard_rows=5)
+print(len(shards["workers"]), labels.tolist())
+"""
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_local_ray_instance_starts_and_stops_with_the_run_and_writes_nothing_home(tmp_path):
+    import subprocess
+
+    home, ray_tmp, work = tmp_path / "home", Path(tempfile.mkdtemp(prefix="vr")), tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_AUTH_TOKEN", None)
+    try:
+        done = subprocess.run([sys.executable, "-c", LOCAL_INSTANCE_RUN, str(work)], env=env, capture_output=True,
+                              text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        workers, labels = done.stdout.strip().splitlines()[-1].split(" ", 1)
+        assert workers == "2" and labels == str([0] * 10 + [1] * 10)
+        assert list(home.iterdir()) == []  # no ~/.ray, no token file
+        assert (ray_tmp / "vehiclust-ray").is_dir()  # the session went under the tmp folder
+        alive = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout.split()
+        assert alive == []  # no raylet, GCS or worker of that session outlived the run
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @needs_ray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 import time
 from collections import deque
@@ -137,5 +138,8 @@ def connect(ray, address: str | None, cpus: int | None = None) -> None:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         return
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())  # sessions under tmp, never home
+    # Ray's token auth for a local instance, with the token in the environment its processes
+    # inherit: without one, Ray writes a token file into the user's home (~/.ray/auth_token)
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              _temp_dir=os.path.join(os.environ["RAY_TMPDIR"], "vehiclust-ray"))
