@@ -348,6 +348,30 @@ def test_a_local_ray_instance_starts_and_stops_with_the_run_and_writes_nothing_h
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+class RefusingJob(ShardJob):
+    """Its workers meet input they refuse (as a missing weights file would be)."""
+
+    def stored(self, index: int) -> bool:
+        return False
+
+    def setup(self, threads):
+        raise VehiclustError("weights.onnx: not found; put it in the models folder")
+
+    def run(self, index: int) -> dict:
+        return {}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_workers_refusal_reaches_the_driver_as_its_one_line(cluster):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with pytest.raises(VehiclustError) as caught:
+        create_executor(ExecutorSettings("ray")).map(RefusingJob(), [0, 1])
+    assert str(caught.value) == "weights.onnx: not found; put it in the models folder"
+
+
 @needs_ray
 @pytest.mark.slow
 def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster_to_break, tmp_path):

@@ -71,6 +71,10 @@ class RayExecutor(Executor):
                 actor, index, submitted, first = in_flight.pop(ready[0])
                 try:
                     row = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, VehiclustError):  # bad input met by a worker: its one line
+                        raise VehiclustError(str(exc.cause)) from None
+                    raise
                 except lost as exc:
                     if attempts[index] >= self.settings.max_shard_attempts:
                         raise VehiclustError(f"shard {index} failed on {attempts[index]} workers; "
@@ -96,12 +100,14 @@ class ShardWorker:
     def __init__(self, job: ShardJob, threads: float | None):
         import ray
 
-        self.job = job
+        self.job, self.threads, self.ready = job, int(threads) if threads else None, False
         self.node = ray.get_runtime_context().get_node_id()[:12]
         job.worker_gpus = tuple(ray.get_gpu_ids())
-        job.setup(int(threads) if threads else None)
 
     def run(self, index: int) -> dict:
+        if not self.ready:  # in the first call, not __init__: its errors then reach the driver as they are
+            self.job.setup(self.threads)
+            self.ready = True
         if self.job.stored(index):  # a retry of a shard that was stored before its result came back
             return {"shard": index, "seconds": 0.0, "node": self.node, "pid": os.getpid(), "reused": True}
         return run_timed(self.job, index, {"node": self.node})
