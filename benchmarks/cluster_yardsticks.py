@@ -24,7 +24,8 @@ from sklearn.metrics import adjusted_rand_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_cluster import make_run, planted  # noqa: E402
 
-from vehiclust.cluster import ClusterSettings, cluster, clustering_path  # noqa: E402
+from vehiclust.cluster import ClusterSettings, cluster  # noqa: E402
+from vehiclust.runfolder import CLUSTERING  # noqa: E402
 
 CASES = [(64, 5), (128, 6), (256, 8), (512, 10)]
 SEPARATIONS = (1.5, 1.0, 0.7)  # centre distance in cluster radii: clear, touching, overlapping
@@ -36,7 +37,7 @@ def evaluate(name: str, X: np.ndarray, y: np.ndarray, settings: ClusterSettings)
         started = time.perf_counter()
         runs = cluster(run, [name], settings)
         seconds = time.perf_counter() - started
-        labels = np.load(clustering_path(run, name))["labels"]
+        labels = np.load(CLUSTERING.path(run, name))["labels"]
     chosen = runs[runs["selected"]].iloc[0]
     k_true = len(np.unique(y))
     reference = runs[(runs["algorithm"] == "kmeans") & (runs["preprocessing"] == "l2+pca") & (runs["k"] == k_true)]

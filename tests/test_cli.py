@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from vehiclust.cli import app
-from vehiclust.runfolder import RunFolder
+from vehiclust.describe import DescribeSettings
+from vehiclust.pipeline import describe_folder
+from vehiclust.runfolder import DESCRIPTOR, DESCRIPTOR_META, RunFolder
 
 runner = CliRunner()
 
@@ -49,53 +46,105 @@ def test_stage_commands_on_one_run_folder(tmp_path, photo_folder):
     out = tmp_path / "run"
     assert invoke("ingest", photo_folder, "--out", out).exit_code == 0
     assert invoke("describe", out, "-d", "color_hist").exit_code == 0
-    result = invoke("cluster", out, "--k", "2:4")
+    result = invoke("cluster", out, "--k", "2:4", "--preprocessing", "l2+pca")
     assert result.exit_code == 0 and "color_hist: k=" in result.output
     assert invoke("outliers", out).exit_code == 0
-    result = invoke("report", out)
+    result = invoke("report", out, "--map-method", "pca", "--no-notebook")
     assert result.exit_code == 0 and (out / "report.html").exists() and (out / "clusters.csv").exists()
 
 
-def _describe_process(run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "vehiclust.cli", "describe", str(run_dir), "-d", "efficientnet_lite0",
-         "--chunk-rows", "8"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def test_option_help_lists_what_the_registries_and_settings_hold():
+    from vehiclust.cluster import ALGORITHMS, ClusterSettings
+    from vehiclust.describe import default_descriptors
+    from vehiclust.outliers import CHECKS, DETECTORS
+
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"else {','.join(default_descriptors())}." in text
+    assert all(name in text for name in [*ALGORITHMS.names(), *CHECKS.names(), *DETECTORS.names()])
+    assert f"Default: {','.join(ClusterSettings().preprocessing)}." in text and "{default" not in text
 
 
-@pytest.mark.slow
-def test_killed_extraction_resumes_without_recomputing(tmp_path, photo_folder):
-    out = tmp_path / "run"
+def test_debug_raises_the_error_instead_of_one_line(tmp_path):
+    from vehiclust.errors import VehiclustError
+
+    result = invoke("--debug", "cluster", tmp_path / "no run")
+    assert isinstance(result.exception, VehiclustError) and "error:" not in result.output
+
+
+class Interrupted(Exception):
+    """Stands for the crash (kill, power loss, a failing JPEG decoder) in the middle of extraction."""
+
+
+class StopAfterChunks:
+    """A reporter that interrupts the describe stage right after ``chunks`` chunks were stored."""
+
+    def __init__(self, chunks: int):
+        self.left = chunks
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None):
+        yield self
+
+    def advance(self, n: int = 1) -> None:
+        if n:  # called once per finished chunk (and with 0 before the first)
+            self.left -= 1
+            if self.left == 0:
+                raise Interrupted
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def _interrupted_extraction(out: Path, photo_folder: Path, chunks: int) -> Path:
+    """Ingest, then extract color_hist in chunks of 8 rows until the crash; returns the parts folder."""
     assert invoke("ingest", photo_folder, "--out", out).exit_code == 0
-    process = _describe_process(out)
-    parts = out / "descriptors" / ".parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("*/part_*.json"))) < 2:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    stored_before = len(list(parts.glob("*/part_*.json")))
-    assert 2 <= stored_before < 5, "the kill came too late to test resuming"  # 36 rows = 5 chunks
-    assert not RunFolder(out).descriptor_meta_path("efficientnet_lite0").exists()
+    with pytest.raises(Interrupted):
+        describe_folder(out, ["color_hist"], DescribeSettings(chunk_rows=8), StopAfterChunks(chunks))
+    return out / "descriptors" / ".parts"
 
-    result = invoke("describe", out, "-d", "efficientnet_lite0", "--chunk-rows", "8")
-    assert result.exit_code == 0, result.output
-    meta = json.loads(RunFolder(out).descriptor_meta_path("efficientnet_lite0").read_text())
-    assert meta["chunks_reused"] >= stored_before
-    resumed = np.load(RunFolder(out).descriptor_path("efficientnet_lite0"))
 
+def _fresh_extraction(tmp_path: Path, photo_folder: Path) -> np.ndarray:
     fresh = tmp_path / "fresh"
     assert invoke("ingest", photo_folder, "--out", fresh).exit_code == 0
-    assert invoke("describe", fresh, "-d", "efficientnet_lite0", "--chunk-rows", "8").exit_code == 0
-    np.testing.assert_allclose(resumed, np.load(RunFolder(fresh).descriptor_path("efficientnet_lite0")),
-                               atol=1e-4)
+    assert invoke("describe", fresh, "-d", "color_hist", "--chunk-rows", "8").exit_code == 0
+    return np.load(DESCRIPTOR.path(RunFolder(fresh), "color_hist"))
+
+
+def test_interrupted_extraction_resumes_without_recomputing(tmp_path, photo_folder):
+    out = tmp_path / "run"
+    parts = _interrupted_extraction(out, photo_folder, chunks=2)
+    assert len(list(parts.glob("color_hist-*/part_*.json"))) == 2  # 36 rows = 5 chunks, 2 stored
+    assert not DESCRIPTOR_META.exists(RunFolder(out), "color_hist")  # nothing under the final name
+
+    result = invoke("describe", out, "-d", "color_hist", "--chunk-rows", "8")
+    assert result.exit_code == 0, result.output
+    assert DESCRIPTOR_META.load(RunFolder(out), "color_hist")["chunks_reused"] == 2
+    resumed = np.load(DESCRIPTOR.path(RunFolder(out), "color_hist"))
+    np.testing.assert_array_equal(resumed, _fresh_extraction(tmp_path, photo_folder))
     assert not parts.exists()
+
+
+def test_chunks_stored_under_another_fingerprint_are_not_reused_and_go_once_assembled(tmp_path, photo_folder):
+    out = tmp_path / "run"
+    parts = _interrupted_extraction(out, photo_folder, chunks=2)
+    (stored,) = parts.glob("color_hist-*")
+    for part in stored.glob("part_*.npy"):  # what another version of the describer would have written
+        np.save(part, np.full_like(np.load(part), 7.0))
+    stale = stored.rename(parts / "color_hist-0000000000000000")
+
+    assert invoke("describe", out, "-d", "color_hist", "--chunk-rows", "8").exit_code == 0
+    assert DESCRIPTOR_META.load(RunFolder(out), "color_hist")["chunks_reused"] == 0
+    resumed = np.load(DESCRIPTOR.path(RunFolder(out), "color_hist"))
+    np.testing.assert_array_equal(resumed, _fresh_extraction(tmp_path, photo_folder))
+    assert not stale.exists()  # the folder keeps one matrix per descriptor: stale parts go once it is assembled
 
 
 def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
     out = tmp_path / "run"
-    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4",
-                  "--no-image-checks").exit_code == 0
+    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4", "--preprocessing", "l2+pca",
+                  "--no-image-checks", "--map-method", "pca", "--no-notebook").exit_code == 0
     result = invoke("export", out, "--transport-dataset")
     assert result.exit_code == 0
     import pandas as pd

@@ -16,7 +16,8 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
 )
 
-from vehiclust.cluster import ALGORITHMS, ClusterSettings, cluster, clustering_path, k_grid, parse_k, parse_k_range
+from vehiclust.cluster import ALGORITHMS, ClusterSettings, cluster, k_grid, parse_k, parse_k_range
+from vehiclust.runfolder import CLUSTERING
 from vehiclust.cluster.algorithms import GridContext
 from vehiclust.cluster.backends import knn_vote, nearest_centroid
 from vehiclust.cluster.metrics import cluster_geometry, internal_metrics, label_checks
@@ -238,7 +239,7 @@ def test_stage_contract_invalid_rows_and_skipping(tmp_path):
                                                         "selected runs")
     assert best["score"] == runs.loc[runs["selected"], "score"].max()
     assert (runs.loc[runs["selected"], "reason"].str.len() > 20).all()
-    saved = np.load(clustering_path(run, "a"))
+    saved = np.load(CLUSTERING.path(run, "a"))
     labels, distance = saved["labels"], saved["distance"]
     assert labels.dtype == np.int32 and distance.dtype == np.float32 and len(labels) == 600
     assert labels[3] == -1 and labels[7] == -1 and np.isnan(distance[[3, 7]]).all()
@@ -269,7 +270,7 @@ def test_large_inputs_are_sampled_and_say_so(tmp_path):
     assert "ward fitted on 600 rows" in ward["sampling"] and "preprocessing fitted on 1,000" in ward["sampling"]
     assert "silhouette on 3 x 800 rows" in ward["sampling"]
     assert runs.loc[runs["algorithm"] == "average", "assignment"].iloc[0] == "10-NN vote"
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = np.load(CLUSTERING.path(run, "x"))["labels"]
     assert (labels >= 0).all() and adjusted_rand_score(y, labels) > 0.95
 
 
@@ -283,7 +284,7 @@ def test_density_based_noise_is_labelled_and_charged(tmp_path):
     assert set(runs["algorithm"]) == {"hdbscan", "dbscan"} and runs["k"].isna().all()
     chosen = selected(runs, "x")
     assert chosen["n_clusters"] == 3 and 0 < chosen["noise_share"] < 0.2
-    saved = np.load(clustering_path(run, "x"))
+    saved = np.load(CLUSTERING.path(run, "x"))
     noise = saved["labels"] == -1
     assert noise[900:].mean() > 0.5 and np.isnan(saved["distance"][noise]).all()
     assert adjusted_rand_score(y, saved["labels"][:900]) > 0.9
@@ -304,7 +305,7 @@ def test_planted_structure_linear_spaces(tmp_path, d, k, seed):
     run = make_run(tmp_path, {"x": X}, labels={"type": y.astype(str)})
     runs = cluster(run, ["x"], ClusterSettings(preprocessing=LINEAR, algorithms=("kmeans", "ward")))
     chosen = selected(runs, "x")
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = np.load(CLUSTERING.path(run, "x"))["labels"]
     assert chosen["n_clusters"] == k and adjusted_rand_score(y, labels) >= 0.95
 
 
@@ -314,7 +315,7 @@ def test_planted_structure_with_default_settings(tmp_path):
     run = make_run(tmp_path, {"x": X})
     runs = cluster(run, ["x"])
     chosen = selected(runs, "x")
-    labels = np.load(clustering_path(run, "x"))["labels"]
+    labels = np.load(CLUSTERING.path(run, "x"))["labels"]
     assert chosen["n_clusters"] == 6 and adjusted_rand_score(y, labels) >= 0.95
 
 
@@ -328,11 +329,11 @@ def test_digits_without_k(tmp_path):
     run = make_run(tmp_path, {"digits": X.astype(np.float32)}, labels={"type": y.astype(str)})
     runs = cluster(run, ["digits"])
     chosen = selected(runs, "digits")
-    labels = np.load(clustering_path(run, "digits"))["labels"]
+    labels = np.load(CLUSTERING.path(run, "digits"))["labels"]
     assert adjusted_rand_score(y, labels) >= 0.80, chosen["reason"]
     assert chosen["ari_type"] == pytest.approx(adjusted_rand_score(y, labels), abs=1e-6)
     if "umap" in chosen["preprocessing"]:  # distances before UMAP kept for the outlier stage
-        assert np.isfinite(np.load(clustering_path(run, "digits"))["distance_input"]).all()
+        assert np.isfinite(np.load(CLUSTERING.path(run, "digits"))["distance_input"]).all()
     # the label check is reported for every run, and plain k-means on the pixels is far below
     kmeans_raw = runs[(runs["algorithm"] == "kmeans") & (runs["preprocessing"] == "std+pca")]
     assert kmeans_raw["ari_type"].max() < 0.8
@@ -579,11 +580,11 @@ def test_a_stored_clustering_names_its_arrays_and_round_trips(tmp_path):
     stored = Clustering(labels=np.array([0, 1, -1], np.int32), distance=np.array([0.5, 0.25, np.nan], np.float32),
                         centers=np.zeros((2, 4), np.float32), embedding_rows=np.array([0, 1]),
                         preprocessing="l2+pca", algorithm="kmeans", params="k=2")
-    stored.save(clustering_path(run, "x"))
-    with np.load(clustering_path(run, "x")) as data:  # the keys the outlier stage and notebooks read
+    stored.save(CLUSTERING.path(run, "x"))
+    with np.load(CLUSTERING.path(run, "x")) as data:  # the keys the outlier stage and notebooks read
         assert data.files == ["labels", "distance", "centers", "embedding_rows", "preprocessing", "algorithm", "params"]
-    loaded = Clustering.load(clustering_path(run, "x"))
+    loaded = Clustering.load(CLUSTERING.path(run, "x"))
     assert (loaded.preprocessing, loaded.algorithm, loaded.params, loaded.distance_input) == ("l2+pca", "kmeans",
                                                                                                "k=2", None)
     np.testing.assert_array_equal(loaded.distance, stored.distance)
-    np.testing.assert_array_equal(Clustering.load_labels(clustering_path(run, "x")), stored.labels)
+    np.testing.assert_array_equal(Clustering.load_labels(CLUSTERING.path(run, "x")), stored.labels)

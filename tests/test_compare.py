@@ -276,18 +276,19 @@ def test_cli_best_overrides_the_rule_without_redoing_the_comparison(mixed_run):
 
 
 def test_the_runs_view_joins_each_stages_table_and_marks_the_current_best(tmp_path):
+    from vehiclust.cluster.sweep import RUN_COLUMNS
     from vehiclust.compare.best import BestChoice, all_runs
-    from vehiclust.runfolder import write_csv
+    from vehiclust.runfolder import MIXTURE_RUNS, RUNS
 
     run = RunFolder(tmp_path)
     row = {"preprocessing": "l2+pca", "algorithm": "kmeans", "params": "k=3", "k": 3, "n_clusters": 3,
            "stability": 0.9, "noise_share": 0.0, "note": "", "seconds": 1.0}
-    write_csv(run.path("runs.csv"), pd.DataFrame([
+    RUNS.save(run, pd.DataFrame([
         {**row, "descriptor": "a", "score": 0.5, "selected": True, "reason": "a's reason"},
         {**row, "descriptor": "a", "score": 0.4, "selected": False, "reason": ""},
-        {**row, "descriptor": "b", "score": 0.6, "selected": True, "reason": "b's reason"}]))
-    write_csv(run.path("mixture_runs.csv"), pd.DataFrame([
-        {**row, "descriptor": "mix_a+b", "score": 0.3, "selected": True, "reason": "mix reason"}]))
+        {**row, "descriptor": "b", "score": 0.6, "selected": True, "reason": "b's reason"}], columns=RUN_COLUMNS))
+    MIXTURE_RUNS.save(run, pd.DataFrame([
+        {**row, "descriptor": "mix_a+b", "score": 0.3, "selected": True, "reason": "mix reason"}], columns=RUN_COLUMNS))
     run.record_stage("cluster", "clustering 1", 1.0)
     BestChoice("mix_a+b", "the rule", "best overall by the comparison rule: x", "common_score", 0.7, "a", 0.6, None,
                "clustering 1").save(run)
@@ -309,7 +310,7 @@ def test_the_runs_view_joins_each_stages_table_and_marks_the_current_best(tmp_pa
 
 
 def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows(tmp_path):
-    from vehiclust.cluster.sweep import clustering_path
+    from vehiclust.runfolder import CLUSTERING
     from vehiclust.compare.stage import informed_pair
     from vehiclust.progress import NullReporter
 
@@ -320,8 +321,8 @@ def test_mix_auto_pairs_the_descriptors_that_capture_each_label_on_held_out_rows
     clusterings = {"sees_type": types, "sees_colour": colours, "sees_nothing": rng.integers(0, 5, 1000),
                    "sees_type_badly": np.where(rng.random(1000) < 0.5, types, 0)}
     for name, labels in clusterings.items():
-        clustering_path(run, name).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(clustering_path(run, name), labels=labels.astype(np.int32))
+        CLUSTERING.path(run, name).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(CLUSTERING.path(run, name), labels=labels.astype(np.int32))
     spec = informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table, ("type", "color"), NullReporter())
     assert spec.blocks == ("sees_type", "sees_colour")
     assert informed_pair(run, list(clusterings), np.arange(0, 1000, 3), table[["type"]], ("type", "color"),

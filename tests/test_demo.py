@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import warnings
 from pathlib import Path
 
@@ -262,15 +261,13 @@ def test_pooled_and_serial_builds_are_identical(tmp_path, small, monkeypatch):
 
 def test_complete_build_is_not_rebuilt(small, monkeypatch):
     coll, gt = small
-    before = {p: (coll.root / p).stat().st_mtime_ns for p in gt.path[:20]}
+    before = {p: (coll.root / p).stat().st_mtime_ns for p in gt.path}
 
-    def no_sources(*a, **k):
+    def no_sources(*a, **k):  # rebuilding starts by loading the sources: fail if it does
         raise AssertionError("a complete build must not be rebuilt")
 
     monkeypatch.setattr(demo_build, "load_sources", no_sources)
-    t = time.perf_counter()
     again = build_demo(coll.out_dir, "small", seed=0)
-    assert time.perf_counter() - t < 1.0
     assert again == coll
     assert {p: (coll.root / p).stat().st_mtime_ns for p in before} == before
 

@@ -170,14 +170,16 @@ def test_the_pipeline_honours_the_declared_roles(tmp_path, photo_folder):
     """Support descriptors are computed whenever there are images; the never-clustered ones are
     not picked for clustering; the defaults are what a bare image folder gets."""
     from vehiclust.collection import ingest
-    from vehiclust.describe import DescribeSettings
-    from vehiclust.pipeline import choose_descriptors, current_descriptors, describe_missing
+    from vehiclust.describe import DescribeSettings, DescribeStage
+    from vehiclust.pipeline import run_stages
+    from vehiclust.run_descriptors import choose_descriptors, current_descriptors
     from vehiclust.runfolder import RunFolder
+    from vehiclust.stage import RunContext
 
     run = RunFolder(tmp_path / "run")
     ingest(photo_folder, run)
     assert choose_descriptors(run, None) == list(default_descriptors())
-    describe_missing(run, [], DescribeSettings(device="cpu"), reporter=None)
+    run_stages([DescribeStage(DescribeSettings(device="cpu"), image_checks=True)], RunContext(run, []))
     support = [s.name for s in DESCRIPTORS.specs() if s.support]
     assert sorted(run.descriptor_names()) == sorted(support)
     clustered = [n for n in support if DESCRIPTORS.get(n).clustered]

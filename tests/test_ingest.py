@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import write_case_bundle
 from vehiclust.collection import detect_input, ingest
@@ -47,21 +48,26 @@ def test_image_folder_with_vehicle_info(tmp_path, photo_folder, photo_paths):
 
 @pytest.mark.parametrize("header", ["paths", "path"])
 def test_case_bundle_unpacked(tmp_path, photo_folder, photo_paths, header):
-    paths = bundle_paths(photo_paths)
     rng = np.random.default_rng(0)
-    bundle = write_case_bundle(tmp_path / "case", paths, {
-        "vdc_type": rng.normal(size=(len(paths), 512)),  # float64, as some copies ship
-        "mdc_color": rng.normal(size=(len(paths), 128)).astype(np.float32),
-    }, header=header)
+    paths = [bundle_paths(photo_paths)[i] for i in rng.permutation(len(photo_paths))]
+    assert paths != sorted(paths)  # else input order and sorting could not be told apart
+    vdc_type = rng.normal(size=(len(paths), 512))  # float64, as some copies ship
+    mdc_color = rng.normal(size=(len(paths), 128)).astype(np.float32)
+    bundle = write_case_bundle(tmp_path / "case", paths, {"vdc_type": vdc_type, "mdc_color": mdc_color},
+                               header=header)
     shutil.copytree(photo_folder, bundle / "raw_data" / "veriwild" / "1")
     run = RunFolder(tmp_path / "run")
     table = ingest(bundle, run)
     assert table["path"].tolist() == [p.replace("/", "\\") for p in paths]  # input order, as given
-    assert (table["error"] == "").all() and (table["width"] > 0).all()
+    assert (table["error"] == "").all()
+    sizes = [Image.open(photo_folder / p.split("/", 2)[2]).size for p in paths]  # each row read its own file
+    assert list(zip(table["width"], table["height"])) == sizes
     assert table["vehicle_id"].tolist() == [p.split("/")[-2] for p in paths]
     assert set(run.descriptor_names()) == {"vdc_type", "mdc_color"}
     stored = run.load_descriptor("vdc_type")
-    assert stored.shape == (len(paths), 512) and stored.dtype == np.float32
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, vdc_type.astype(np.float32))  # row i is the pickle's row i
+    np.testing.assert_array_equal(run.load_descriptor("mdc_color"), mdc_color)
 
 
 def test_case_bundle_images_in_zip_and_transport_csv(tmp_path, photo_folder, photo_paths):

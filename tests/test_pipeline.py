@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,14 @@ from conftest import write_bad_files, write_case_bundle
 from vehiclust.pipeline import RunSettings, run_pipeline
 from vehiclust.results import load_run
 from vehiclust.cluster import ClusterSettings
+from vehiclust.report.maps import MapSettings
+from vehiclust.report.stage import ReportSettings
 
-FAST = RunSettings(descriptors=["color_hist"], cluster=ClusterSettings(k_min=2, k_max=6))
+# What these tests assert needs no network, no UMAP and no notebook: a classical descriptor, one
+# linear space, PCA maps, and the image checks only where a test reads their verdicts.
+CHEAP_REPORT = ReportSettings(maps=MapSettings(method="pca"), notebook=False)
+CHEAP_CLUSTER = ClusterSettings(k_min=2, k_max=6, preprocessing=("l2+pca",))
+FAST = RunSettings(descriptors=["color_hist"], cluster=CHEAP_CLUSTER, image_checks=False, report=CHEAP_REPORT)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +77,13 @@ def test_bad_files_are_kept_and_marked(messy, clean_run):
 
 def test_stages_are_skipped_when_nothing_changed(photo_folder, tmp_path):
     run = run_pipeline(photo_folder, tmp_path / "run", FAST).run
-    before = {s: run.stage_record(s)["finished"] for s in ("ingest", "cluster", "outliers")}
+    before = {s: run.stage_record(s)["finished"] for s in ("ingest", "describe", "cluster", "compare", "outliers")}
     mtime = run.descriptor_path("color_hist").stat().st_mtime_ns
     run_pipeline(photo_folder, tmp_path / "run", FAST)
     assert {s: run.stage_record(s)["finished"] for s in before} == before
     assert run.descriptor_path("color_hist").stat().st_mtime_ns == mtime
     # other settings for the clustering: only clustering and later stages run again
-    other = RunSettings(descriptors=["color_hist"], cluster=ClusterSettings(k_min=3, k_max=4))
+    other = replace(FAST, cluster=replace(CHEAP_CLUSTER, k_min=3, k_max=4))
     run_pipeline(photo_folder, tmp_path / "run", other)
     assert run.stage_record("ingest")["finished"] == before["ingest"]
     assert run.descriptor_path("color_hist").stat().st_mtime_ns == mtime
@@ -93,7 +100,7 @@ def test_case_bundle_without_images_end_to_end(tmp_path):
         "vdc_type": centres[truth] + rng.normal(size=(300, 16)),
         "osnet": rng.normal(size=(300, 8)),
     })
-    result = run_pipeline(bundle, tmp_path / "run", RunSettings(cluster=ClusterSettings(k_min=2, k_max=6)))
+    result = run_pipeline(bundle, tmp_path / "run", RunSettings(cluster=CHEAP_CLUSTER, report=CHEAP_REPORT))
     clusters = pd.read_csv(result.clusters_csv, keep_default_na=False)
     assert clusters["path"].tolist() == paths  # input order, the user's own path strings
     assert {"cluster_vdc_type", "cluster_osnet"} <= set(clusters.columns)
@@ -115,8 +122,8 @@ def test_unusual_images_run_through(tmp_path):
     Image.new("RGB", (1, 1), (9, 9, 9)).save(root / "one pixel.png")
     Image.fromarray((np.asarray(Image.fromarray(photo).convert("L"), dtype=np.uint16) * 200)).save(root / "16bit.png")
     Image.fromarray(photo).save(root / "véhicule 車.jpg")
-    result = run_pipeline(root, tmp_path / "run", RunSettings(descriptors=["color_hist"],
-                                                              cluster=ClusterSettings(k_min=2, k_max=3)))
+    result = run_pipeline(root, tmp_path / "run", replace(FAST, cluster=replace(CHEAP_CLUSTER, k_max=3),
+                                                          image_checks=True))  # "small" is an image check
     clusters = pd.read_csv(result.clusters_csv, keep_default_na=False).set_index("path")
     assert not clusters["outlier_reasons"].str.contains("unreadable").any()
     assert "small" in clusters.at["one pixel.png", "outlier_reasons"]

@@ -17,11 +17,11 @@ from vehiclust.cluster import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.pipeline import RunSettings, run_pipeline
 from vehiclust.report import descriptions as desc
-from vehiclust.report.maps import MapSettings, compute_maps, load_map, map_meta_path
+from vehiclust.report.maps import MapSettings, compute_maps, load_map
 from vehiclust.report.mapview import display_rows, encode_categories, quantise
 from vehiclust.report.notebook import write_notebook
 from vehiclust.report.thumbnails import ensure_thumbnails, thumbnail_path
-from vehiclust.runfolder import RunFolder, read_json
+from vehiclust.runfolder import MAP_META, RunFolder
 
 SECTIONS = ("summary", "map-section", "clusters", "descriptors", "outliers", "runs", "timings")
 
@@ -60,12 +60,12 @@ def test_maps_are_reused_until_their_inputs_change(tmp_path):
     run = _vector_run(tmp_path)
     settings = MapSettings(method="pca")
     compute_maps(run, ["blobs"], settings)
-    first = read_json(map_meta_path(run, "blobs"))["fingerprint"]
+    first = MAP_META.load(run, "blobs")["fingerprint"]
     stamp = (run.root / "maps" / "blobs_2d.npy").stat().st_mtime_ns
     compute_maps(run, ["blobs"], settings)
     assert (run.root / "maps" / "blobs_2d.npy").stat().st_mtime_ns == stamp
     compute_maps(run, ["blobs"], MapSettings(method="pca", seed=1))
-    assert read_json(map_meta_path(run, "blobs"))["fingerprint"] != first
+    assert MAP_META.load(run, "blobs")["fingerprint"] != first
 
 
 def test_unknown_map_method_is_refused():

@@ -291,7 +291,7 @@ def test_cli_read_only_out_is_a_message_not_a_traceback(tmp_path, images):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     code = ("import errno, sys; from vehiclust import cli\n"
             "def fail(*a, **k): raise OSError(errno.EROFS, 'Read-only file system', sys.argv[-1])\n"
-            "import vehiclust.collection; vehiclust.collection.ingest = fail\n"
+            "import vehiclust.collection.stage; vehiclust.collection.stage.ingest = fail\n"
             "sys.argv = ['vehiclust', *sys.argv[3:], 'ingest', sys.argv[1], '--out', sys.argv[2]]\n"
             "cli.app()\n")
     for flags in ([], ["--debug"]):

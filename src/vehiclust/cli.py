@@ -1,38 +1,84 @@
-"""The ``vehiclust`` command. It only parses options and calls the library."""
+"""The ``vehiclust`` command. It only parses options and calls the library (:mod:`vehiclust.pipeline`).
+
+Errors the user can act on (:class:`~vehiclust.errors.VehiclustError`) are printed on one line by
+one handler (:class:`_Commands`); ``--debug`` shows their traceback instead. Option help that
+lists registry entries or defaults is filled in from the registries and settings when help is
+shown (importing them costs seconds, so not on every call).
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
 from vehiclust import __version__
 from vehiclust.errors import VehiclustError, fault_message
 
-DEBUG = {"on": False}  # --debug: tracebacks as well as messages
+console = Console(stderr=True)
 
 
-class _Typer(typer.Typer):
-    """Faults of the machine (read-only or full disk, memory, Ctrl-C) end in one line, not a
-    traceback; --debug shows the traceback too."""
+class _Commands(typer.core.TyperGroup):
+    """The one error handler: a VehiclustError, or a fault of the machine (read-only or full disk,
+    memory, Ctrl-C; :func:`~vehiclust.errors.fault_message`), becomes ``error: <message>`` and its
+    exit code; a genuine bug keeps its traceback, and ``--debug`` shows every traceback."""
 
-    def __call__(self, *args, **kwargs):
+    def invoke(self, ctx):
         try:
-            return super().__call__(*args, **kwargs)
+            return super().invoke(ctx)
         except (Exception, KeyboardInterrupt) as exc:
             error = fault_message(exc)
-            if error is None or DEBUG["on"]:
+            if error is None or ctx.meta.get("vehiclust.debug"):
                 raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            sys.exit(getattr(error, "exit_code", 1))
+            # escaped: a path or an install hint ("vehiclust[ray]") may hold [..]
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(error, "exit_code", 1)) from None
 
 
-app = _Typer(
+class _GeneratedHelp(typer.core.TyperCommand):
+    """Fills the ``{placeholders}`` of the options' help from the registries when help is shown."""
+
+    def format_help(self, ctx, formatter):
+        values = help_values()
+        for param in self.params:
+            if getattr(param, "help", None) and "{" in param.help:
+                param.help = param.help.format_map(values)
+        return super().format_help(ctx, formatter)
+
+
+def help_values() -> dict[str, str]:
+    """What the help texts list, read from where it is defined."""
+    from vehiclust.cluster import ALGORITHMS, ClusterSettings
+    from vehiclust.compare.settings import ALIASES
+    from vehiclust.describe import default_descriptors
+    from vehiclust.outliers import CHECKS, DETECTORS, DetectorSettings
+    from vehiclust.report.maps import METHODS, MapSettings
+    from vehiclust.report.stage import ReportSettings
+
+    cluster, join = ClusterSettings(), ", ".join
+    return {
+        "default_descriptors": ",".join(default_descriptors()),
+        "default_k": f"{cluster.k_min}:{cluster.k_max}",
+        "default_algorithms": join(cluster.algorithms),
+        "other_algorithms": join(a for a in ALGORITHMS.names() if a not in cluster.algorithms),
+        "default_preprocessing": ",".join(cluster.preprocessing),
+        "checks": join(CHECKS.names()),
+        "detectors": join(DETECTORS.names()), "default_detectors": ",".join(DetectorSettings().detectors),
+        "map_methods": join(METHODS), "default_map_method": MapSettings().method,
+        "default_max_thumbnails": f"{ReportSettings().max_thumbnails:,}",
+        "mix_aliases": join(ALIASES),
+    }
+
+
+app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -43,10 +89,10 @@ app = _Typer(
         "INPUT is an image folder (any layout; VeRi-Wild's is recognised), a case bundle "
         "(a folder with images_paths.csv and descriptors/*.pickle) or descriptor files "
         "(.npy, .parquet, .csv, .pickle). Every stage writes into the run folder DIR and can be "
-        "re-run on its own (ingest, describe, cluster, outliers, report)."
+        "re-run on its own (ingest, describe, cluster, compare, outliers, report)."
     ),
 )
-console = Console(stderr=True)
+command = partial(app.command, cls=_GeneratedHelp)
 
 OUT_OPTION = typer.Option(..., "--out", "-o", help="Run folder: every artifact is written here.")
 WORKERS_OPTION = typer.Option(
@@ -59,28 +105,28 @@ DEVICE_OPTION = typer.Option(
 DESCRIPTORS_OPTION = typer.Option(
     None, "--descriptors", "-d",
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
-         "input brought, else efficientnet_lite0,color_hist.")
+         "input brought, else {default_descriptors}.")
 K_OPTION = typer.Option(None, "--k", help="k to sweep: MIN:MAX (every k to 12, coarser above), "
-                        "MIN:MAX:STEP, K1,K2,... or one K to fix it. Default: 2:20.")
+                        "MIN:MAX:STEP, K1,K2,... or one K to fix it. Default: {default_k}.")
 ALGORITHMS_OPTION = typer.Option(
-    None, "--algorithms", "-a", help="Comma-separated: kmeans, ward, hdbscan (default) or gmm, "
-    "minibatch_kmeans, bisecting_kmeans, average, complete, birch, spectral, dbscan, optics.")
+    None, "--algorithms", "-a", help="Comma-separated: {default_algorithms} (default) or {other_algorithms}.")
 PREPROCESSING_OPTION = typer.Option(
     None, "--preprocessing", "-p", help="Comma-separated; steps joined by '+': none, std, l2, "
-    "pca[:0.9|:50][w], umap[:8]. Default: l2+pca,std+pca,l2+pca+umap.")
+    "pca[:0.9|:50]\\[w], umap[:8]. Default: {default_preprocessing}.")
 PREFER_FEW_OPTION = typer.Option(False, "--prefer-few", help="Select the fewest clusters within 10% of the best score.")
 CONTAMINATION_OPTION = typer.Option(
     None, help="Flag exactly this share of images as outliers (default: the share follows from "
                "the scores, so a clean collection gets almost none).")
 THRESHOLD_OPTION = typer.Option(
-    [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable.")
+    [], "--threshold", help="Override a check's threshold, CHECK=VALUE (e.g. dark=0.6). Repeatable. "
+                            "Checks: {checks}.")
 GROUP_BY_OPTION = typer.Option(
     "auto", help="Column whose groups get their own relative thresholds (auto: camera_id if present; none).")
 MIX_OPTION = typer.Option(
     [], "--mix", "-m", help="Add a mixture of descriptors, swept and selected like a descriptor: "
     "'type+color' (weights measured on held-out vehicles), 'type:2+color:1' (your weights), 'all' "
-    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: type, color, lite0, hist, or any unique part of a name. "
-    "Repeatable.")
+    "(every clustered descriptor), 'auto' (the descriptors that best capture type and colour). Short names: "
+    "{mix_aliases}, or any unique part of a name. Repeatable.")
 MIX_TUNE_OPTION = typer.Option(
     "auto", "--mix-tune", help="What chooses mixture weights on held-out vehicles: auto (identity "
     "consistency when vehicle ids exist, else stability), identity, stability, a label column, or "
@@ -88,12 +134,13 @@ MIX_TUNE_OPTION = typer.Option(
 BEST_OPTION = typer.Option(
     None, "--best", help="Clustering to deliver in clusters.csv's cluster column (a descriptor, mixture "
     "or 'consensus'), instead of the comparison's rule.")
-MAP_METHOD_OPTION = typer.Option("umap", "--map-method", help="2D/3D maps: umap, pca or tsne.")
+MAP_METHOD_OPTION = typer.Option(None, "--map-method", help="2D/3D maps: {map_methods}. Default: {default_map_method}.")
 NOTEBOOK_OPTION = typer.Option(True, "--notebook/--no-notebook", help="Write and execute report.ipynb.")
 MAX_THUMBNAILS_OPTION = typer.Option(
-    100_000, "--max-thumbnails", help="Hover thumbnails for at most this many map points (cached in DIR/thumbs).")
+    None, "--max-thumbnails", help="Hover thumbnails for at most this many map points (cached in DIR/thumbs). "
+                                   "Default: {default_max_thumbnails}.")
 DETECTORS_OPTION = typer.Option(
-    None, help="Descriptor-space outlier detectors, comma-separated (default knn,iforest,ecod).")
+    None, help="Descriptor-space outlier detectors, comma-separated: {detectors}. Default: {default_detectors}.")
 EXECUTOR_OPTION = typer.Option(
     "local", "--executor", help="Where the per-shard work runs (extraction, assigning and scoring every "
     "row): local (this process) or ray (a pool of Ray actors; pip install 'vehiclust[ray]').")
@@ -102,23 +149,20 @@ RAY_ADDRESS_OPTION = typer.Option(
     "storage every node mounts). Default: a local Ray instance, one worker process per core.")
 
 
-def _report_settings(map_method: str = "umap", notebook: bool = True, max_thumbnails: int = 100_000, seed: int = 0):
+def _report_settings(map_method: Optional[str] = None, notebook: bool = True, max_thumbnails: Optional[int] = None,
+                     seed: int = 0):
     from vehiclust.report.maps import MapSettings
     from vehiclust.report.stage import ReportSettings
 
-    return ReportSettings(maps=MapSettings(method=map_method, seed=seed), notebook=notebook,
-                          max_thumbnails=max_thumbnails)
+    maps = MapSettings(seed=seed, **({"method": map_method} if map_method else {}))
+    return ReportSettings(maps=maps, notebook=notebook,
+                          **({"max_thumbnails": max_thumbnails} if max_thumbnails is not None else {}))
 
 
 def _outlier_settings(contamination, threshold, group_by, detectors):
     from vehiclust.outliers import outlier_settings
 
     return outlier_settings(contamination, list(threshold), group_by, detectors)
-
-
-def _on_executor(settings, executor):
-    """Outlier settings whose detectors score every row on ``executor``."""
-    return replace(settings, detectors=replace(settings.detectors, executor=executor))
 
 
 def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: str = "auto"):
@@ -137,6 +181,11 @@ def _executor_settings(executor: str, ray_address: Optional[str]):
     return settings
 
 
+def _on_executor(settings, executor):
+    """Outlier settings whose detectors score every row on ``executor``."""
+    return replace(settings, detectors=replace(settings.detectors, executor=executor))
+
+
 def _reporter():
     from vehiclust.progress import RichReporter
 
@@ -145,24 +194,6 @@ def _reporter():
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
-
-
-def _fail(exc: VehiclustError) -> None:
-    if DEBUG["on"]:
-        console.print_exception()
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # a path or hint may hold [..]
-    raise typer.Exit(getattr(exc, "exit_code", 1))
-
-
-def _run_folder(path: Path):
-    from vehiclust import ownership
-    from vehiclust.runfolder import RunFolder
-
-    if not (path / "collection.parquet").exists():
-        raise VehiclustError(f"{path}: not a run folder (no collection.parquet); "
-                             f"start with `vehiclust run INPUT --out {path}`")
-    ownership.claim(path, force=True)  # locked until this process ends; never released early
-    return RunFolder(path)
 
 
 TRUST_PICKLES_OPTION = typer.Option(
@@ -203,25 +234,30 @@ def _cluster_settings(k: Optional[str], seed: int, algorithms: Optional[str] = N
 
 
 def _print_result(run) -> None:
-    console.print(f"[green]done.[/] clusters: [bold]{run.path('clusters.csv')}[/]")
-    console.print(f"      report:   [bold]{run.path('report.html')}[/] (with its thumbs/ folder)")
-    if run.path("report.ipynb").exists():
-        console.print(f"      notebook: [bold]{run.path('report.ipynb')}[/]")
+    from vehiclust.runfolder import CLUSTERS, REPORT_HTML, REPORT_NOTEBOOK
+
+    console.print(f"[green]done.[/] clusters: [bold]{CLUSTERS.path(run)}[/]")
+    console.print(f"      report:   [bold]{REPORT_HTML.path(run)}[/] (with its thumbs/ folder)")
+    if REPORT_NOTEBOOK.exists(run):
+        console.print(f"      notebook: [bold]{REPORT_NOTEBOOK.path(run)}[/]")
 
 
 @app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-         debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error as well.")) -> None:
+def main(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, show the traceback instead of one line."),
+) -> None:
+    ctx.meta["vehiclust.debug"] = debug
     from vehiclust.thirdparty import configure_process
 
-    DEBUG["on"] = debug
     configure_process()  # matplotlib's, IPython's and Jupyter's state under the user cache
     if version:
         typer.echo(__version__)
         raise typer.Exit()
 
 
-@app.command()
+@command()
 def run(
     input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
     out: Path = OUT_OPTION,
@@ -256,39 +292,34 @@ def run(
     mix: list[str] = MIX_OPTION,
     mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
-    map_method: str = MAP_METHOD_OPTION,
+    map_method: Optional[str] = MAP_METHOD_OPTION,
     notebook: bool = NOTEBOOK_OPTION,
-    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
+    max_thumbnails: Optional[int] = MAX_THUMBNAILS_OPTION,
     executor: str = EXECUTOR_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
-    from vehiclust.collection import IngestSettings
     from vehiclust.describe import DescribeSettings
     from vehiclust.pipeline import RunSettings, run_pipeline
 
-    try:
-        on = _executor_settings(executor, ray_address)
-        settings = RunSettings(
-            descriptors=_names(descriptors),
-            descriptor_files=list(descriptor_file),
-            ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
-                                    max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
-            describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device, executor=on),
-            cluster=replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few), executor=on),
-            outliers=_on_executor(_outlier_settings(contamination, threshold, group_by, detectors), on),
-            compare=_compare_settings(mix, best, seed, mix_tune),
-            image_checks=image_checks,
-            report=_report_settings(map_method, notebook, max_thumbnails, seed),
-            force=force,
-        )
-        result = run_pipeline(input, out, settings, _reporter())
-    except VehiclustError as exc:
-        _fail(exc)
-    _print_result(result.run)
+    on = _executor_settings(executor, ray_address)
+    settings = RunSettings(
+        descriptors=_names(descriptors),
+        descriptor_files=list(descriptor_file),
+        ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
+                                max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
+        describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device, executor=on),
+        cluster=replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few), executor=on),
+        outliers=_on_executor(_outlier_settings(contamination, threshold, group_by, detectors), on),
+        compare=_compare_settings(mix, best, seed, mix_tune),
+        image_checks=image_checks,
+        report=_report_settings(map_method, notebook, max_thumbnails, seed),
+        force=force,
+    )
+    _print_result(run_pipeline(input, out, settings, _reporter()).run)
 
 
-@app.command()
+@command()
 def demo(
     out: Path = typer.Option(Path("vehiclust-demo"), "--out", "-o", help="Run folder for the demo."),
     size: str = typer.Option("default", help="'small' (~1,000 images), 'default' (~5,000) or a number."),
@@ -302,7 +333,7 @@ def demo(
                                   "--mix none for none."),
     mix_tune: str = MIX_TUNE_OPTION,
     best: Optional[str] = BEST_OPTION,
-    map_method: str = MAP_METHOD_OPTION,
+    map_method: Optional[str] = MAP_METHOD_OPTION,
     notebook: bool = NOTEBOOK_OPTION,
 ) -> None:
     """Build the demo collection (real photographs, cached after the first time), run on it and
@@ -310,16 +341,13 @@ def demo(
     from vehiclust.demo_run import DEMO_MIXES, run_demo
 
     mixes = DEMO_MIXES if mix is None else [m for m in mix if m.lower() != "none"]
-    try:
-        result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
-                          case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune),
-                          report_settings=_report_settings(map_method, notebook))
-    except VehiclustError as exc:
-        _fail(exc)
+    result = run_demo(out, size=size, seed=seed, cluster=_cluster_settings(k, 0), reporter=_reporter(),
+                      case_bundle=case_bundle, compare=_compare_settings(mixes, best, 0, mix_tune),
+                      report_settings=_report_settings(map_method, notebook))
     _print_result(result.run)
 
 
-@app.command()
+@command()
 def ingest(
     input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
     out: Path = OUT_OPTION,
@@ -334,20 +362,17 @@ def ingest(
     max_descriptor_bytes: str = MAX_DESCRIPTOR_BYTES_OPTION,
 ) -> None:
     """Read the input into a run folder: the collection table and any descriptors it brought."""
-    from vehiclust.collection import ingest as ingest_stage
-    from vehiclust.runfolder import RunFolder
+    from vehiclust.pipeline import ingest_input
+    from vehiclust.runfolder import COLLECTION, RunFolder
 
-    try:
-        settings = _ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
-                                    max_image_bytes, max_descriptor_rows, max_descriptor_bytes)
-        table = ingest_stage(input, RunFolder(out), list(descriptor_file), settings, _reporter(), force=force)
-    except VehiclustError as exc:
-        _fail(exc)
+    settings = _ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
+                                max_image_bytes, max_descriptor_rows, max_descriptor_bytes)
+    table = ingest_input(input, out, settings, list(descriptor_file), _reporter(), force=force)
     unreadable = int((table["error"] != "").sum())
-    console.print(f"[green]done.[/] {len(table):,} rows ({unreadable} unreadable) in {out / 'collection.parquet'}")
+    console.print(f"[green]done.[/] {len(table):,} rows ({unreadable} unreadable) in {COLLECTION.path(RunFolder(out))}")
 
 
-@app.command()
+@command()
 def describe(
     target: Path = typer.Argument(..., help="A run folder, or an INPUT when --out is given."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ingest TARGET into this run folder first."),
@@ -360,27 +385,20 @@ def describe(
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Compute descriptors (resumable: an interrupted run continues where it stopped)."""
-    from vehiclust.collection import ingest as ingest_stage
     from vehiclust.describe import DescribeSettings
-    from vehiclust.pipeline import choose_descriptors, describe_missing
+    from vehiclust.pipeline import describe_folder, ingest_input
     from vehiclust.runfolder import RunFolder
 
-    try:
-        on = _executor_settings(executor, ray_address)
-        if out is not None:
-            ingest_stage(target, RunFolder(out), reporter=_reporter())
-            folder = RunFolder(out)
-        else:
-            folder = _run_folder(target)
-        names = choose_descriptors(folder, _names(descriptors))
-        settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device, executor=on)
-        describe_missing(folder, names, settings, _reporter(), image_checks=False)
-    except VehiclustError as exc:
-        _fail(exc)
-    console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {folder.descriptors_dir}")
+    on = _executor_settings(executor, ray_address)
+    if out is not None:
+        ingest_input(target, out, reporter=_reporter())
+    folder = out if out is not None else target
+    settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device, executor=on)
+    names = describe_folder(folder, _names(descriptors), settings, _reporter())
+    console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {RunFolder(folder).descriptors_dir}")
 
 
-@app.command()
+@command()
 def cluster(
     folder: Path = typer.Argument(..., help="Run folder."),
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
@@ -394,24 +412,17 @@ def cluster(
 ) -> None:
     """Sweep algorithms x preprocessing x k for each descriptor and select one per descriptor
     by internal metrics and stability (runs.csv says why)."""
-    from vehiclust.cluster import cluster as cluster_stage
-    from vehiclust.pipeline import current_descriptors
+    from vehiclust.pipeline import cluster_folder
 
-    try:
-        run = _run_folder(folder)
-        names = current_descriptors(run, _names(descriptors))
-        settings = replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
-                           executor=_executor_settings(executor, ray_address))
-        runs = cluster_stage(run, names, settings, _reporter())
-    except VehiclustError as exc:
-        _fail(exc)
-    chosen = runs[runs["selected"]]
-    for _, row in chosen.iterrows():
+    settings = replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                       executor=_executor_settings(executor, ray_address))
+    runs = cluster_folder(folder, _names(descriptors), settings, _reporter())
+    for _, row in runs[runs["selected"]].iterrows():
         console.print(f"{row['descriptor']}: k={row['n_clusters']} ({row['algorithm']} on "
                       f"{row['preprocessing']}; {row['reason']})", highlight=False)
 
 
-@app.command()
+@command()
 def outliers(
     folder: Path = typer.Argument(..., help="Run folder."),
     contamination: Optional[float] = CONTAMINATION_OPTION,
@@ -422,25 +433,16 @@ def outliers(
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
-    import pandas as pd
+    from vehiclust.pipeline import outliers_folder
+    from vehiclust.runfolder import OUTLIERS, RunFolder
 
-    from vehiclust.compare.settings import is_derived
-    from vehiclust.outliers import outliers as outlier_stage
-
-    try:
-        run = _run_folder(folder)
-        if not run.path("runs.csv").exists():
-            raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
-        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
-        settings = _on_executor(_outlier_settings(contamination, threshold, group_by, detectors),
-                                _executor_settings(executor, ray_address))
-        verdicts = outlier_stage(run, names, _reporter(), settings)
-    except VehiclustError as exc:
-        _fail(exc)
-    console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {run.path('outliers.csv')}")
+    settings = _on_executor(_outlier_settings(contamination, threshold, group_by, detectors),
+                            _executor_settings(executor, ray_address))
+    verdicts = outliers_folder(folder, settings, _reporter())
+    console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {OUTLIERS.path(RunFolder(folder))}")
 
 
-@app.command("compare")
+@command("compare")
 def compare_command(
     folder: Path = typer.Argument(..., help="Run folder with a finished cluster stage."),
     mix: list[str] = MIX_OPTION,
@@ -455,47 +457,30 @@ def compare_command(
     """Compare the descriptors' clusterings (comparison.csv, agreement.csv, attributes.csv), add
     mixtures and the consensus, pick the best clustering; then rewrite clusters.csv and the
     report. Give the cluster settings the run used, so mixtures are swept the same way."""
-    import pandas as pd
+    from vehiclust.pipeline import compare_folder
+    from vehiclust.rules import JOINT
 
-    from vehiclust.compare import compare as compare_stage
-    from vehiclust.compare.settings import is_derived
-    from vehiclust.report import report as report_stage
-
-    try:
-        run = _run_folder(folder)
-        if not run.path("runs.csv").exists():
-            raise VehiclustError(f"{folder}: no clustering yet; run `vehiclust cluster {folder}` first")
-        names = [n for n in dict.fromkeys(pd.read_csv(run.path("runs.csv"))["descriptor"]) if not is_derived(n)]
-        table = compare_stage(run, names, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
-                              _compare_settings(mix, best, seed, mix_tune), _reporter())
-        if run.path("outliers.csv").exists():
-            report_stage(run, _reporter())
-    except VehiclustError as exc:
-        _fail(exc)
+    table = compare_folder(folder, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                           _compare_settings(mix, best, seed, mix_tune), _reporter())
     columns = ["name", "n_clusters", "common_score", "stability", "best"]
-    columns += [c for c in ("ari_type+color", "nmi_type+color") if c in table.columns]
+    columns += [c for c in (f"ari_{JOINT}", f"nmi_{JOINT}") if c in table.columns]
     console.print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"), highlight=False)
 
 
-@app.command()
+@command()
 def report(
     folder: Path = typer.Argument(..., help="Run folder."),
-    map_method: str = MAP_METHOD_OPTION,
+    map_method: Optional[str] = MAP_METHOD_OPTION,
     notebook: bool = NOTEBOOK_OPTION,
-    max_thumbnails: int = MAX_THUMBNAILS_OPTION,
+    max_thumbnails: Optional[int] = MAX_THUMBNAILS_OPTION,
 ) -> None:
     """Write clusters.csv, cluster_descriptions.csv, the maps, report.html and report.ipynb."""
-    from vehiclust.report import report as report_stage
+    from vehiclust.pipeline import report_folder
 
-    try:
-        run = _run_folder(folder)
-        report_stage(run, _reporter(), _report_settings(map_method, notebook, max_thumbnails))
-    except VehiclustError as exc:
-        _fail(exc)
-    _print_result(run)
+    _print_result(report_folder(folder, _report_settings(map_method, notebook, max_thumbnails), _reporter()))
 
 
-@app.command()
+@command()
 def export(
     folder: Path = typer.Argument(..., help="Run folder of a finished run."),
     transport_dataset: bool = typer.Option(
@@ -507,32 +492,29 @@ def export(
     link: bool = typer.Option(False, "--link", help="Symlink the images (default: only write the plan)."),
 ) -> None:
     """Export results. Laying images out is a dry run (a plan CSV) unless --copy or --link."""
+    from vehiclust.pipeline import claimed_folder
     from vehiclust.report.export import apply_plan, export_plan, write_transport_dataset
-    from vehiclust.runfolder import write_csv
+    from vehiclust.runfolder import EXPORT_PLAN
 
-    try:
-        run = _run_folder(folder)
+    if not transport_dataset and by is None:
+        raise VehiclustError("nothing to export: give --transport-dataset and/or --by cluster|reason --to FOLDER")
+    if by is not None and (to is None or (copy and link)):
+        raise VehiclustError("--by needs --to FOLDER, and at most one of --copy / --link")
+    with claimed_folder(folder) as run:
         if transport_dataset:
             console.print(f"[green]done.[/] {write_transport_dataset(run)}")
         if by is not None:
-            if to is None or (copy and link):
-                raise VehiclustError("--by needs --to FOLDER, and at most one of --copy / --link")
             plan = export_plan(run, by, to)
-            write_csv(run.path(f"export_plan_{by}.csv"), plan)
-            counts = plan["group"].value_counts()
-            console.print(f"{len(plan):,} images in {len(counts)} folders; plan: {run.path(f'export_plan_{by}.csv')}")
+            plan_path = EXPORT_PLAN.save(run, plan, by=by)
+            console.print(f"{len(plan):,} images in {plan['group'].nunique()} folders; plan: {plan_path}")
             if copy or link:
                 placed = apply_plan(plan, "link" if link else "copy")
                 console.print(f"[green]done.[/] placed {placed:,} images under {to}")
             else:
                 console.print("dry run: nothing copied (add --copy or --link)")
-        if not transport_dataset and by is None:
-            raise VehiclustError("nothing to export: give --transport-dataset and/or --by cluster|reason --to FOLDER")
-    except VehiclustError as exc:
-        _fail(exc)
 
 
-@app.command("train-head")
+@command("train-head")
 def train_head(
     folder: Path = typer.Argument(..., help="Run folder with a computed backbone descriptor."),
     label: str = typer.Option(..., "--label", "-l", help="Collection column to learn, e.g. type or color."),
@@ -543,18 +525,16 @@ def train_head(
     """Train a small type/colour head on frozen backbone features; its penultimate layer
     becomes a new descriptor. Held-out accuracy is measured on unseen vehicles."""
     from vehiclust.describe.heads import HeadSettings, train_head as train
+    from vehiclust.pipeline import claimed_folder
 
-    try:
-        run = _run_folder(folder)
+    with claimed_folder(folder) as run:
         result = train(run, backbone, label, name, HeadSettings(epochs=epochs))
-    except VehiclustError as exc:
-        _fail(exc)
     console.print(f"[green]done.[/] descriptor {result.name}: held-out accuracy "
                   f"{result.holdout_accuracy:.1%} on {result.holdout_rows:,} images of unseen vehicles "
                   f"(majority class {result.majority_accuracy:.1%}); {len(result.classes)} classes")
 
 
-@app.command("descriptors")
+@command("descriptors")
 def list_descriptors() -> None:
     """List the descriptors vehiclust can compute from images."""
     from vehiclust.describe import descriptor_listing

@@ -12,11 +12,10 @@ from vehiclust.cache import cache_root
 from vehiclust.cluster import ClusterSettings
 from vehiclust.compare import CompareSettings
 from vehiclust.evaluate import clustering_scores, outlier_scores
-from vehiclust.pipeline import RunResult, RunSettings, run_pipeline
+from vehiclust.pipeline import RunResult, RunSettings, report_folder, run_pipeline
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.report import report
 from vehiclust.report.stage import ReportSettings
-from vehiclust.runfolder import write_csv
+from vehiclust.runfolder import CONTACT_SHEET, EXTERNAL_CLUSTER_SCORES, EXTERNAL_OUTLIER_SCORES
 
 
 # every descriptor together, and the informed pair: the descriptors that capture type and colour
@@ -49,18 +48,18 @@ def run_demo(out: Path | str, size: str | int = "default", seed: int = 0,
                            report=replace(report_settings, notebook=False))
     result = run_pipeline(demo.root, out, settings, reporter)
     images = sorted(Path(demo.root).rglob("*.jpg"))
-    write_contact_sheet(images, result.run.path("demo_contact_sheet.jpg"), n=64, seed=seed)
+    write_contact_sheet(images, CONTACT_SHEET.path(result.run), n=64, seed=seed)
     truth = load_ground_truth(collection_dir)
     clusters = pd.read_csv(result.clusters_csv, keep_default_na=False)
     cluster_table = clustering_scores(clusters, truth)
     outlier_table = outlier_scores(clusters, truth)
-    write_csv(result.run.path("external_scores_clusters.csv"), cluster_table)
-    write_csv(result.run.path("external_scores_outliers.csv"), outlier_table)
+    EXTERNAL_CLUSTER_SCORES.save(result.run, cluster_table)
+    EXTERNAL_OUTLIER_SCORES.save(result.run, outlier_table)
     reporter.message("External scores against the demo's ground truth (clean images):\n"
                      + cluster_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     reporter.message("Outlier verdicts against the planted outliers:\n"
                      + outlier_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    report(result.run, reporter, report_settings)  # again, now that the external scores exist
+    report_folder(result.run.root, report_settings, reporter)  # again, now that the external scores exist
     if case_bundle is not None:
         write_case_bundle(result.run, demo.root, case_bundle, result.descriptors)
         reporter.message(f"case bundle: {case_bundle}")

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-LABELS = ("type", "color", "type+color", "vehicle_id")  # type+color: the joint label
+from vehiclust.rules import JOINT, JOINT_COLUMNS, joint_label
+
+LABELS = ("type", "color", JOINT, "vehicle_id")
 
 
 def clustering_columns(clusters: pd.DataFrame) -> list[str]:
@@ -23,9 +25,9 @@ def clustering_scores(clusters: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFra
     """One row per clustering column and label: ARI and NMI on clean, clustered images."""
     merged = clusters.merge(truth, on="path", how="inner", suffixes=("", "_truth"))
     clean = merged[~merged["is_outlier_truth"].astype(bool)].copy()
-    parts = [f"{p}_truth" if f"{p}_truth" in clean.columns else p for p in ("type", "color")]
+    parts = [f"{p}_truth" if f"{p}_truth" in clean.columns else p for p in JOINT_COLUMNS]
     if all(p in clean.columns for p in parts):
-        clean["type+color"] = clean[parts[0]].astype(str) + "/" + clean[parts[1]].astype(str)
+        clean[JOINT] = joint_label(clean[parts].astype(str), parts)
     rows = []
     for column in clustering_columns(clusters):
         usable = clean[clean[column] >= 0]

@@ -323,6 +323,15 @@ def interrupted_run(root: Path | str) -> str | None:
     return _interrupted.pop(str(Path(root).resolve()), None)
 
 
+def interrupted_note(root: Path | str) -> str | None:
+    """The note a run prints when the last run on ``root`` was killed (once, see :func:`interrupted_run`)."""
+    previous = interrupted_run(root)
+    if previous is None:
+        return None
+    return (f"[yellow]note:[/] the last run on {root} ({previous}) was interrupted; "
+            f"its finished stages are kept and the rest starts again")
+
+
 @contextlib.contextmanager
 def claimed(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Iterator[Path]:
     root = claim(out, input_path, force)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.sweep import clustering_path
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, CLUSTERS, COMPARISON, DESCRIPTIONS, EVIDENCE, MAP,
+                                 OUTLIERS, Artifact, RunFolder)
 
 
 class RunResults:
@@ -27,24 +27,21 @@ class RunResults:
 
     def __init__(self, root: Path | str):
         self.folder = RunFolder(root)
-        if not self.folder.path("clusters.csv").exists():
-            raise VehiclustError(f"{self.folder.path('clusters.csv')} is missing: not a finished run folder "
+        if not CLUSTERS.exists(self.folder):
+            raise VehiclustError(f"{CLUSTERS.path(self.folder)} is missing: not a finished run folder "
                                  f"(run `vehiclust run` or `vehiclust report` first)")
 
     @property
     def root(self) -> Path:
         return self.folder.root
 
-    def _csv(self, name: str) -> pd.DataFrame:
-        path = self.folder.path(name)
-        if not path.exists():
-            raise VehiclustError(f"{path} is missing; run `vehiclust report {self.root}`")
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    def _csv(self, artifact: Artifact) -> pd.DataFrame:
+        """Read as every table of a finished run: "" is missing, "NA" is a value."""
+        return pd.read_csv(artifact.require(self.folder), keep_default_na=False, na_values=[""])
 
     @cached_property
     def clusters(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder.path("clusters.csv"), keep_default_na=False, na_values=[""],
-                           dtype={"vehicle_id": str, "camera_id": str})
+        return CLUSTERS.load(self.folder)
 
     @cached_property
     def collection(self) -> pd.DataFrame:
@@ -55,35 +52,34 @@ class RunResults:
         """runs.csv and the mixtures' runs, ``best_overall`` marking the best clustering (best.json)."""
         from vehiclust.compare.best import all_runs
 
-        self._csv("runs.csv")  # a missing file is a one-line error
         return all_runs(self.folder)
 
     @cached_property
     def outliers(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder.path("outliers.csv"), keep_default_na=False)
+        return OUTLIERS.load(self.folder)
 
     @cached_property
     def descriptions(self) -> pd.DataFrame:
-        return self._csv("cluster_descriptions.csv")
+        return self._csv(DESCRIPTIONS)
 
     @cached_property
     def evidence(self) -> pd.DataFrame:
-        return self._csv("cluster_evidence.csv")
+        return self._csv(EVIDENCE)
 
     @cached_property
     def comparison(self) -> pd.DataFrame:
         """comparison.csv: every descriptor's, mixture's and the consensus's selected clustering."""
-        return self._csv("comparison.csv")
+        return self._csv(COMPARISON)
 
     @cached_property
     def agreement(self) -> pd.DataFrame:
         """agreement.csv, long: one row per pair of clusterings (ARI, AMI, NMI)."""
-        return self._csv("agreement.csv")
+        return self._csv(AGREEMENT)
 
     @cached_property
     def attributes(self) -> pd.DataFrame:
         """attributes.csv, long: AMI / NMI of each clustering with each attribute."""
-        return self._csv("attributes.csv")
+        return self._csv(ATTRIBUTES)
 
     def agreement_matrix(self, measure: str = "ari") -> pd.DataFrame:
         from vehiclust.compare.agreement import agreement_matrix
@@ -98,7 +94,10 @@ class RunResults:
 
     @property
     def best_descriptor(self) -> str:
-        return str(self.runs.loc[self.runs["best_overall"].astype(bool), "descriptor"].iloc[0])
+        """The clustering the deliverables show (best.json, see :mod:`vehiclust.compare.best`)."""
+        from vehiclust.compare.best import best_name
+
+        return best_name(self.folder)
 
     @property
     def descriptors(self) -> list[str]:
@@ -106,7 +105,7 @@ class RunResults:
 
     def labels(self, descriptor: str | None = None) -> np.ndarray:
         """Cluster per row of the selected clustering of ``descriptor`` (default: the best)."""
-        return np.load(clustering_path(self.folder, descriptor or self.best_descriptor))["labels"]
+        return CLUSTERING.load(self.folder, descriptor or self.best_descriptor).labels
 
     def descriptor(self, name: str) -> np.ndarray:
         return self.folder.load_descriptor(name)
@@ -115,10 +114,8 @@ class RunResults:
     def map_descriptor(self) -> str:
         """The space the default map shows: the best clustering's descriptor, or, when the best
         has no space of its own (the consensus), the first descriptor with a map, as in the report."""
-        from vehiclust.report.maps import map_path
-
         candidates = [self.best_descriptor, *self.descriptors]
-        with_map = [name for name in candidates if map_path(self.folder, name, 2).exists()]
+        with_map = [name for name in candidates if MAP.exists(self.folder, name, dims=2)]
         if not with_map:
             raise VehiclustError(f"{self.root}/maps holds no map; run `vehiclust report {self.root}`")
         return with_map[0]
@@ -160,9 +157,9 @@ class RunResults:
 
     def show_cluster(self, cluster: int, n: int = 10, seed: int = 0):
         """Typical images of one cluster of the best clustering (closest to its centre first)."""
-        data = np.load(clustering_path(self.folder, self.best_descriptor))
-        members = np.flatnonzero(data["labels"] == cluster)
-        order = members[np.argsort(np.nan_to_num(data["distance"][members], nan=np.inf), kind="stable")]
+        data = CLUSTERING.load(self.folder, self.best_descriptor)
+        members = np.flatnonzero(data.labels == cluster)
+        order = members[np.argsort(np.nan_to_num(data.distance[members], nan=np.inf), kind="stable")]
         name = self.descriptions.set_index("cluster")["name"].get(cluster, "")
         return self.montage(order[:n], title=f"cluster {cluster}: {name}")
 

@@ -34,6 +34,9 @@ class Stage(ABC):
     """One step of the pipeline. Subclasses set ``name`` and implement the three methods."""
 
     name: ClassVar[str]
+    # True: run even when current, because the stage re-applies a cheap last step on every call
+    # (compare: the best rule and --best; report: the pages). Its record is then left as it is.
+    always_runs: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings

@@ -9,9 +9,9 @@ clusterings/<descriptor>.npz).
 """
 
 from vehiclust.cluster.algorithms import ALGORITHMS, AlgorithmSpec
-from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.settings import ClusterSettings, k_grid, parse_k, parse_k_range
 from vehiclust.cluster.sweep import cluster
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "ClusterSettings", "Clustering", "cluster", "clustering_path", "k_grid",
+__all__ = ["ALGORITHMS", "AlgorithmSpec", "ClusterSettings", "Clustering", "cluster", "k_grid",
            "parse_k", "parse_k_range"]

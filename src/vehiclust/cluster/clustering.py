@@ -1,4 +1,5 @@
-"""One stored clustering, ``clusterings/<name>.npz``: its arrays named once, with save and load.
+"""One stored clustering, ``clusterings/<name>.npz`` (the run folder's ``CLUSTERING`` artifact, which
+reads and writes it through this class): its arrays named once, with save and load.
 
 Written by the cluster stage for each descriptor (and, through the same sweep, by the compare
 stage for each mixture) and by the compare stage for the consensus; read by the compare,
@@ -12,11 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vehiclust.runfolder import RunFolder, atomic_path
-
-
-def clustering_path(run: RunFolder, name: str) -> Path:
-    return run.root / "clusterings" / f"{name}.npz"
+from vehiclust.runfolder import atomic_path
 
 
 @dataclass

@@ -25,13 +25,13 @@ from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_para
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
-from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.rows import assign_rows
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint, write_csv
+from vehiclust.runfolder import CLUSTERING, RUNS, RunFolder, fingerprint
 
 SWEEP_VERSION = 3  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
@@ -59,16 +59,16 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     if not names:
         raise VehiclustError(f"{run.root}: no descriptors to cluster; run `vehiclust describe` first")
     key = cluster_stage_key(run, names, settings)
-    outputs = [run.path("runs.csv")] + [clustering_path(run, n) for n in names]
+    outputs = [RUNS.path(run)] + [CLUSTERING.path(run, n) for n in names]
     if run.stage_is_current("cluster", key, outputs):
         reporter.message("cluster: up to date")
-        return pd.read_csv(run.path("runs.csv"), keep_default_na=False, na_values=[""])
+        return RUNS.load(run)
     started = time.perf_counter()
     labels_table = _label_table(run, settings)
     frames = [sweep_descriptor(run, name, settings, reporter, labels_table) for name in names]
     runs = pd.concat(frames, ignore_index=True)
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
-    write_csv(run.path("runs.csv"), runs)
+    RUNS.save(run, runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
                      backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs
@@ -285,9 +285,10 @@ def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, s
         # UMAP pulls far-off rows into the clusters they border, so distances in its space hide
         # outliers; the linear space it started from keeps them (for the outlier stage)
         distance_input = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
-    Clustering(labels=full_labels, distance=_spread(distance, rows, n_total), centers=centers, embedding_rows=rows,
-               preprocessing=str(record["preprocessing"]), algorithm=str(record["algorithm"]),
-               params=str(record["params"]), distance_input=distance_input).save(clustering_path(run, name))
+    CLUSTERING.save(run, Clustering(
+        labels=full_labels, distance=_spread(distance, rows, n_total), centers=centers, embedding_rows=rows,
+        preprocessing=str(record["preprocessing"]), algorithm=str(record["algorithm"]),
+        params=str(record["params"]), distance_input=distance_input), name)
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:

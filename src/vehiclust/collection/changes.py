@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.collection.imageio import ZIP_PREFIX, ZIP_SEPARATOR, ProbeResult
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import INGEST_STAMPS, RunFolder
 
 PROBE_FIELDS = [f.name for f in fields(ProbeResult)]
-STAMPS_FILE = "ingest_stamps.parquet"  # in the run's cache/: what each probed file looked like
 
 
 def stat_stamp(path: str) -> str:
@@ -54,7 +53,7 @@ def _member_stamps(archive: str) -> dict[str, str]:
 def reusable_probes(run: RunFolder, locations: list[str], stamps: list[str], key: str) -> pd.DataFrame:
     """The previous collection's header facts for the files that did not change since (same
     location, same stamp, same limits): a changed image re-reads its row, no other row."""
-    path = run.cache_dir / STAMPS_FILE
+    path = INGEST_STAMPS.path(run)
     empty = pd.DataFrame(columns=["index", *PROBE_FIELDS])
     if not path.exists() or not run.collection_path.exists():
         return empty

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust import ownership
-from vehiclust.collection.changes import PROBE_FIELDS, STAMPS_FILE, file_stamps, reusable_probes, stat_stamp
+from vehiclust.collection.changes import PROBE_FIELDS, file_stamps, reusable_probes, stat_stamp
 from vehiclust.collection.descriptor_files import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
@@ -44,7 +44,7 @@ from vehiclust.collection.metadata import (
 from vehiclust.collection.sources import InputSpec, bundle_posix, detect_input
 from vehiclust.errors import InputError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint, write_matrix, write_parquet
+from vehiclust.runfolder import INGEST_STAMPS, STAGE_RECORD, RunFolder, fingerprint, write_matrix, write_parquet
 
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
@@ -79,22 +79,21 @@ def ingest(
     folder marked as vehiclust's (see ownership.py; ``force`` accepts a non-empty folder)."""
     reporter = reporter or NullReporter()
     with ownership.claimed(run.root, input_path, force):
-        previous = ownership.interrupted_run(run.root)
-        if previous:
-            reporter.message(f"[yellow]note:[/] the last run on {run.root} ({previous}) was interrupted; "
-                             f"its finished stages are kept and the rest starts again")
+        note = ownership.interrupted_note(run.root)  # None when the pipeline already said it
+        if note:
+            reporter.message(note)
         return _ingest(input_path, run, descriptor_files, settings, reporter)
 
 
 def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path] | None,
             settings: IngestSettings, reporter: Reporter) -> pd.DataFrame:
     spec = detect_input(input_path, descriptor_files, settings.follow_links, settings.max_descriptor_bytes)
-    key = fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
+    key = ingest_key(input_path, spec, settings)
     if run.stage_is_current("ingest", key, [run.collection_path]):
         reporter.message(f"ingest: up to date ({run.collection_path})")
         return run.load_collection()
     started = time.perf_counter()
-    ownership.remove_file(run.stages_dir / "ingest.json")  # an interrupted re-ingest never looks complete
+    ownership.remove_file(STAGE_RECORD.path(run, stage="ingest"))  # an interrupted re-ingest never looks complete
     loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
     _check_unique_names(loaded)
     stamps = file_stamps(spec.locations)
@@ -105,7 +104,7 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
     for descriptor in loaded:
         import_descriptor(run, descriptor, table, settings, reporter)
     write_parquet(run.collection_path, table)
-    write_parquet(run.cache_dir / STAMPS_FILE, pd.DataFrame(
+    INGEST_STAMPS.save(run, pd.DataFrame(
         {"location": table["location"], "stamp": stamps or [""] * len(table), "probe_key": probe_key(settings)}))
     run.record_stage(
         "ingest", key, time.perf_counter() - started,
@@ -114,6 +113,10 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         notes=[n for n in spec.notes if n], descriptors=[d.name for d in loaded],
     )
     return table
+
+
+def ingest_key(input_path: Path | str, spec: InputSpec, settings: IngestSettings) -> str:
+    return fingerprint("ingest", str(Path(input_path).resolve()), input_signature(spec), asdict(settings))
 
 
 def input_signature(spec: InputSpec) -> str:

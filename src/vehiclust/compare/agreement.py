@@ -54,9 +54,10 @@ def contingency_frame(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: s
 def contingency_of(run, a: str, b: str) -> pd.DataFrame:
     """Contingency table of two stored clusterings by name (descriptor, mixture or consensus),
     over the rows either of them clustered: for the report and the notebook."""
-    from vehiclust.cluster.clustering import Clustering, clustering_path
+    from vehiclust.cluster.clustering import Clustering
+    from vehiclust.runfolder import CLUSTERING
 
-    la, lb = Clustering.load_labels(clustering_path(run, a)), Clustering.load_labels(clustering_path(run, b))
+    la, lb = Clustering.load_labels(CLUSTERING.path(run, a)), Clustering.load_labels(CLUSTERING.path(run, b))
     either = (la >= 0) | (lb >= 0)
     return contingency_frame(la[either], lb[either], a, b)
 

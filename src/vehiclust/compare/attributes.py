@@ -3,7 +3,7 @@ collection (and the quality descriptor) can tell, and one sentence per clusterin
 
 Attributes, each only when it can be derived:
 ``type``, ``color``, ``camera_id``      metadata columns (VeRi-Wild's vehicle_info.txt, the demo)
-``day_night``                           from the capture ``time`` (day = 07:00-18:59)
+``day_night``                           from the capture ``time`` (:func:`vehiclust.rules.day_night`)
 ``aspect``                              width / height quartiles: a viewpoint proxy (side views
                                         are wide crops, front and rear views near square), also
                                         shaped by vehicle length; honest as a proxy, not a label
@@ -20,13 +20,14 @@ import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score
 
 from vehiclust.cluster.metrics import _codes
-from vehiclust.runfolder import RunFolder
+from vehiclust.rules import JOINT, JOINT_COLUMNS, day_night, joint_label
+from vehiclust.runfolder import RunFolder, load_quality_table
 
 METADATA = ("type", "color", "camera_id")
 QUALITY_BINS = {"brightness": "brightness", "sharpness": "sharpness"}
 WORDS = {"type": "vehicle type", "color": "colour", "camera_id": "camera", "day_night": "day/night",
          "aspect": "aspect ratio (viewpoint proxy)", "brightness": "brightness", "sharpness": "sharpness",
-         "size": "image size", "type+color": "type and colour together"}
+         "size": "image size", JOINT: "type and colour together"}
 
 
 def quartiles(values: pd.Series) -> pd.Series | None:
@@ -43,13 +44,12 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     for column in METADATA:
         if column in table.columns and table[column].astype(str).str.strip().ne("").any():
             out[column] = table[column].astype(str).where(table[column].astype(str).str.strip() != "")
-    if "type" in out and "color" in out:
-        out["type+color"] = out["type"] + "/" + out["color"]
+    if set(JOINT_COLUMNS) <= set(out.columns):
+        out[JOINT] = joint_label(out)
     if "time" in table.columns:
-        hour = pd.to_datetime(table["time"], errors="coerce").dt.hour
-        if hour.notna().any():
-            out["day_night"] = np.where(hour.between(7, 18), "day", "night")
-            out.loc[hour.isna(), "day_night"] = None
+        days = day_night(table["time"])
+        if days.notna().any():
+            out["day_night"] = days
     if {"width", "height"} <= set(table.columns):
         width, height = table["width"].astype(float), table["height"].astype(float)
         valid = (width > 0) & (height > 0)
@@ -57,7 +57,7 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
             binned = quartiles(values.where(valid))
             if binned is not None:
                 out[name] = binned
-    quality = _quality_frame(run, len(table))
+    quality = load_quality_table(run, len(table))
     if quality is not None:
         for attribute, column in QUALITY_BINS.items():
             binned = quartiles(quality[column]) if column in quality.columns else None
@@ -66,16 +66,6 @@ def attribute_table(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _quality_frame(run: RunFolder, n: int) -> pd.DataFrame | None:
-    if "quality" not in run.descriptor_names():
-        return None
-    meta = run.descriptor_meta("quality")
-    matrix = np.asarray(run.load_descriptor("quality"), dtype=np.float64)
-    if matrix.shape[0] != n or len(meta.get("columns", [])) != matrix.shape[1]:
-        return None
-    frame = pd.DataFrame(matrix, columns=meta["columns"])
-    frame.iloc[list(run.invalid_rows("quality"))] = np.nan
-    return frame
 
 
 def attribute_scores(labels: dict[str, np.ndarray], attributes: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
@@ -99,7 +89,7 @@ def attribute_scores(labels: dict[str, np.ndarray], attributes: pd.DataFrame, ro
 def sentence(name: str, scores: pd.DataFrame) -> str:
     """"vehicle_color groups colour (AMI 0.53) far more than vehicle type (0.08)": the attributes
     it captures best, against type or colour (whichever it captures less), else the weakest."""
-    own = scores[(scores["clustering"] == name) & (scores["attribute"] != "type+color")]
+    own = scores[(scores["clustering"] == name) & (scores["attribute"] != JOINT)]
     if own.empty:
         return f"{name}: no attribute to compare with."
     own = own.assign(ami=own["ami"].clip(lower=0)).sort_values("ami", ascending=False)

@@ -19,11 +19,7 @@ import pandas as pd
 
 from vehiclust.cluster.select import overall_choice
 from vehiclust.cluster.sweep import RUN_COLUMNS
-from vehiclust.runfolder import RunFolder, read_json, write_json
-
-BEST_FILE = "best.json"
-MIXTURE_RUNS_FILE = "mixture_runs.csv"
-RUNS_FILE = "runs.csv"
+from vehiclust.runfolder import BEST, MIXTURE_RUNS, RUNS, Artifact, RunFolder
 # the combined view's leading columns: runs.csv's, with the overall choice beside ``selected``
 VIEW_COLUMNS = RUN_COLUMNS[:RUN_COLUMNS.index("selected") + 1] + ["best_overall"] + \
     RUN_COLUMNS[RUN_COLUMNS.index("selected") + 1:]
@@ -42,15 +38,14 @@ class BestChoice:
     cluster_key: str | None  # fingerprint of the cluster stage the choice was made on
 
     def save(self, run: RunFolder) -> None:
-        write_json(run.path(BEST_FILE), asdict(self))
+        BEST.save(run, asdict(self))
 
     @classmethod
     def load(cls, run: RunFolder) -> BestChoice | None:
         """The stored choice, or None when there is none or it was made on another clustering."""
-        path = run.path(BEST_FILE)
-        if not path.exists():
+        if not BEST.exists(run):
             return None
-        choice = cls(**read_json(path))
+        choice = cls(**BEST.load(run))
         return choice if choice.cluster_key == cluster_key(run) else None
 
 
@@ -58,9 +53,9 @@ def cluster_key(run: RunFolder) -> str | None:
     return (run.stage_record("cluster") or {}).get("fingerprint")
 
 
-def read_runs(run: RunFolder, name: str = RUNS_FILE) -> pd.DataFrame:
-    runs = pd.read_csv(run.path(name), keep_default_na=False, na_values=[""])
-    runs["reason"] = runs["reason"].fillna("")
+def read_runs(run: RunFolder, artifact: Artifact = RUNS) -> pd.DataFrame:
+    runs = artifact.load(run)
+    runs["reason"] = runs["reason"].astype(object).fillna("")  # an all-empty column reads as float
     return runs
 
 
@@ -69,8 +64,8 @@ def all_runs(run: RunFolder) -> pd.DataFrame:
     its reason appended to that run's."""
     runs = read_runs(run).drop(columns=["best_overall"], errors="ignore")
     best = BestChoice.load(run)
-    if best is not None and run.path(MIXTURE_RUNS_FILE).exists():
-        derived = read_runs(run, MIXTURE_RUNS_FILE)
+    if best is not None and MIXTURE_RUNS.exists(run):
+        derived = read_runs(run, MIXTURE_RUNS)
         if len(derived):
             runs = pd.concat([runs, derived], ignore_index=True)
     chosen, why = runs.index[[]], ""
@@ -87,5 +82,9 @@ def all_runs(run: RunFolder) -> pd.DataFrame:
 
 def best_name(run: RunFolder) -> str:
     """The name of the best clustering (see :func:`all_runs`)."""
-    runs = all_runs(run)
+    return best_in(all_runs(run))
+
+
+def best_in(runs: pd.DataFrame) -> str:
+    """The clustering marked ``best_overall`` in :func:`all_runs`' view."""
     return str(runs.loc[runs["best_overall"], "descriptor"].iloc[0])

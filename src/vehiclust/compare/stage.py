@@ -22,27 +22,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vehiclust.cluster import ClusterSettings
-from vehiclust.cluster.clustering import Clustering, clustering_path
+from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptor
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
-from vehiclust.compare.best import MIXTURE_RUNS_FILE, BestChoice, cluster_key, read_runs
+from vehiclust.compare.best import BestChoice, cluster_key, read_runs
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
 from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
-from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint, write_csv, write_json
+from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
+                                fingerprint)
+from vehiclust.stage import RunContext, Stage
 
 COMPARE_VERSION = 3  # part of the fingerprint: bump when results change for equal settings
-OUTPUTS = ("comparison.csv", "agreement.csv", "attributes.csv", "compare.json", MIXTURE_RUNS_FILE)
+OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO, MIXTURE_RUNS)
 
 
 def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings = ClusterSettings(),
@@ -50,12 +52,9 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
     """Mix, sweep the mixtures, build the consensus and the comparison; returns comparison.csv."""
     reporter = reporter or NullReporter()
     singles = [n for n in dict.fromkeys(names) if not is_derived(n)]
-    if not run.path("runs.csv").exists():
-        raise VehiclustError(f"{run.path('runs.csv')} is missing; run `vehiclust cluster` first")
-    heavy = replace(settings, best=None)
-    key = fingerprint("compare", COMPARE_VERSION, singles, (run.stage_record("cluster") or {}).get("fingerprint"),
-                      asdict(heavy), asdict(cluster_settings))
-    if run.stage_is_current("compare", key, [run.path(o) for o in OUTPUTS]):
+    RUNS.require(run)
+    key = compare_key(run, singles, cluster_settings, settings)
+    if run.stage_is_current("compare", key, [o.path(run) for o in OUTPUTS]):
         reporter.message("compare: up to date")
     else:
         started = time.perf_counter()
@@ -63,6 +62,13 @@ def compare(run: RunFolder, names: list[str], cluster_settings: ClusterSettings 
         run.record_stage("compare", key, time.perf_counter() - started, singles=singles,
                          cluster=(run.stage_record("cluster") or {}).get("fingerprint"))
     return choose_best(run, settings.best)
+
+
+def compare_key(run: RunFolder, singles: list[str], cluster_settings: ClusterSettings,
+                settings: CompareSettings) -> str:
+    """Of the heavy part: ``--best`` is left out, it is applied on every call."""
+    return fingerprint("compare", COMPARE_VERSION, singles, (run.stage_record("cluster") or {}).get("fingerprint"),
+                       asdict(replace(settings, best=None)), asdict(cluster_settings))
 
 
 def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettings, settings: CompareSettings,
@@ -93,10 +99,10 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     lap("fusion and weights")
     own = [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings)) for m in mixes]
     lap("mixture sweeps")
-    labels = {n: Clustering.load_labels(clustering_path(run, n)) for n in singles + mixes}
+    labels = {n: Clustering.load_labels(CLUSTERING.path(run, n)) for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
         own.append(build_consensus(run, singles, labels, valid, table, cluster_settings, settings))
-        labels[CONSENSUS] = Clustering.load_labels(clustering_path(run, CONSENSUS))
+        labels[CONSENSUS] = Clustering.load_labels(CLUSTERING.path(run, CONSENSUS))
     lap("consensus")
     own_runs = pd.concat(own, ignore_index=True) if own else pd.DataFrame(columns=RUN_COLUMNS)
     selected = pd.concat([runs, own_runs], ignore_index=True) if own else runs
@@ -115,12 +121,12 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
         task.advance()
     lap("comparison, agreement, attributes")
     comparison["captures"] = [attr.sentence(n, scores) for n in comparison["name"]]
-    write_csv(run.path(MIXTURE_RUNS_FILE), own_runs.reindex(columns=RUN_COLUMNS + [c for c in own_runs.columns
-                                                                                  if c not in RUN_COLUMNS]))
-    write_csv(run.path("agreement.csv"), agreement)
-    write_csv(run.path("attributes.csv"), scores)
-    write_csv(run.path("comparison.csv"), comparison)
-    write_json(run.path("compare.json"), {
+    MIXTURE_RUNS.save(run, own_runs.reindex(columns=RUN_COLUMNS + [c for c in own_runs.columns
+                                                                  if c not in RUN_COLUMNS]))
+    AGREEMENT.save(run, agreement)
+    ATTRIBUTES.save(run, scores)
+    COMPARISON.save(run, comparison)
+    COMPARE_INFO.save(run, {
         "common_space": COMMON_SPACE.format(dims=settings.block_dims),
         "evaluation_rows": int(len(evaluation)), "tuning_rows": int(len(tuning)),
         "tuning_note": ("Held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
@@ -178,7 +184,7 @@ def informed_pair(run: RunFolder, singles: list[str], tuning: np.ndarray, table:
     from vehiclust.compare.settings import MixSpec
 
     columns = [c for c in label_columns if c in table.columns]
-    labels = {n: Clustering.load_labels(clustering_path(run, n))[tuning] for n in singles}
+    labels = {n: Clustering.load_labels(CLUSTERING.path(run, n))[tuning] for n in singles}
     picks, why = [], []
     for column in columns:
         codes = _codes(table[column].iloc[tuning].reset_index(drop=True))
@@ -215,9 +221,10 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
     full[valid] = rename[result["labels"]]
     distance = np.full(n_total, np.nan, dtype=np.float32)
     distance[valid] = 1.0 - result["strength"]  # typical members: those every clustering agrees on
-    Clustering(labels=full, distance=distance, centers=np.zeros((0, 0), np.float32), embedding_rows=valid,
-               preprocessing="co-association", algorithm="evidence_accumulation",
-               params=f"k={result['k']}, of {', '.join(singles)}").save(clustering_path(run, CONSENSUS))
+    CLUSTERING.save(run, Clustering(labels=full, distance=distance, centers=np.zeros((0, 0), np.float32),
+                                    embedding_rows=valid, preprocessing="co-association",
+                                    algorithm="evidence_accumulation",
+                                    params=f"k={result['k']}, of {', '.join(singles)}"), CONSENSUS)
     label_table = _labels(table, cluster_settings)
     checks = LabelChecks(label_table.iloc[valid].reset_index(drop=True) if label_table is not None else None,
                          cluster_settings.label_columns, cluster_settings.identity_column, settings.seed)
@@ -239,7 +246,7 @@ def build_consensus(run: RunFolder, singles: list[str], labels: dict[str, np.nda
 
 def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     """Apply the best rule (or the override) to comparison.csv; store the choice in best.json."""
-    comparison = pd.read_csv(run.path("comparison.csv"))
+    comparison = COMPARISON.load(run)
     comparison, name, why, rule = apply_best(comparison, override)
     measure = "identity_lift" if rule == IDENTITY_RULE else "common_score"
     ranked = comparison.sort_values("rank")
@@ -249,9 +256,34 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
                runner_up=str(others["name"].iloc[0]) if len(others) else None,
                runner_up_score=_number(others[measure].iloc[0]) if len(others) else None,
                override=override, cluster_key=cluster_key(run)).save(run)
-    write_csv(run.path("comparison.csv"), comparison)
+    COMPARISON.save(run, comparison)
     return comparison
 
 
 def _number(value) -> float | None:
     return None if pd.isna(value) else float(value)
+
+
+# -- the stage class (core) ----------------------------------------------------------------------
+class CompareStage(Stage):
+    """Mixtures, consensus and comparison of ``ctx.descriptors``' clusterings. Always runs: the
+    heavy part skips itself while :func:`compare_key` is unchanged, the best rule is cheap and
+    applied on every call (so changing only ``--best`` costs nothing)."""
+
+    name = "compare"
+    always_runs = True
+
+    def __init__(self, settings: CompareSettings | None = None, cluster_settings: ClusterSettings | None = None):
+        super().__init__(settings or CompareSettings())
+        self.cluster_settings = cluster_settings or ClusterSettings()
+
+    def key(self, ctx: RunContext) -> str:
+        singles = [n for n in dict.fromkeys(ctx.descriptors) if not is_derived(n)]
+        return compare_key(ctx.run, singles, self.cluster_settings, self.settings)
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        return [a.path(ctx.run) for a in OUTPUTS]
+
+    def run(self, ctx: RunContext) -> dict:
+        compare(ctx.run, ctx.descriptors, self.cluster_settings, self.settings, ctx.reporter)
+        return ctx.run.stage_facts(self.name)

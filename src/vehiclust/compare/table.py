@@ -41,6 +41,7 @@ from vehiclust.cluster.select import selection_score
 from vehiclust.compare.fusion import FIT_ROWS, block_rows, fit_blocks, sample_rows
 from vehiclust.compare.settings import ALIASES, CONSENSUS, MIX_PREFIX, CompareSettings
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import JOINT, JOINT_COLUMNS, joint_label
 from vehiclust.runfolder import RunFolder
 
 COMMON_SPACE = ("equal-weight block-normalised concatenation of every single descriptor "
@@ -90,8 +91,8 @@ def common_score(frame: pd.DataFrame) -> pd.Series:
 def label_frame(table: pd.DataFrame, label_columns: tuple[str, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """The label columns plus the joint ``type+color`` label when both exist."""
     frame = table[[c for c in label_columns if c in table.columns]].copy()
-    if {"type", "color"} <= set(frame.columns):
-        frame["type+color"] = frame["type"].astype(str) + "/" + frame["color"].astype(str)
+    if set(JOINT_COLUMNS) <= set(frame.columns):
+        frame[JOINT] = joint_label(frame[list(JOINT_COLUMNS)].astype(str))
     return frame, tuple(frame.columns)
 
 

@@ -25,6 +25,7 @@ from vehiclust.cluster.metrics import _codes, identity_consistency
 from vehiclust.cluster.select import tuning_ks
 from vehiclust.compare.fusion import BlockScaler, normalised_blocks, weighted
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import joint_label
 from vehiclust.runfolder import RunFolder
 
 
@@ -93,9 +94,7 @@ def criterion_target(criterion: str, table: pd.DataFrame, rows: np.ndarray, iden
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise VehiclustError(f"--mix-tune {criterion}: the collection has no column {', '.join(missing)}")
-    values = table[columns[0]].astype(str)
-    for column in columns[1:]:  # a joint label: "type+color" -> "suv/white"
-        values = values + "/" + table[column].astype(str)
+    values = joint_label(table[columns].astype(str), columns)  # "type+color" -> "suv/white"
     codes = _codes(values.iloc[rows].reset_index(drop=True))
     if criterion == "identity":  # vehicles with a single tuning image cannot be consistent or not
         sizes = np.bincount(codes[codes >= 0])

@@ -2,7 +2,7 @@
 
 from vehiclust.describe.registry import (DESCRIPTORS, available, default_descriptors, descriptor_listing, get_spec,
                                          never_clustered, support_descriptors)
-from vehiclust.describe.stage import DescribeSettings, describe, descriptor_key, is_current, rows_key
+from vehiclust.describe.stage import DescribeSettings, DescribeStage, describe, descriptor_key, is_current, rows_key
 
-__all__ = ["DESCRIPTORS", "DescribeSettings", "available", "default_descriptors", "describe", "descriptor_key",
+__all__ = ["DESCRIPTORS", "DescribeSettings", "DescribeStage", "available", "default_descriptors", "describe", "descriptor_key",
            "descriptor_listing", "get_spec", "is_current", "never_clustered", "rows_key", "support_descriptors"]

@@ -83,7 +83,7 @@ class BackboneDescriber:
         if not self.spec.user_weights:
             return {"model": self.backbone, **self.model.provenance(), "input_size": self.input_size,
                     **preprocessing}
-        from vehiclust.describe.models.checkpoints import sha256_file
+        from vehiclust.rules import sha256_file
 
         weights = self.spec.locate()
         return {"model": self.backbone, **self.model.provenance(),

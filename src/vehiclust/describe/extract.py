@@ -31,7 +31,7 @@ from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, de
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
 from vehiclust.executor.base import ExecutorSettings, provenance, worker_identity
 from vehiclust.progress import Reporter
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, write_json, write_npy
+from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
 ORIGINAL = "original"  # the view of describers whose spec says ``needs_original``
@@ -178,7 +178,7 @@ def describe_chunk(work: Extraction, index: int, images: dict[int | str, object]
 def part_folder(run: RunFolder, name: str, key: str) -> Path:
     """Chunk parts of descriptor ``name`` computed under fingerprint ``key``: another key,
     another folder, so parts of other weights or other rows are never reused."""
-    return run.descriptors_dir / ".parts" / f"{name}-{key}"
+    return DESCRIPTOR_PARTS.path(run, name, key=key)
 
 
 class StageClock:
@@ -424,15 +424,3 @@ def _remove_parts(folder: Path) -> None:
     with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
         folder.parent.rmdir()
 
-
-_MOVED_TO_STAGE = ("descriptor_key", "is_current", "rows_key", "describe")
-
-
-def __getattr__(name: str):
-    # Other branches still import these from here; they moved to ``describe.stage`` (no cycle:
-    # resolved on first use). Drop once every caller imports them from the stage.
-    if name in _MOVED_TO_STAGE:
-        from vehiclust.describe import stage
-
-        return getattr(stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

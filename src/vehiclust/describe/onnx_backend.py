@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from vehiclust.describe.backbones import BACKBONES
-from vehiclust.describe.models.checkpoints import sha256_file
 from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import sha256_file as weights_sha256
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
 # (architecture, preprocessing, export options), so stale cached files are not reused.
@@ -38,11 +38,6 @@ VERIFY_BATCH = 3
 
 class OnnxExportError(VehiclustError):
     """The exported graph does not reproduce the PyTorch model."""
-
-
-def weights_sha256(path: Path) -> str:
-    """Hex sha256 of a weights file (~20 MB, hashing takes well under a second)."""
-    return sha256_file(path)
 
 
 def weights_file(name: str) -> Path:

@@ -3,15 +3,18 @@ provenance. The mechanics (decoding, batching, chunked resumable writing) are in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from vehiclust.describe.extract import DescribeSettings, Planned, extract
 from vehiclust.describe.registry import DESCRIPTORS, DescriptorSpec, create_describer, get_spec
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint
+from vehiclust.runfolder import DESCRIPTOR, DESCRIPTOR_META, RunFolder, fingerprint
+from vehiclust.stage import RunContext, Stage
 
-__all__ = ["DescribeSettings", "describe", "descriptor_key", "is_current", "rows_key"]
+__all__ = ["DescribeSettings", "DescribeStage", "describe", "descriptor_key", "is_current", "rows_key"]
 
 
 def rows_key(table: pd.DataFrame) -> str:
@@ -98,3 +101,38 @@ def plan(names: list[str], settings: DescribeSettings) -> list[Planned]:
         first_of_pass.setdefault(get_spec(name).describer, name)
     return [Planned(get_spec(name), create_describer(name, settings.model_threads, settings.device))
             for name in first_of_pass.values()]
+
+
+class DescribeStage(Stage):
+    """Extracts ``ctx.descriptors`` that the input did not bring, plus the support descriptors
+    the outlier checks read when ``image_checks``. Current while every one of them is stored
+    with the key it would be computed with now; an interrupted extraction resumes per chunk
+    inside :func:`describe`."""
+
+    name = "describe"
+
+    def __init__(self, settings: DescribeSettings | None = None, image_checks: bool = True):
+        super().__init__(settings or DescribeSettings())
+        self.image_checks = image_checks
+
+    def _names(self, ctx: RunContext) -> list[str]:
+        from vehiclust.run_descriptors import to_extract
+
+        return to_extract(ctx.run, ctx.descriptors, self.image_checks)
+
+    def key(self, ctx: RunContext) -> str:
+        names = self._names(ctx)
+        if not names:
+            return fingerprint("describe", {})
+        table = ctx.run.load_collection()
+        rows = rows_key(table)
+        return fingerprint("describe", {n: descriptor_key(n, table, rows) for n in names})
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        names = self._names(ctx)
+        return [DESCRIPTOR.path(ctx.run, n) for n in names] + [DESCRIPTOR_META.path(ctx.run, n) for n in names]
+
+    def run(self, ctx: RunContext) -> dict:
+        names = self._names(ctx)
+        computed = describe(ctx.run, names, self.settings, ctx.reporter) if names else []
+        return {"descriptors": names, "computed": computed}

@@ -12,12 +12,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from vehiclust.describe.stage import is_current
 from vehiclust.errors import VehiclustError
 from vehiclust.outliers.detectors import DETECTORS, DetectorSettings, score_descriptor
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.quality.duplicates import exact_duplicates
 from vehiclust.robust import robust_z
-from vehiclust.runfolder import RunFolder
+from vehiclust.runfolder import CLUSTERING, RunFolder, load_quality_table
 
 QUALITY_DESCRIPTOR = "quality"
 VEHICLE_DESCRIPTOR = "vehicle_type"
@@ -79,11 +80,11 @@ def load_evidence(run: RunFolder, table: pd.DataFrame, names: list[str], needs: 
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise VehiclustError(f"unknown check needs {sorted(unknown)}; known: {', '.join(NEEDS)}")
-    quality_current = _current(run, QUALITY_DESCRIPTOR, table)
+    quality_current = is_current(run, QUALITY_DESCRIPTOR, table=table)
     error, invalid_vector = _unusable_rows(run, table, names, quality_current)
     evidence = Evidence(table, error, invalid_vector, _groups(table, group_by))
     if "quality" in needs and quality_current:
-        evidence.quality = load_quality(run)
+        evidence.quality = load_quality_table(run, len(table))
     if "vehicle_type" in needs:
         evidence.not_vehicle = load_not_a_vehicle(run, table)
     use_detectors, use_centroid = "descriptor" in needs, "clustering" in needs and use_cluster_distance
@@ -115,34 +116,9 @@ def _unusable_rows(run: RunFolder, table: pd.DataFrame, names: list[str], qualit
     return error, invalid_vector
 
 
-def _current(run: RunFolder, name: str, table: pd.DataFrame) -> bool:
-    if name not in run.descriptor_names():
-        return False
-    meta = run.descriptor_meta(name)
-    if meta.get("kind") == "imported":
-        return True
-    try:
-        from vehiclust.describe.extract import descriptor_key
-
-        return meta.get("fingerprint") == descriptor_key(name, table)
-    except VehiclustError:
-        return False
-
-
-def load_quality(run: RunFolder) -> pd.DataFrame:
-    """The quality descriptor as a table with named columns, NaN on its invalid rows."""
-    from vehiclust.quality.describer import quality_columns  # (importing registers the descriptor)
-
-    matrix = np.asarray(run.load_descriptor(QUALITY_DESCRIPTOR), dtype=np.float64)
-    frame = pd.DataFrame(matrix, columns=quality_columns(run.descriptor_meta(QUALITY_DESCRIPTOR)))
-    for row in run.invalid_rows(QUALITY_DESCRIPTOR):
-        frame.iloc[row] = np.nan
-    return frame
-
-
 def load_not_a_vehicle(run: RunFolder, table: pd.DataFrame) -> np.ndarray | None:
     """P(not a vehicle) per row from the vehicle_type descriptor, when it has that column."""
-    if not _current(run, VEHICLE_DESCRIPTOR, table):
+    if not is_current(run, VEHICLE_DESCRIPTOR, table=table):
         return None
     meta = run.descriptor_meta(VEHICLE_DESCRIPTOR)
     columns = meta.get("columns") or meta.get("classes") or meta.get("labels") or []
@@ -168,7 +144,6 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
                 use_cluster_distance: bool, reporter: Reporter) -> dict[str, dict[str, np.ndarray]]:
     """Per clustered descriptor (except quality), the robust z of every detector (``detectors``
     None: none) and of the distance to the assigned centre ("centroid"), 0 on unusable rows."""
-    from vehiclust.cluster import clustering_path  # the cluster stage owns that file
 
     spaces = [nm for nm in names if nm != QUALITY_DESCRIPTOR]
     found: dict[str, dict[str, np.ndarray]] = {}
@@ -179,8 +154,8 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
             usable = readable.copy()
             usable[np.fromiter(run.invalid_rows(name), dtype=np.int64)] = False
             zs = detector_z(run.load_descriptor(name), usable, detectors) if detectors else {}
-            if use_cluster_distance and clustering_path(run, name).exists():
-                labels, distance = _centre_distances(clustering_path(run, name), len(readable))
+            if use_cluster_distance and CLUSTERING.exists(run, name):
+                labels, distance = _centre_distances(run, name, len(readable))
                 zs["centroid"] = np.where(usable, cluster_distance_z(labels, distance), 0.0)
             if zs:
                 found[name] = zs
@@ -188,18 +163,14 @@ def isolation_z(run: RunFolder, names: list[str], readable: np.ndarray, detector
     return found
 
 
-def _centre_distances(path, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, distance to the own centre) of a clustering file, checked against the collection."""
-    try:
-        with np.load(path) as selected:
-            labels = selected["labels"]
-            distance = selected["distance_input"] if "distance_input" in selected else selected["distance"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise VehiclustError(f"{path}: not a clustering with labels and distances ({exc}); "
-                             "rerun `vehiclust cluster`") from None
-    if len(labels) != rows or len(distance) != rows:
-        raise VehiclustError(f"{path}: {len(labels):,} rows, the collection has {rows:,}; rerun `vehiclust cluster`")
-    return labels, distance
+def _centre_distances(run: RunFolder, name: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, distance to the own centre) of a descriptor's clustering, checked against the collection."""
+    selected = CLUSTERING.load(run, name)  # an unreadable file or one without distances: one line naming it
+    distance = selected.distance if selected.distance_input is None else selected.distance_input
+    if len(selected.labels) != rows or len(distance) != rows:
+        raise VehiclustError(f"{CLUSTERING.path(run, name)}: {len(selected.labels):,} rows, the collection has "
+                             f"{rows:,}; rerun `vehiclust cluster`")
+    return selected.labels, distance
 
 
 def detector_z(matrix: np.ndarray, usable: np.ndarray, settings: DetectorSettings) -> dict[str, np.ndarray]:

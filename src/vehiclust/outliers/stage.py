@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
@@ -16,7 +17,8 @@ from vehiclust.outliers.evidence import QUALITY_DESCRIPTOR, VEHICLE_DESCRIPTOR, 
 from vehiclust.outliers.settings import OutlierSettings
 from vehiclust.outliers.verdict import verdict_table
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import RunFolder, fingerprint, write_csv
+from vehiclust.runfolder import OUTLIERS, RunFolder, fingerprint
+from vehiclust.stage import RunContext, Stage
 
 
 def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
@@ -27,12 +29,12 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     if settings.contamination is not None and not 0.0 < settings.contamination < 1.0:
         raise VehiclustError(f"contamination must be a share between 0 and 1, got {settings.contamination}")
     key = stage_key(run, names, settings)
-    if run.stage_is_current("outliers", key, [run.path("outliers.csv")]):
+    if run.stage_is_current("outliers", key, [OUTLIERS.path(run)]):
         reporter.message("outliers: up to date")
-        return pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
+        return OUTLIERS.load(run)
     started = time.perf_counter()
     scores = compute_scores(run, run.load_collection(), names, settings, reporter)
-    write_csv(run.path("outliers.csv"), scores)
+    OUTLIERS.save(run, scores)
     run.record_stage("outliers", key, time.perf_counter() - started,
                      flagged=int(scores["is_outlier"].sum()), rows=len(scores))
     return scores
@@ -81,3 +83,23 @@ def compute_scores(run: RunFolder, table: pd.DataFrame, names: list[str],
         if result is not None:
             scored.append((spec, check, result))
     return verdict_table(evidence, scored, settings.contamination)
+
+
+class OutlierStage(Stage):
+    """Scores against ``ctx.descriptors``; current while they, the clustering, the support
+    descriptors and the settings did not change."""
+
+    name = "outliers"
+
+    def __init__(self, settings: OutlierSettings | None = None):
+        super().__init__(settings or OutlierSettings())
+
+    def key(self, ctx: RunContext) -> str:
+        return stage_key(ctx.run, ctx.descriptors, self.settings)
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        return [OUTLIERS.path(ctx.run)]
+
+    def run(self, ctx: RunContext) -> dict:
+        outliers(ctx.run, ctx.descriptors, ctx.reporter, self.settings)
+        return ctx.run.stage_facts(self.name)

@@ -14,27 +14,27 @@ import pandas as pd
 
 from vehiclust.compare.agreement import agreement_matrix, contingency_of, most_interesting_pairs
 from vehiclust.compare.best import BestChoice
-from vehiclust.runfolder import RunFolder, read_json
+from vehiclust.rules import JOINT
+from vehiclust.runfolder import AGREEMENT, ATTRIBUTES, COMPARE_INFO, COMPARISON, RunFolder
 
 TABLE_COLUMNS = ("name", "kind", "n_clusters", "davies_bouldin_common", "silhouette_common",
                  "calinski_harabasz_common", "stability", "noise_share", "identity_consistency",
                  "identity_consistency_chance", "identity_lift", "ari_type", "nmi_type", "ari_color", "nmi_color",
                  "ari_type+color", "nmi_type+color", "purity_type+color", "common_score", "rank", "best")
-JOINT = "type+color"
 
 
 def comparison_context(run: RunFolder) -> dict | None:
-    if not run.path("comparison.csv").exists() or not run.path("compare.json").exists():
+    if not COMPARISON.exists(run) or not COMPARE_INFO.exists(run):
         return None
     compared = (run.stage_record("compare") or {}).get("cluster")
     if compared != (run.stage_record("cluster") or {}).get("fingerprint"):
         return None  # the clustering changed since: the comparison describes clusterings that are gone
-    table = pd.read_csv(run.path("comparison.csv"))
-    agreement = pd.read_csv(run.path("agreement.csv"))
-    attributes = pd.read_csv(run.path("attributes.csv")) if run.path("attributes.csv").exists() else pd.DataFrame()
+    table = COMPARISON.load(run)
+    agreement = AGREEMENT.load(run)
+    attributes = ATTRIBUTES.load(run) if ATTRIBUTES.exists(run) else pd.DataFrame()
     best = BestChoice.load(run)  # the choice is best.json's; compare.json holds the rest
-    info = dict(read_json(run.path("compare.json")), **({"best": best.name, "best_rule": best.rule,
-                                                         "best_why": best.reason} if best else {}))
+    info = dict(COMPARE_INFO.load(run), **({"best": best.name, "best_rule": best.rule,
+                                            "best_why": best.reason} if best else {}))
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     return {
         "info": info,

@@ -3,26 +3,23 @@ order: path, the best clustering, the outlier verdict, then each descriptor's ow
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.sweep import clustering_path
-from vehiclust.runfolder import RunFolder, write_csv
+from vehiclust.compare.best import best_in
+from vehiclust.runfolder import CLUSTERING, CLUSTERS, RunFolder
 
 LEADING = ["path", "cluster", "is_outlier", "outlier_score", "outlier_reasons", "cluster_name"]
 CARRIED = ["vehicle_id", "width", "height", "camera_id", "type", "color", "brisque"]
 
 
-def best_descriptor(runs: pd.DataFrame) -> str:
-    return str(runs.loc[runs["best_overall"], "descriptor"].iloc[0])
-
-
-def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame,
-                         verdicts: pd.DataFrame, descriptions: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
+                         descriptions: pd.DataFrame | None = None, best: str | None = None) -> pd.DataFrame:
+    """``runs``: :func:`vehiclust.compare.best.all_runs`' view; ``best``: the clustering in the
+    ``cluster`` column (default: the one it marks ``best_overall``)."""
     names = list(dict.fromkeys(runs["descriptor"]))
     frame = pd.DataFrame({"path": table["path"]})
-    labels = {name: np.load(clustering_path(run, name))["labels"] for name in names}
-    frame["cluster"] = labels[best_descriptor(runs)]
+    labels = {name: CLUSTERING.load(run, name).labels for name in names}
+    frame["cluster"] = labels[best or best_in(runs)]
     for column in ("is_outlier", "outlier_score", "outlier_reasons"):
         frame[column] = verdicts[column].to_numpy()
     if descriptions is not None:  # the generated short name of each cluster of the best clustering
@@ -38,8 +35,8 @@ def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame
     return frame
 
 
-def write_clusters_csv(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame,
-                       verdicts: pd.DataFrame, descriptions: pd.DataFrame | None = None) -> pd.DataFrame:
-    frame = build_clusters_table(run, table, runs, verdicts, descriptions)
-    write_csv(run.path("clusters.csv"), frame)
+def write_clusters_csv(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
+                       descriptions: pd.DataFrame | None = None, best: str | None = None) -> pd.DataFrame:
+    frame = build_clusters_table(run, table, runs, verdicts, descriptions, best)
+    CLUSTERS.save(run, frame)
     return frame

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vehiclust.runfolder import RunFolder
+from vehiclust.rules import day_night
+from vehiclust.runfolder import RunFolder, load_quality_table
 
 MIN_SHARE = 0.25
 MIN_LIFT = 1.5
 NUMERIC_RATIO = 1.25  # medians at least 25% apart (either way)
 MAX_VALUES = 2  # values named per attribute
-NIGHT_HOURS = set(range(0, 6)) | {20, 21, 22, 23}
 
 # (attribute, label in the sentence); predicted first, labels after
 CATEGORICAL = (("color_label", "colour label"), ("type_label", "type label"),
@@ -80,9 +80,9 @@ def attributes(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
         if column in table.columns and (table[column].astype(str) != "").any():
             frame[attribute] = table[column].fillna("").astype(str)
     if "time" in table.columns:
-        hours = pd.to_datetime(table["time"], errors="coerce").dt.hour
-        if hours.notna().any():
-            frame["day_night"] = np.where(hours.isna(), "", np.where(hours.isin(NIGHT_HOURS), "night", "day"))
+        days = day_night(table["time"])
+        if days.notna().any():
+            frame["day_night"] = days.fillna("")
     names = set(run.descriptor_names())
     for descriptor, attribute, prefix in (("vehicle_type", "predicted_type", ""),
                                           ("vehicle_color", "predicted_color", "p_")):
@@ -91,12 +91,11 @@ def attributes(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:
     if "imagenet_top" in names:
         frame["imagenet_class"] = _top_imagenet_class(run)
     frame["pixels"] = (table["width"].astype(float) * table["height"].astype(float)).where(table["width"] > 0)
-    if "quality" in names:
-        columns = run.descriptor_meta("quality").get("columns", [])
-        quality = run.load_descriptor("quality")
+    quality = load_quality_table(run, len(table))
+    if quality is not None:
         for name in ("brisque", "brightness", "blur"):
-            if name in columns:
-                frame[name] = np.asarray(quality[:, columns.index(name)], dtype=float)
+            if name in quality.columns:
+                frame[name] = quality[name].to_numpy()
     return frame
 
 

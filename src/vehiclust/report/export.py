@@ -11,7 +11,7 @@ import pandas as pd
 
 from vehiclust.collection.imageio import ZIP_PREFIX, read_bytes
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder, atomic_path, write_csv
+from vehiclust.runfolder import CLUSTERS, OUTLIERS, TRANSPORT_DATASET, RunFolder, atomic_path, write_csv
 
 TRANSPORT_COLUMNS = ["path", "car_id", "width", "height", "brisque"]
 
@@ -22,7 +22,7 @@ def transport_dataset(run: RunFolder) -> pd.DataFrame:
     frame = pd.DataFrame({"path": table["path"]})
     frame["car_id"] = table["vehicle_id"] if "vehicle_id" in table.columns else ""
     frame["width"], frame["height"] = table["width"], table["height"]
-    verdicts = run.path("outliers.csv")
+    verdicts = OUTLIERS.path(run)
     measured = pd.read_csv(verdicts, usecols=lambda c: c == "brisque") if verdicts.exists() else None
     if measured is not None and "brisque" in measured.columns:
         frame["brisque"] = measured["brisque"].to_numpy()
@@ -32,17 +32,14 @@ def transport_dataset(run: RunFolder) -> pd.DataFrame:
 
 
 def write_transport_dataset(run: RunFolder, path: Path | None = None) -> Path:
-    path = Path(path) if path else run.path("transport_dataset.csv")
+    path = Path(path) if path else TRANSPORT_DATASET.path(run)
     write_csv(path, transport_dataset(run))
     return path
 
 
 def export_plan(run: RunFolder, by: str, to: Path) -> pd.DataFrame:
     """One row per image: where it is and where it would go (``<to>/<group>/<file name>``)."""
-    clusters_csv = run.path("clusters.csv")
-    if not clusters_csv.exists():
-        raise VehiclustError(f"{clusters_csv} is missing; run the pipeline (or `vehiclust report`) first")
-    clusters = pd.read_csv(clusters_csv, keep_default_na=False)
+    clusters = pd.read_csv(CLUSTERS.require(run), keep_default_na=False)
     table = run.load_collection()
     if by == "cluster":
         groups = clusters["cluster"].map(lambda c: "unassigned" if int(c) < 0 else f"cluster_{int(c):03d}")

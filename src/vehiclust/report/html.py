@@ -17,7 +17,7 @@ from vehiclust.report.comparison_view import comparison_context
 from vehiclust.report.descriptions import RULE
 from vehiclust.report.mapview import script_json
 from vehiclust.report.thumbnails import cached_uri
-from vehiclust.runfolder import RunFolder, write_text
+from vehiclust.runfolder import EXTERNAL_CLUSTER_SCORES, EXTERNAL_OUTLIER_SCORES, REPORT_HTML, RunFolder
 
 SECTION_PARTS = ("typical", "random", "borderline")
 PART_TITLES = {"typical": "most typical (closest to the centre)", "random": "a random sample",
@@ -72,7 +72,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
 
 def write_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
                  data: ReportData) -> None:
-    write_text(run.path("report.html"), render_report(run, table, runs, verdicts, data))
+    REPORT_HTML.save(run, render_report(run, table, runs, verdicts, data))
 
 
 def _item(run: RunFolder, table: pd.DataFrame, row: int, has_images: bool, caption: str = "") -> dict:
@@ -141,11 +141,10 @@ def _runs_table(runs: pd.DataFrame) -> str:
 def _external_scores(run: RunFolder) -> list[dict]:
     """Scores against a ground truth, when one was available (the demo writes them)."""
     tables = []
-    for name, title in (("external_scores_clusters.csv", "Clusterings against the ground truth (clean images)"),
-                        ("external_scores_outliers.csv", "Outlier verdicts against the planted outliers")):
-        path = run.path(name)
-        if path.exists():
-            frame = pd.read_csv(path)
+    for artifact, title in ((EXTERNAL_CLUSTER_SCORES, "Clusterings against the ground truth (clean images)"),
+                            (EXTERNAL_OUTLIER_SCORES, "Outlier verdicts against the planted outliers")):
+        if artifact.exists(run):
+            frame = artifact.load(run)
             tables.append({"title": title, "html": frame.to_html(index=False, float_format=lambda v: f"{v:.3f}",
                                                                  border=0, na_rep="")})
     return tables

@@ -24,7 +24,7 @@ import numpy as np
 
 from vehiclust.cluster.preprocess import KNNPlacement, valid_rows
 from vehiclust.errors import VehiclustError
-from vehiclust.runfolder import RunFolder, fingerprint, read_json, write_json, write_npy
+from vehiclust.runfolder import MAP, MAP_META, RunFolder, fingerprint
 
 METHODS = ("umap", "pca", "tsne")
 MAPS_VERSION = 3
@@ -45,19 +45,8 @@ class MapSettings:
             raise VehiclustError(f"map method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
 
-def map_path(run: RunFolder, name: str, dims: int):
-    return run.root / "maps" / f"{name}_{dims}d.npy"
-
-
-def map_meta_path(run: RunFolder, name: str):
-    return run.root / "maps" / f"{name}.json"
-
-
 def load_map(run: RunFolder, name: str, dims: int = 2) -> np.ndarray:
-    path = map_path(run, name, dims)
-    if not path.exists():
-        raise VehiclustError(f"{path} is missing; run `vehiclust report {run.root}` to compute the maps")
-    return np.load(path)
+    return np.load(MAP.require(run, name, dims=dims))
 
 
 def map_key(run: RunFolder, name: str, settings: MapSettings) -> str:
@@ -73,10 +62,9 @@ def compute_maps(run: RunFolder, names: list[str], settings: MapSettings = MapSe
     metas = {}
     for name in names:
         key = map_key(run, name, settings)
-        meta_path = map_meta_path(run, name)
-        if meta_path.exists() and read_json(meta_path).get("fingerprint") == key and all(
-                map_path(run, name, d).exists() for d in (2, 3)):
-            metas[name] = read_json(meta_path)
+        if MAP_META.exists(run, name) and MAP_META.load(run, name).get("fingerprint") == key and all(
+                MAP.exists(run, name, dims=d) for d in (2, 3)):
+            metas[name] = MAP_META.load(run, name)
             continue
         message(f"maps: {name} ({settings.method})")
         metas[name] = _compute_one(run, name, settings, key)
@@ -95,12 +83,12 @@ def _compute_one(run: RunFolder, name: str, settings: MapSettings, key: str) -> 
     for dims in (2, 3):
         coords = np.full((matrix.shape[0], dims), np.nan, dtype=np.float32)
         coords[rows] = embed(reduced, fitted, dims, settings, neighbours)
-        write_npy(map_path(run, name, dims), coords)
+        MAP.save(run, coords, name, dims=dims)
     placement = "PCA transform" if settings.method == "pca" else f"weighted mean of the {NEIGHBOURS} nearest fitted rows"
     meta = {"descriptor": name, "method": settings.method, "n_rows": int(len(rows)), "placement": placement,
             "fit_rows": int(len(fit_rows)), "transformed": bool(len(fit_rows) < len(rows)),
             "seconds": round(time.perf_counter() - started, 2), "fingerprint": key, **asdict(settings)}
-    write_json(map_meta_path(run, name), meta)
+    MAP_META.save(run, meta, name)
     return meta
 
 

@@ -18,11 +18,10 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vehiclust.report.descriptions import RULE
-from vehiclust.runfolder import RunFolder, atomic_path
+from vehiclust.runfolder import AGREEMENT, COMPARISON, REPORT_NOTEBOOK, RunFolder, atomic_path
 from vehiclust.thirdparty import configure_process, state_env
 
 CELL_TIMEOUT_S = 300
@@ -91,7 +90,7 @@ def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
 def _comparison_cells(run: RunFolder) -> list:
     """The comparison section, when the compare stage wrote its tables."""
     md, code = new_markdown_cell, new_code_cell
-    if not run.path("comparison.csv").exists():
+    if not COMPARISON.exists(run):
         return []
     cells = [
         md("## Comparing descriptors and mixtures\n\nEvery descriptor's, mixture's and the consensus's "
@@ -111,8 +110,7 @@ def _comparison_cells(run: RunFolder) -> list:
              "ax.set_title(\"where each cluster of one went in the other (row shares)\")\n"
              "plt.show()"),
     ]
-    pairs = run.path("agreement.csv")
-    return cells if pairs.exists() and len(pd.read_csv(pairs)) else cells[:3]
+    return cells if AGREEMENT.exists(run) and len(AGREEMENT.load(run)) else cells[:3]
 
 
 def kernel_env(run_dir: Path | str | None = None) -> dict[str, str]:
@@ -154,6 +152,6 @@ def write_notebook(run: RunFolder, execute: bool = True) -> str:
         except Exception as exc:  # noqa: BLE001 (a failed notebook must not fail the run)
             notebook = build_notebook(run)
             status = f"written, not executed: {type(exc).__name__}: {_last_line(str(exc))}"
-    with atomic_path(run.path("report.ipynb")) as tmp:
+    with atomic_path(REPORT_NOTEBOOK.path(run)) as tmp:
         nbformat.write(notebook, str(tmp))
     return status

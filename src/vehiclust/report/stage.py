@@ -10,22 +10,23 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vehiclust.cluster.sweep import clustering_path
-from vehiclust.compare.best import all_runs
-from vehiclust.errors import VehiclustError
+from vehiclust.compare.best import all_runs, best_in
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.report.deliverables import best_descriptor, write_clusters_csv
+from vehiclust.report.deliverables import write_clusters_csv
 from vehiclust.report.descriptions import attributes, describe_clusters
 from vehiclust.report.html import ReportData, write_report
 from vehiclust.report.maps import MapSettings, compute_maps, load_map
 from vehiclust.report.mapview import MapViewSettings, display_rows, map_payload
 from vehiclust.report.montages import cluster_montages, reason_galleries
 from vehiclust.report.thumbnails import ensure_thumbnails
-from vehiclust.runfolder import RunFolder, write_csv
+from vehiclust.runfolder import (CLUSTERING, CLUSTERS, DESCRIPTIONS, EVIDENCE, MAP_FIGURE, OUTLIERS, REPORT_HTML, RUNS,
+                                RunFolder)
+from vehiclust.stage import RunContext, Stage
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,29 @@ class ReportSettings:
 def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSettings | None = None) -> None:
     reporter = reporter or NullReporter()
     settings = settings or ReportSettings()
-    for needed in ("runs.csv", "outliers.csv"):
-        if not run.path(needed).exists():
-            raise VehiclustError(f"{run.path(needed)} is missing; run `vehiclust cluster` and "
-                                 f"`vehiclust outliers` first")
+    for needed in (RUNS, OUTLIERS):
+        needed.require(run)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     table = run.load_collection()
     runs = all_runs(run)  # runs.csv, the mixtures' runs and best.json's choice
-    verdicts = pd.read_csv(run.path("outliers.csv"), keep_default_na=False)
-    best = best_descriptor(runs)
-    best_clustering = np.load(clustering_path(run, best))
+    verdicts = OUTLIERS.load(run)
+    best = best_in(runs)
+    best_clustering = CLUSTERING.load(run, best)
     with reporter.task("Writing the report", 6) as task:
         with _timed(seconds, "descriptions"):
             frame = attributes(run, table)
-            descriptions = _descriptions(run, frame, best_clustering["labels"])
+            descriptions = _descriptions(run, frame, best_clustering.labels)
         task.advance()
         with _timed(seconds, "clusters.csv"):
-            write_clusters_csv(run, table, runs, verdicts, descriptions)
+            write_clusters_csv(run, table, runs, verdicts, descriptions, best)
         task.advance()
         with _timed(seconds, "maps"):
             names = [n for n in dict.fromkeys(runs["descriptor"]) if n in run.descriptor_names()]
             map_meta = compute_maps(run, names, settings.maps, reporter.message)
         task.advance()
         with _timed(seconds, "montages"):
-            montages = cluster_montages(run, best, best_clustering["labels"], best_clustering["distance"])
+            montages = cluster_montages(run, best, best_clustering.labels, best_clustering.distance)
             galleries = reason_galleries(verdicts)
         with _timed(seconds, "thumbnails"):
             has_thumb = _thumbnails(run, table, montages, galleries, map_meta, settings)
@@ -98,8 +97,8 @@ def _timed(seconds: dict[str, float], part: str):
 
 def _descriptions(run: RunFolder, frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     descriptions, evidence = describe_clusters(frame, labels)
-    write_csv(run.path("cluster_descriptions.csv"), descriptions)
-    write_csv(run.path("cluster_evidence.csv"), evidence)
+    DESCRIPTIONS.save(run, descriptions)
+    EVIDENCE.save(run, evidence)
     return descriptions
 
 
@@ -131,7 +130,7 @@ def _colourings(run: RunFolder, frame: pd.DataFrame, runs: pd.DataFrame, verdict
 
 
 def _cluster_series(run: RunFolder, name: str) -> pd.Series:
-    labels = np.load(clustering_path(run, name))["labels"]
+    labels = CLUSTERING.load(run, name).labels
     return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
 
 
@@ -147,9 +146,9 @@ def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
     from vehiclust.report.figures import plot_map, save_figure
 
     for name in map_meta:
-        labels = np.load(clustering_path(run, name))["labels"]
+        labels = CLUSTERING.load(run, name).labels
         figure = plot_map(load_map(run, name, 2), labels, title=f"{name}: its selected clustering")
-        save_figure(figure, run.root / "maps" / f"{name}_2d.png")
+        save_figure(figure, MAP_FIGURE.path(run, name))
 
 
 def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, settings: ReportSettings) -> list[str]:
@@ -167,3 +166,24 @@ def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, sett
     notes.append(f"Hover thumbnails: {int(has_thumb.sum()):,} images have one, read from the thumbs/ folder "
                  f"beside this page (keep them together when moving the report).")
     return notes
+
+
+# -- the stage class (core) ----------------------------------------------------------------------
+class ReportStage(Stage):
+    """Always runs: its costly parts (maps, thumbnails) reuse what an earlier report stored."""
+
+    name = "report"
+    always_runs = True
+
+    def __init__(self, settings: ReportSettings | None = None):
+        super().__init__(settings or ReportSettings())
+
+    def key(self, ctx: RunContext) -> str:
+        return "always"
+
+    def outputs(self, ctx: RunContext) -> list[Path]:
+        return [CLUSTERS.path(ctx.run), REPORT_HTML.path(ctx.run)]
+
+    def run(self, ctx: RunContext) -> dict:
+        report(ctx.run, ctx.reporter, self.settings)
+        return ctx.run.stage_facts(self.name)

@@ -21,11 +21,11 @@ from PIL import Image, ImageDraw
 
 from vehiclust import ownership
 from vehiclust.collection.imageio import UnreadableImage, decode_rgb, read_bytes
-from vehiclust.runfolder import RunFolder, atomic_path, fingerprint, read_json, write_json
+from vehiclust.runfolder import THUMBNAILS, RunFolder, atomic_path, fingerprint, read_json, write_json
 
 THUMB_SIDE = 112
 QUALITY = 75
-THUMBS_DIR = "thumbs"
+THUMBS_DIR = THUMBNAILS.pattern
 
 
 def thumbnail_relpath(row: int) -> str:
@@ -45,7 +45,7 @@ def collection_key(table: pd.DataFrame) -> str:
 def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4) -> np.ndarray:
     """Make the missing thumbnails of ``rows``; returns the rows that have one now (rows without
     an image, or whose image cannot be decoded, get none)."""
-    folder = run.root / THUMBS_DIR
+    folder = THUMBNAILS.path(run)
     key = collection_key(table)
     manifest = folder / "manifest.json"
     if folder.exists() and (not manifest.exists() or _manifest_key(manifest) != key):

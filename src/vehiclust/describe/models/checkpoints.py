@@ -23,7 +23,6 @@ missing file always fails the same way, with one message that says what to do:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from vehiclust.errors import VehiclustError
+from vehiclust.rules import sha256_file
 
 # Pixel statistics in 0..1 units; pipelines that take 0..255 input multiply by 255.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -379,14 +379,6 @@ def detect_layout(keys: Iterable[str], signatures: Mapping[str, Sequence[str]], 
 
 
 # --- verification --------------------------------------------------------------------------
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def verify_sha256(path: Path, expected: str) -> str:
     """Check a full sha256 or a prefix of at least 8 hex digits; returns the full digest."""

@@ -1,0 +1,69 @@
+"""Which descriptors a run computes, clusters and reads: the rules the pipeline and every
+command share (the CLI only passes the user's ``--descriptors`` through)."""
+
+from __future__ import annotations
+
+from vehiclust.describe import default_descriptors, is_current, never_clustered, rows_key, support_descriptors
+from vehiclust.errors import VehiclustError
+from vehiclust.runfolder import RUNS, RunFolder
+
+
+def imported_descriptors(run: RunFolder) -> list[str]:
+    """Descriptors the current collection brought with it (from the ingest record)."""
+    return list((run.stage_record("ingest") or {}).get("descriptors", []))
+
+
+def choose_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]:
+    """What to compute: the user's list; else what the input brought; else the defaults."""
+    if requested:
+        return list(dict.fromkeys(requested))
+    brought = imported_descriptors(run)
+    if brought:
+        return brought
+    return list(default_descriptors())
+
+
+def to_extract(run: RunFolder, names: list[str], image_checks: bool = True) -> list[str]:
+    """The requested descriptors the input did not bring, plus the ones the outlier checks read
+    (quality, vehicle type) when the collection has images and ``image_checks``."""
+    brought = set(imported_descriptors(run))
+    wanted = [n for n in names if n not in brought]
+    if image_checks and (run.load_collection()["location"] != "").any():
+        wanted += [n for n in support_descriptors() if n not in wanted and n not in brought]
+    return wanted
+
+
+def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str]:
+    """The descriptors to cluster: the requested ones; else every stored descriptor that matches
+    the current collection (imported, extracted, and the heads trained on those)."""
+    brought = imported_descriptors(run)
+    if requested:
+        names = requested
+    else:
+        table = run.load_collection()
+        rows = rows_key(table)
+        stored = run.descriptor_names()
+        metas = {n: run.descriptor_meta(n) for n in stored}
+        skipped = set(brought) | set(never_clustered())
+        extracted = [n for n in stored if n not in skipped and metas[n].get("kind") != "imported"
+                     and is_current(run, n, table=table, rows=rows)]
+        heads = [n for n in stored
+                 if metas[n].get("kind") == "head" and metas[n].get("backbone") in brought + extracted]
+        names = brought + extracted + heads
+    missing = [n for n in names if n not in run.descriptor_names()]
+    if missing:
+        raise VehiclustError(f"{run.root}: descriptors {', '.join(missing)} are not computed yet; "
+                             f"run `vehiclust describe {run.root} --descriptors {','.join(missing)}`")
+    return names
+
+
+def clustered_descriptors(run: RunFolder) -> list[str]:
+    """The descriptors the cluster stage swept (runs.csv), without compare's mixtures and consensus."""
+    from vehiclust.compare.settings import is_derived
+
+    runs = RUNS.load(run)
+    return [n for n in dict.fromkeys(runs["descriptor"].astype(str)) if not is_derived(n)]
+
+
+__all__ = ["choose_descriptors", "clustered_descriptors",
+           "current_descriptors", "imported_descriptors", "to_extract"]
