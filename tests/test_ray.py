@@ -250,7 +250,7 @@ def test_a_descriptors_json_and_the_report_say_who_computed_its_shards(photo_fol
 def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, tmp_path):
     from vehiclust.cluster import ClusterSettings
     from vehiclust.cluster import cluster as cluster_stage
-    from vehiclust.cluster.clustering import clustering_path
+    from vehiclust.runfolder import CLUSTERING
     from vehiclust.outliers.detectors import DetectorSettings
     from vehiclust.outliers.evidence import detector_z
 
@@ -263,7 +263,7 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
         shutil.copytree(local_run.root, run.root)
         executor = ExecutorSettings(kind, scratch=str(tmp_path))
         runs[kind] = cluster_stage(run, DESCRIPTORS, replace(settings, executor=executor))
-        with np.load(clustering_path(run, DESCRIPTORS[0])) as selected:
+        with np.load(CLUSTERING.path(run, DESCRIPTORS[0])) as selected:
             runs[kind + "_labels"] = selected["labels"]
         usable = np.ones(N_IMAGES + 3, dtype=bool)
         usable[[int(r) for r in run.invalid_rows(DESCRIPTORS[0])]] = False
