@@ -141,7 +141,10 @@ def connect(ray, address: str | None, cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise VehiclustError(f"--ray-address {address}: {str(exc).splitlines()[0]}") from None
         return
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())  # sessions under tmp, never home
     # Ray's token auth for a local instance, with the token in the environment its processes
