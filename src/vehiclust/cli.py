@@ -9,6 +9,7 @@ shown (importing them costs seconds, so not on every call).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -16,6 +17,7 @@ from typing import Optional
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from vehiclust import __version__
 from vehiclust.errors import VehiclustError, fault_message
@@ -35,7 +37,8 @@ class _Commands(typer.core.TyperGroup):
             error = fault_message(exc)
             if error is None or ctx.meta.get("vehiclust.debug"):
                 raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # escaped: a path or an install hint ("vehiclust[ray]") may hold [..]
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(error, "exit_code", 1)) from None
 
 
@@ -138,6 +141,12 @@ MAX_THUMBNAILS_OPTION = typer.Option(
                                    "Default: {default_max_thumbnails}.")
 DETECTORS_OPTION = typer.Option(
     None, help="Descriptor-space outlier detectors, comma-separated: {detectors}. Default: {default_detectors}.")
+EXECUTOR_OPTION = typer.Option(
+    "local", "--executor", help="Where the per-shard work runs (extraction, assigning and scoring every "
+    "row): local (this process) or ray (a pool of Ray actors; pip install 'vehiclust[ray]').")
+RAY_ADDRESS_OPTION = typer.Option(
+    None, "--ray-address", help="Ray cluster to run on (with --executor ray; the run folder must be on "
+    "storage every node mounts). Default: a local Ray instance, one worker process per core.")
 
 
 def _report_settings(map_method: Optional[str] = None, notebook: bool = True, max_thumbnails: Optional[int] = None,
@@ -160,6 +169,21 @@ def _compare_settings(mix: list[str], best: Optional[str], seed: int = 0, tune: 
     from vehiclust.compare import CompareSettings
 
     return CompareSettings(mixes=tuple(mix), best=best, seed=seed, tune=tune)
+
+
+def _executor_settings(executor: str, ray_address: Optional[str]):
+    from vehiclust.executor import ExecutorSettings, create_executor
+
+    if ray_address and executor != "ray":
+        raise VehiclustError(f"--ray-address needs --executor ray (the executor is {executor})")
+    settings = ExecutorSettings(executor, ray_address)
+    create_executor(settings)  # an unknown name or a missing ray stops here, before any work
+    return settings
+
+
+def _on_executor(settings, executor):
+    """Outlier settings whose detectors score every row on ``executor``."""
+    return replace(settings, detectors=replace(settings.detectors, executor=executor))
 
 
 def _reporter():
@@ -286,19 +310,22 @@ def run(
     map_method: Optional[str] = MAP_METHOD_OPTION,
     notebook: bool = NOTEBOOK_OPTION,
     max_thumbnails: Optional[int] = MAX_THUMBNAILS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Run the whole pipeline: ingest, describe, cluster, compare (and mix), outliers, report."""
     from vehiclust.describe import DescribeSettings
     from vehiclust.pipeline import RunSettings, run_pipeline
 
+    on = _executor_settings(executor, ray_address)
     settings = RunSettings(
         descriptors=_names(descriptors),
         descriptor_files=list(descriptor_file),
         ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
                                 max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
-        describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device),
-        cluster=_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
-        outliers=_outlier_settings(contamination, threshold, group_by, detectors),
+        describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device, executor=on),
+        cluster=replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few), executor=on),
+        outliers=_on_executor(_outlier_settings(contamination, threshold, group_by, detectors), on),
         compare=_compare_settings(mix, best, seed, mix_tune),
         image_checks=image_checks,
         report=_report_settings(map_method, notebook, max_thumbnails, seed),
@@ -369,16 +396,19 @@ def describe(
     device: str = DEVICE_OPTION,
     chunk_rows: int = typer.Option(1024, help="Rows per stored chunk: at most this much work is "
                                               "lost when extraction is interrupted."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Compute descriptors (resumable: an interrupted run continues where it stopped)."""
     from vehiclust.describe import DescribeSettings
     from vehiclust.pipeline import describe_folder, ingest_input
     from vehiclust.runfolder import RunFolder
 
+    on = _executor_settings(executor, ray_address)
     if out is not None:
         ingest_input(target, out, reporter=_reporter())
     folder = out if out is not None else target
-    settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device)
+    settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device, executor=on)
     names = describe_folder(folder, _names(descriptors), settings, _reporter())
     console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {RunFolder(folder).descriptors_dir}")
 
@@ -392,12 +422,15 @@ def cluster(
     preprocessing: Optional[str] = PREPROCESSING_OPTION,
     prefer_few: bool = PREFER_FEW_OPTION,
     seed: int = typer.Option(0, help="Random seed."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Sweep algorithms x preprocessing x k for each descriptor and select one per descriptor
     by internal metrics and stability (runs.csv says why)."""
     from vehiclust.pipeline import cluster_folder
 
-    settings = _cluster_settings(k, seed, algorithms, preprocessing, prefer_few)
+    settings = replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
+                       executor=_executor_settings(executor, ray_address))
     runs = cluster_folder(folder, _names(descriptors), settings, _reporter())
     for _, row in runs[runs["selected"]].iterrows():
         console.print(f"{row['descriptor']}: k={row['n_clusters']} ({row['algorithm']} on "
@@ -411,12 +444,15 @@ def outliers(
     threshold: list[str] = THRESHOLD_OPTION,
     group_by: str = GROUP_BY_OPTION,
     detectors: Optional[str] = DETECTORS_OPTION,
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ) -> None:
     """Score every image with each outlier check and write the verdicts (outliers.csv)."""
     from vehiclust.pipeline import outliers_folder
     from vehiclust.runfolder import OUTLIERS, RunFolder
 
-    settings = _outlier_settings(contamination, threshold, group_by, detectors)
+    settings = _on_executor(_outlier_settings(contamination, threshold, group_by, detectors),
+                            _executor_settings(executor, ray_address))
     verdicts = outliers_folder(folder, settings, _reporter())
     console.print(f"[green]done.[/] {int(verdicts['is_outlier'].sum())} outliers in {OUTLIERS.path(RunFolder(folder))}")
 

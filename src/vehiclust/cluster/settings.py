@@ -5,10 +5,11 @@ Every field is part of the stage's fingerprint, so changing any of them re-runs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vehiclust.cluster.select import k_grid
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import ExecutorSettings
 
 # k-means (centres), Ward (a hierarchy: one tree serves every k) and HDBSCAN (density, in the
 # UMAP space, not told k). GMM, BIRCH, spectral, DBSCAN/OPTICS, average/complete linkage and
@@ -79,6 +80,7 @@ class ClusterSettings:
     max_noise_share: float = 0.5
     seed: int = 0
     keep_run_labels: bool = False
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where every row is assigned
 
     def __post_init__(self):
         # lists (or comma-separated strings) are accepted, stored as tuples: hashable, stable fingerprint

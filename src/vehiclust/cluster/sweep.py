@@ -31,6 +31,7 @@ from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.rows import assign_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
@@ -177,7 +178,8 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
     refits, stability_seconds = stability_refits(space, algorithm, grid, len(fit_idx), settings)
     for i, (model, fit_labels, seconds) in enumerate(fit_grid(algorithm, X_fit, grid, seed)):
         started = time.perf_counter()
-        labels = assign(space, algorithm, model, fit_idx, fit_labels)
+        labels = (assign(space, algorithm, model, fit_idx, fit_labels) if settings.executor.kind == "local"
+                  else assign_rows(space.X, algorithm.assign, model, fit_idx, fit_labels, settings.executor))
         centers, sizes, distance = cluster_geometry(space.X, labels)
         record = {
             "preprocessing": space.name,

@@ -29,6 +29,7 @@ from PIL import Image
 
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
+from vehiclust.executor.base import ExecutorSettings, provenance, worker_identity
 from vehiclust.progress import Reporter
 from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
 
@@ -47,6 +48,7 @@ class DescribeSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "auto"  # auto | cpu | cuda[:N]
     gpu_decode: bool = True  # nvjpeg on the GPU when every describer of the pass runs there
+    executor: ExecutorSettings = ExecutorSettings()  # where chunks are described (local: this process)
 
     def for_device(self, device: str) -> DescribeSettings:
         """Fill the automatic batch size for the device the pass runs on."""
@@ -122,15 +124,26 @@ def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: 
     views = sorted({p.view for p in planned}, key=str)
     decoder = _choose_decoder(planned, views, settings)
     clock = StageClock()
+    shards: list[dict] = []
     with reporter.task(f"Describing ({', '.join(names)})", n) as task:
         task.advance(n - sum(chunks[i][1] - chunks[i][0] for i in todo))
+        if settings.executor.kind != "local":
+            from vehiclust.executor.describe_job import describe_on_executor
+
+            executed = describe_on_executor(run.root, names, keys, chunks, todo, settings, task.advance)
+            todo = []  # described by the executor's workers
         original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
         decoded = (_gpu_decoded_chunks(table, chunks, todo, views, settings) if decoder == "nvjpeg"
                    else _decoded_chunks(table, chunks, todo, views, settings, original_side))
         for index, (images, errors) in clock.timed("waiting_for_decoding", decoded):
+            shard_started = time.perf_counter()
             describe_chunk(work, index, images, errors, clock)
+            shards.append({"shard": index, "seconds": round(time.perf_counter() - shard_started, 4),
+                           "stored_at": time.time(), **worker_identity()})
             task.advance(chunks[index][1] - chunks[index][0])
-    facts = {"seconds": round(time.perf_counter() - started, 2), "chunks_reused": reused}
+        if settings.executor.kind == "local":
+            executed = provenance("local", shards)
+    facts = {"seconds": round(time.perf_counter() - started, 2), "chunks_reused": reused, **executed}
     context = {"device": settings.device, "decoder": decoder, "batch_size": settings.batch_size,
                "decode_threads": settings.threads_for(decoder), "seconds_by_step": clock.rounded()}
     _assemble_all(run, work, facts, context, record)

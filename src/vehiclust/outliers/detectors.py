@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import ExecutorSettings
 from vehiclust.registry import Registry
 
 CHUNK = 32768
@@ -49,6 +50,7 @@ class DetectorSettings:
     seed: int = 0
     backend: str = "auto"  # neighbour search: "auto" (faiss), "faiss", "sklearn"
     extra: dict = field(default_factory=dict)
+    executor: ExecutorSettings = ExecutorSettings()  # where every row is scored (local: this process)
 
 
 # -- neighbours, shared by knn and lof ----------------------------------------------------------

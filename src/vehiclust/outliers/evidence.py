@@ -179,7 +179,13 @@ def detector_z(matrix: np.ndarray, usable: np.ndarray, settings: DetectorSetting
     if len(rows) <= max(settings.k + 1, 10) or not settings.detectors:
         return {}
     zs = {}
-    for name, values in score_descriptor(matrix, rows, settings).items():
+    if settings.executor.kind == "local":
+        scores = score_descriptor(matrix, rows, settings)
+    else:
+        from vehiclust.executor.rows import score_stored_rows
+
+        scores = score_stored_rows(matrix, rows, settings)
+    for name, values in scores.items():
         z = np.zeros(len(usable))
         z[rows] = robust_z(values, DETECTORS.get(name).log_scale)
         zs[name] = z

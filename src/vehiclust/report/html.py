@@ -39,6 +39,8 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
                   data: ReportData) -> str:
     from plotly.offline import get_plotlyjs
 
+    from vehiclust.executor.base import executor_lines
+
     ingest = run.stage_record("ingest") or {}
     has_images = bool((table["location"] != "").any())
     context = {
@@ -54,6 +56,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "runs_html": _runs_table(runs),
         "galleries": _galleries(run, table, verdicts, data.galleries, has_images),
         "timings": run.stage_timings(),
+        "executors": executor_lines(run),
         "part_seconds": data.part_seconds,
         "external": _external_scores(run),
         "map_json": script_json(data.map_payload) if data.map_payload else "",

@@ -1,0 +1,80 @@
+"""Extraction as a shard job: each worker loads the collection's paths and the describers from
+the run folder once, then decodes and describes whole chunks, writing their parts itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from vehiclust.executor.base import ExecutorSettings, ShardJob, create_executor, provenance
+
+
+@dataclass
+class DescribeShards(ShardJob):
+    root: str  # the run folder, on storage every worker mounts
+    names: list[str]  # the descriptors computed in this pass
+    keys: dict[str, str]
+    chunks: list[tuple[int, int]]
+    settings: object  # DescribeSettings, its executor left out (it holds the driver's hook)
+    worker_gpus: tuple = ()  # the GPUs Ray gave the worker (set on the worker before setup)
+
+    def parts(self) -> dict[str, Path]:
+        from vehiclust.describe.extract import part_folder
+        from vehiclust.runfolder import RunFolder
+
+        run = RunFolder(self.root)
+        return {name: part_folder(run, name, self.keys[name]) for name in self.names}
+
+    def stored(self, index: int) -> bool:
+        from vehiclust.describe.extract import _part_done
+
+        return all(_part_done(folder, index) for folder in self.parts().values())
+
+    def setup(self, threads: int | None) -> None:
+        from vehiclust.describe.extract import ORIGINAL, ORIGINAL_MAX_SIDE, Extraction, _choose_decoder
+        from vehiclust.describe.stage import plan
+        from vehiclust.runfolder import RunFolder
+
+        settings = replace(self.settings, model_threads=threads or self.settings.model_threads)
+        if self.worker_gpus and settings.device == "cpu":  # a GPU actor of a driver that has none
+            from vehiclust.describe.extract import GPU_BATCH
+
+            settings = replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
+        planned = plan(self.names, settings)
+        self.table = RunFolder(self.root).load_collection()
+        self.work = Extraction(planned, self.names, self.parts(), self.chunks, settings.batch_size)
+        self.views = sorted({p.view for p in planned}, key=str)
+        self.decoder = _choose_decoder(planned, self.views, settings)
+        self.original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
+        self.worker_settings = settings
+
+    def run(self, index: int) -> dict:
+        from vehiclust.describe.extract import _decoded_chunks, _gpu_decoded_chunks, describe_chunk
+
+        if self.decoder == "nvjpeg":
+            decoded = _gpu_decoded_chunks(self.table, self.chunks, [index], self.views, self.worker_settings)
+        else:
+            decoded = _decoded_chunks(self.table, self.chunks, [index], self.views, self.worker_settings,
+                                      self.original_side)
+        _, (images, errors) = next(iter(decoded))
+        describe_chunk(self.work, index, images, errors)
+        start, stop = self.chunks[index]
+        return {"rows": stop - start, "errors": len(errors)}
+
+
+def describe_on_executor(root: Path, names: list[str], keys: dict[str, str], chunks: list[tuple[int, int]],
+                         todo: list[int], settings, advance) -> dict:
+    """Every chunk of ``todo`` described by the executor ``settings.executor`` names; returns
+    the provenance of the pass. ``advance(rows)`` is told each stored chunk's rows."""
+    chosen: ExecutorSettings = settings.executor
+    user_hook = chosen.after_shard
+
+    def stored(row: dict) -> None:
+        advance(row.get("rows", 0))
+        if user_hook is not None:
+            user_hook(row)
+
+    executor = create_executor(replace(chosen, after_shard=stored))
+    job = DescribeShards(str(root), names, keys, chunks, replace(settings, executor=ExecutorSettings()))
+    rows = executor.map(job, todo)
+    return provenance(executor.name, rows)

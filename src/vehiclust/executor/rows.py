@@ -1,0 +1,301 @@
+"""Applying fitted models to every row as a sharded map: each worker memory-maps the matrix,
+applies the function to its rows and writes the result as one file per shard; the driver
+assembles them into a memory-mapped ``.npy``. No process holds every row.
+
+The functions (:class:`RowFunction`) carry what was fitted on a sample (centres, a transform, a
+detector's sample), pickled once into the work folder; heavy state that does not pickle (faiss
+indexes) is rebuilt by ``prepare`` on each worker, deterministically from the same sample.
+"""
+
+from __future__ import annotations
+
+import atexit
+import pickle
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vehiclust.executor.base import ExecutorSettings, ShardJob, create_executor, provenance
+from vehiclust.runfolder import write_npy
+
+SHARD_ROWS = 65536
+
+
+class RowFunction:
+    """``fn(block, positions)``: the result for ``block``, the rows at ``positions`` (0..n-1 of
+    the rows being mapped)."""
+
+    transform: object = None  # a fitted transformer applied to each block first (preprocessing)
+
+    def prepare(self) -> None:
+        """Build the state that does not pickle, once per worker."""
+
+    def prepared_block(self, block: np.ndarray) -> np.ndarray:
+        return block if self.transform is None else self.transform.transform(block)
+
+    def __call__(self, block: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class Predict(RowFunction):
+    """A fitted estimator's ``predict`` (or ``score_samples``, ``decision_function``...)."""
+
+    model: object
+    method: str = "predict"
+    transform: object = None
+
+    def __call__(self, block, positions):
+        return np.asarray(getattr(self.model, self.method)(self.prepared_block(block)))
+
+
+@dataclass
+class NearestCentre(RowFunction):
+    """Label of the nearest centre (the assignment of k-means-like algorithms)."""
+
+    centres: np.ndarray
+    transform: object = None
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.backends import nearest_centroid
+
+        return nearest_centroid(self.prepared_block(block), self.centres)[0]
+
+
+@dataclass
+class KnnVote(RowFunction):
+    """Majority label of the ``k`` nearest sample rows; the sample's rows keep their own label
+    (as :meth:`vehiclust.cluster.preprocess.Space.assign_knn`)."""
+
+    sample: np.ndarray  # the (transformed) sample rows
+    sample_labels: np.ndarray
+    sample_positions: np.ndarray  # where the sample rows are among the rows mapped
+    k: int = 10
+    transform: object = None
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.backends import knn_search, knn_vote
+
+        votes = knn_vote(self.sample_labels[knn_search(self.sample, self.prepared_block(block), self.k)[1]])
+        at, own = _positions_in(self.sample_positions, positions)
+        votes[own] = self.sample_labels[at[own]]
+        return votes
+
+
+def _positions_in(sample_positions: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``positions``: its index in ``sample_positions`` (any order), and whether it is there."""
+    order = np.argsort(sample_positions, kind="stable")
+    found = np.minimum(np.searchsorted(sample_positions[order], positions), len(order) - 1)
+    return order[found], sample_positions[order[found]] == positions
+
+
+@dataclass
+class DetectorScores(RowFunction):
+    """Raw scores of the outlier detectors (one column each) against their fitted sample."""
+
+    names: tuple[str, ...]
+    settings: object  # DetectorSettings
+    sample: np.ndarray  # the projected sample rows
+    fit_positions: np.ndarray  # where they are among the rows mapped
+    transform: object = None
+    fitted: dict = field(default_factory=dict, repr=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "fitted": {}, "neighbours": None}
+
+    def prepare(self):
+        from vehiclust.outliers.detectors import DETECTORS, Neighbours, create_detector
+
+        self.neighbours = None
+        if any("neighbours" in DETECTORS.get(n).needs for n in self.names):
+            self.neighbours = Neighbours(self.sample, self.settings.k, self.settings.backend)
+        self.fitted = {n: create_detector(n, self.settings).fit(self.sample, self.neighbours) for n in self.names}
+
+    def __call__(self, block, positions):
+        X = np.ascontiguousarray(self.prepared_block(block), dtype=np.float32)
+        self_rows = np.full(len(positions), -1, dtype=np.int64)
+        at, own = _positions_in(self.fit_positions, positions)
+        self_rows[own] = at[own]
+        return np.column_stack([self.fitted[n].score(X, self.neighbours, self_rows) for n in self.names])
+
+
+@dataclass
+class RowShards(ShardJob):
+    source: str  # the .npy matrix, memory-mapped by each worker
+    rows_file: str | None  # .npy of the matrix rows mapped (None: every row)
+    function_file: str  # the pickled RowFunction
+    folder: str  # one result file per shard
+    bounds: list[tuple[int, int]]
+
+    def shard_path(self, index: int) -> Path:
+        return Path(self.folder) / f"shard_{index:06d}.npy"
+
+    def stored(self, index: int) -> bool:
+        return self.shard_path(index).exists()
+
+    def setup(self, threads: int | None) -> None:
+        from threadpoolctl import threadpool_limits
+
+        if threads:
+            threadpool_limits(threads)
+        self.matrix = np.load(self.source, mmap_mode="r")
+        self.rows = None if self.rows_file is None else np.load(self.rows_file)
+        with open(self.function_file, "rb") as fh:
+            self.function = pickle.load(fh)  # written by this run's driver, in its own work folder
+        self.function.prepare()
+
+    def run(self, index: int) -> dict:
+        start, stop = self.bounds[index]
+        positions = np.arange(start, stop)
+        block = np.asarray(self.matrix[positions if self.rows is None else self.rows[start:stop]])
+        write_npy(self.shard_path(index), self.function(block, positions))
+        return {"rows": stop - start}
+
+
+def map_rows(matrix_path: Path, function: RowFunction, out: Path, settings: ExecutorSettings = ExecutorSettings(),
+             rows: np.ndarray | None = None, shard_rows: int = SHARD_ROWS) -> tuple[np.ndarray, dict]:
+    """``function`` over ``rows`` of the matrix at ``matrix_path`` (every row when None), one
+    shard of ``shard_rows`` at a time on the executor; the result is written to ``out`` (.npy)
+    and returned memory-mapped, with the provenance of the shards computed."""
+    out = Path(out)
+    work = out.parent / f".{out.stem}.shards"
+    work.mkdir(parents=True, exist_ok=True)
+    n = len(rows) if rows is not None else np.load(matrix_path, mmap_mode="r").shape[0]
+    rows_file = None
+    if rows is not None:
+        rows_file = str(work / "rows.npy")
+        np.save(rows_file, np.asarray(rows, dtype=np.int64))
+    with open(work / "function.pkl", "wb") as fh:
+        pickle.dump(function, fh)
+    bounds = [(s, min(s + shard_rows, n)) for s in range(0, n, shard_rows)]
+    job = RowShards(str(matrix_path), rows_file, str(work / "function.pkl"), str(work), bounds)
+    executor = create_executor(settings)
+    manifest = executor.map(job, list(range(len(bounds))))
+    _assemble(out, [job.shard_path(i) for i in range(len(bounds))], n)
+    shutil.rmtree(work, ignore_errors=True)
+    return np.load(out, mmap_mode="r"), provenance(executor.name, manifest)
+
+
+def _assemble(out: Path, shards: list[Path], n: int) -> None:
+    from vehiclust.runfolder import atomic_path
+
+    first = np.load(shards[0], mmap_mode="r") if shards else np.empty(0)
+    with atomic_path(out) as tmp:
+        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(n, *first.shape[1:]))
+        start = 0
+        for path in shards:
+            part = np.load(path, mmap_mode="r")
+            result[start:start + len(part)] = part
+            start += len(part)
+        result.flush()
+        del result
+
+
+@dataclass
+class Projection:
+    """L2-normalised rows, then the PCA fitted on the sample (``outliers.detectors.project``
+    row by row)."""
+
+    pca: object  # a fitted PCA, or None when the rows are narrower than its components
+
+    def transform(self, block: np.ndarray) -> np.ndarray:
+        from vehiclust.cluster.preprocess import L2Normalize
+
+        block = L2Normalize().transform(block)
+        return (block if self.pca is None else self.pca.transform(block)).astype(np.float32)
+
+
+def score_rows(matrix_path: Path, rows: np.ndarray, settings, out: Path,
+               executor: ExecutorSettings = ExecutorSettings(), shard_rows: int = SHARD_ROWS
+               ) -> tuple[dict[str, np.ndarray], dict]:
+    """``outliers.detectors.score_descriptor`` as a sharded map: the sample and the PCA are
+    fitted here (the sample only is in memory), each worker scores its shards."""
+    from sklearn.decomposition import PCA
+
+    from vehiclust.cluster.preprocess import L2Normalize
+
+    matrix = np.load(matrix_path, mmap_mode="r")
+    rng = np.random.default_rng(settings.seed)
+    n_fit = min(settings.fit_sample, len(rows))
+    fit_positions = np.sort(rng.choice(len(rows), size=n_fit, replace=False))
+    sample = L2Normalize().transform(np.asarray(matrix[rows[fit_positions]]))
+    n_comp = min(settings.pca_components, sample.shape[1], max(n_fit - 1, 1))
+    pca = PCA(n_components=n_comp, random_state=settings.seed).fit(sample) if n_comp < sample.shape[1] else None
+    projection = Projection(pca)
+    sample_rows = projection.transform(np.asarray(matrix[rows[fit_positions]]))
+    function = DetectorScores(tuple(settings.detectors), replace(settings, executor=ExecutorSettings()), sample_rows,
+                              fit_positions, projection)  # the executor (and its hook) stays with the driver
+    scores, shards = map_rows(matrix_path, function, out, executor, rows, shard_rows)
+    return {name: np.asarray(scores[:, i]) for i, name in enumerate(settings.detectors)}, shards
+
+
+def score_stored_rows(matrix: np.ndarray, rows: np.ndarray, settings) -> dict[str, np.ndarray]:
+    """:func:`score_rows` for a descriptor matrix memory-mapped from the run folder (the
+    workers read its file); the shard results go to a work folder beside it and are removed."""
+    from vehiclust.errors import VehiclustError
+
+    source = getattr(matrix, "filename", None)
+    if source is None:
+        raise VehiclustError("the ray executor scores descriptors stored as .npy in the run folder only")
+    source = Path(source)
+    out = source.parent / f".{source.stem}-detector-scores.npy"
+    try:
+        scores, _ = score_rows(source, rows, settings, out, settings.executor)
+        return {name: np.array(values) for name, values in scores.items()}
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def assign_rows(X: np.ndarray, assign: str, model, fit_idx: np.ndarray, fit_labels: np.ndarray,
+                settings: ExecutorSettings) -> np.ndarray:
+    """``cluster.sweep.assign`` on the executor: labels for every row of ``X`` from the rows
+    fitted (``assign``: predict, centroid or knn). The rows are written once to the executor's
+    scratch folder (shared storage on a cluster) for the workers to memory-map."""
+    import tempfile
+
+    from vehiclust.cluster.metrics import cluster_geometry
+
+    if len(fit_idx) == len(X):
+        return fit_labels
+    if assign == "predict" and model is not None and hasattr(model, "predict"):
+        function: RowFunction = Predict(model)
+    elif assign == "centroid":
+        function = NearestCentre(cluster_geometry(X[fit_idx], fit_labels)[0])
+    else:
+        function = KnnVote(np.asarray(X[fit_idx]), np.asarray(fit_labels), np.asarray(fit_idx))
+    source = stored_rows(X, settings.scratch)
+    with tempfile.TemporaryDirectory(prefix="vehiclust-labels-", dir=settings.scratch) as work:
+        labels, _ = map_rows(source, function, Path(work) / "labels.npy", settings)
+        labels = np.array(labels)
+    if not isinstance(function, KnnVote):
+        labels[fit_idx] = fit_labels
+    return labels
+
+
+_STORED: dict[int, tuple[np.ndarray, Path]] = {}  # id(rows) -> (the rows, their file): one space at a time
+
+
+def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
+    """``X`` written once for the workers to memory-map: the sweep assigns every parameter set
+    of a space from the same rows. The previous space's file goes when the next one comes."""
+    import tempfile
+
+    cached = _STORED.get(id(X))
+    if cached is not None and cached[0] is X:
+        return cached[1]
+    _drop_stored()
+    folder = Path(tempfile.mkdtemp(prefix="vehiclust-rows-", dir=scratch))
+    np.save(folder / "rows.npy", np.ascontiguousarray(X))
+    _STORED[id(X)] = (X, folder / "rows.npy")
+    return folder / "rows.npy"
+
+
+def _drop_stored() -> None:
+    for _, path in _STORED.values():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    _STORED.clear()
+
+
+atexit.register(_drop_stored)
