@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -73,3 +76,29 @@ def test_imported_descriptors_are_current_and_unknown_names_are_not(run):
     assert is_current(run, "brought")
     assert not is_current(run, "a_head")  # no registered descriptor has that name
     assert not is_current(run, "never_stored")
+
+
+def test_a_replaced_image_describes_its_own_chunk_only(tmp_path, photo_folder):
+    """A changed image changes its chunk's key: that chunk is described again, every other one
+    is copied from the last matrix, and the result equals describing the new folder from scratch."""
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    run = RunFolder(tmp_path / "run")
+    ingest(folder, run)
+    describe(run, [NAME], settings())
+    table = run.load_collection()
+    chunks = -(-len(table) // CHUNK)
+    assert chunks >= 3
+    target = folder / table["path"].iloc[CHUNK + 1]  # a row of the second chunk
+    shutil.copyfile(folder / table["path"].iloc[0], target)
+    os.utime(target, ns=(1, 1))  # a new mtime, as a copied file gets
+    ingest(folder, run)
+    describe(run, [NAME], settings())
+
+    fresh = RunFolder(tmp_path / "fresh")
+    ingest(folder, fresh)
+    describe(fresh, [NAME], settings())
+    updated = np.asarray(run.load_descriptor(NAME))
+    assert run.descriptor_meta(NAME)["chunks_reused"] == chunks - 1
+    np.testing.assert_array_equal(updated, np.asarray(fresh.load_descriptor(NAME)))
+    np.testing.assert_array_equal(updated[CHUNK + 1], updated[0])

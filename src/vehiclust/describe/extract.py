@@ -103,20 +103,29 @@ class Extraction:
 
 # record(name, planned, facts): the stage writes the provenance of one assembled matrix
 Recorder = Callable[[str, Planned, dict], None]
+# chunk_keys(name, chunks): one fingerprint per chunk of rows (describe.stage.chunk_keys)
+ChunkKeys = Callable[[str, list[tuple[int, int]]], list[str]]
 
 
 def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: list[str],
-            keys: dict[str, str], settings: DescribeSettings, reporter: Reporter, record: Recorder) -> None:
+            keys: dict[str, str], settings: DescribeSettings, reporter: Reporter, record: Recorder,
+            chunk_keys: ChunkKeys | None = None) -> None:
     """One pass over the images: each is decoded once and every describer gets its view.
 
     Chunks whose parts are stored (under the descriptor's fingerprint ``keys[name]``) are
-    reused; each assembled matrix is handed to ``record`` before its parts are removed.
+    reused, and so are the chunks of the last stored matrix whose ``chunk_keys`` did not change
+    (a replaced image re-describes its chunk only); each assembled matrix is handed to
+    ``record`` (with its chunk keys) before its parts are removed.
     """
     started = time.perf_counter()
     n = len(table)
     chunks = [(start, min(start + settings.chunk_rows, n)) for start in range(0, n, settings.chunk_rows)]
     work = Extraction(planned, names, {name: part_folder(run, name, keys[name]) for name in names}, chunks,
                       settings.batch_size)
+    current_keys = {name: chunk_keys(name, chunks) for name in names} if chunk_keys else {}
+    unchanged = sum(_copy_unchanged_chunks(run, work, name, current_keys[name]) for name in current_keys)
+    if unchanged:
+        reporter.message(f"describe: {unchanged} chunk parts unchanged since the last matrix, copied from it")
     todo = [i for i in range(len(chunks)) if not all(_part_done(work.parts[nm], i) for nm in names)]
     reused = len(chunks) - len(todo)
     if reused:
@@ -146,17 +155,41 @@ def extract(run: RunFolder, table: pd.DataFrame, planned: list[Planned], names: 
     facts = {"seconds": round(time.perf_counter() - started, 2), "chunks_reused": reused, **executed}
     context = {"device": settings.device, "decoder": decoder, "batch_size": settings.batch_size,
                "decode_threads": settings.threads_for(decoder), "seconds_by_step": clock.rounded()}
-    _assemble_all(run, work, facts, context, record)
+    _assemble_all(run, work, facts, context, record, current_keys)
 
 
-def _assemble_all(run: RunFolder, work: Extraction, facts: dict, context: dict, record: Recorder) -> None:
+def _assemble_all(run: RunFolder, work: Extraction, facts: dict, context: dict, record: Recorder,
+                  chunk_keys: dict[str, list[str]]) -> None:
     n = work.chunks[-1][1] if work.chunks else 0
     owner = {name: p for p in work.planned for name in p.describer.outputs}
     for name in work.names:
         width = owner[name].describer.outputs[name]
         invalid = assemble(run.descriptor_path(name), work.parts[name], work.chunks, width, get_spec(name).dtype)
-        record(name, owner[name], {"shape": [n, width], **facts, "invalid": invalid, **context})
+        record(name, owner[name], {"shape": [n, width], **facts, "invalid": invalid, **context,
+                                   "chunk_keys": chunk_keys.get(name, [])})
         _remove_parts(work.parts[name])
+
+
+def _copy_unchanged_chunks(run: RunFolder, work: Extraction, name: str, keys: list[str]) -> int:
+    """Store, as parts of this pass, the chunks of the last matrix of ``name`` (one vehiclust
+    wrote) whose chunk key equals the current one; returns how many."""
+    if name not in run.descriptor_names():
+        return 0
+    meta = run.descriptor_meta(name)
+    stored_keys = meta.get("chunk_keys") or []
+    width = dict(p for planned in work.planned for p in planned.describer.outputs.items())[name]
+    old = run.load_descriptor(name)
+    if meta.get("kind") != "extracted" or old.ndim != 2 or old.shape[1] != width:
+        return 0
+    invalid = {int(row): why for row, why in meta.get("invalid", {}).items()}
+    copied = 0
+    for index, (start, stop) in enumerate(work.chunks):
+        same = index < len(stored_keys) and stored_keys[index] == keys[index] and stop <= old.shape[0]
+        if same and not _part_done(work.parts[name], index):
+            errors = {row: why for row, why in invalid.items() if start <= row < stop}
+            _write_part(work.parts[name], index, np.asarray(old[start:stop], dtype=np.float32), errors)
+            copied += 1
+    return copied
 
 
 def describe_chunk(work: Extraction, index: int, images: dict[int | str, object], errors: dict[int, str],

@@ -22,6 +22,17 @@ def rows_key(table: pd.DataFrame) -> str:
     return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
 
 
+def chunk_keys(name: str, table: pd.DataFrame, chunks: list[tuple[int, int]]) -> list[str]:
+    """One fingerprint per chunk of rows: what a stored chunk of ``name`` was computed from (the
+    descriptor's identity, the chunk's bounds, its rows' paths and content hashes). A chunk
+    whose key did not change since the last matrix is copied from it, not described again."""
+    spec = get_spec(name)
+    identity = (name, spec.version, _weights_identity(spec))
+    paths, hashes = table["path"].tolist(), table["content_hash"].tolist()
+    return [fingerprint("chunk", identity, start, stop, paths[start:stop], hashes[start:stop])
+            for start, stop in chunks]
+
+
 def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None) -> str:
     """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path)."""
     spec = get_spec(name)
@@ -90,7 +101,8 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
             "columns": list(spec.columns) if spec.columns else None,
         })
 
-    extract(run, table, planned, computed, keys, settings, reporter, record)
+    extract(run, table, planned, computed, keys, settings, reporter, record,
+            chunk_keys=lambda name, chunks: chunk_keys(name, table, chunks))
     return pending
 
 
