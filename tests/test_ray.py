@@ -4,6 +4,7 @@ outlier scoring equal to the local executor's; and the message when Ray is not i
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import sys
@@ -65,6 +66,7 @@ class RayCluster:
         from ray.cluster_utils import Cluster
 
         self.ray = ray
+        self._print = builtins.print  # ray.shutdown() leaves builtins.print patched (see shutdown)
         self.tmp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
         self._previous = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "RAY_AUTH_TOKEN")}
         os.environ["RAY_TMPDIR"] = self.tmp
@@ -84,6 +86,10 @@ class RayCluster:
     def shutdown(self) -> None:
         self.ray.shutdown()
         self.cluster.shutdown()
+        # Ray 2.60's shutdown leaves a Python function as builtins.print; numba then cannot type
+        # print in functions it compiles later in this process (pynndescent's nn_descent failed
+        # in a later test file). A CLI run shuts Ray down only at exit, so only tests need this.
+        builtins.print = self._print
         for name, value in self._previous.items():
             if value is None:
                 os.environ.pop(name, None)
