@@ -11,17 +11,22 @@ import numpy as np
 import pytest
 
 
-def test_numba_keeps_compiled_code_in_the_user_cache_across_processes(tmp_path):
+def test_numba_keeps_compiled_code_in_the_user_cache_across_processes_even_unasked(tmp_path):
     env = {**os.environ, "VEHICLUST_CACHE": str(tmp_path / "cache"), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("NUMBA_CACHE_DIR", None)
-    module = tmp_path / "compiled.py"
-    module.write_text("import numba\n@numba.njit(cache=True)\ndef double(x):\n    return 2 * x\n")
+    module = tmp_path / "compiled.py"  # like umap's functions: numba-compiled, not marked cache=True
+    module.write_text("import numba\n@numba.njit\ndef double(x):\n    return 2 * x\n"
+                      "@numba.njit(fastmath=True)\ndef triple(x):\n    return 3 * x\n")
     code = ("from vehiclust.thirdparty import configure_process\nconfigure_process()\n"
-            "import compiled\nprint(compiled.double(21))\n")
+            "import compiled\nprint(compiled.double(21), compiled.triple(2))\n"
+            "print(compiled.double.stats.cache_hits and 1, compiled.triple.stats.cache_hits and 1)\n")
+    printed = []
     for _ in range(2):
         done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
                               text=True, timeout=120)
-        assert done.stdout.strip() == "42", done.stderr
+        printed.append(done.stdout.split("\n")[:2])
+        assert printed[-1][0] == "42 6", done.stderr
+    assert printed[0][1] != "1 1" and printed[1][1] == "1 1"  # compiled once, read back by the next process
     numba_cache = tmp_path / "cache" / "third_party" / "numba"
     assert list(numba_cache.rglob("*.nbi")) and list(numba_cache.rglob("*.nbc"))
     assert not (tmp_path / "__pycache__").exists() or not list((tmp_path / "__pycache__").glob("*.nbi"))

@@ -36,6 +36,9 @@ def configure_process() -> None:
     """Fill in the state folders of this process (call before matplotlib or Jupyter start)."""
     for name, value in state_env().items():
         os.environ.setdefault(name, value)
+    from vehiclust.jit_cache import cache_compiled_code
+
+    cache_compiled_code()  # after NUMBA_CACHE_DIR, before umap or fast_hdbscan are imported
 
 
 @contextlib.contextmanager
