@@ -205,6 +205,13 @@ FOLLOW_LINKS_OPTION = typer.Option(
 FORCE_OPTION = typer.Option(
     False, "--force", help="Accept an --out that is a non-empty folder vehiclust did not make; its "
     "files are still never replaced or removed.")
+DESCRIPTOR_FILE_OPTION = typer.Option(
+    [], "--descriptor-file", "-f",
+    help="Extra descriptor file (.npy/.parquet/.csv/.pickle) matched to the images by a path "
+         "column or by row order. Repeatable.")
+ALLOW_INVALID_ROWS_OPTION = typer.Option(
+    False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping.")
+MAX_PIXELS_OPTION = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs).")
 MAX_IMAGE_BYTES_OPTION = typer.Option("256M", "--max-image-bytes", help="Refuse larger image files and archive members (K, M, G suffixes).")
 MAX_DESCRIPTOR_ROWS_OPTION = typer.Option(50_000_000, "--max-descriptor-rows", help="Refuse descriptor files with more rows.")
 MAX_DESCRIPTOR_BYTES_OPTION = typer.Option("16G", "--max-descriptor-bytes", help="Refuse descriptor files whose values take more, and the input's CSV/text tables that are larger (K, M, G suffixes).")
@@ -277,18 +284,14 @@ def run(
     input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
     out: Path = OUT_OPTION,
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
-    descriptor_file: list[Path] = typer.Option(
-        [], "--descriptor-file", "-f",
-        help="Extra descriptor file (.npy/.parquet/.csv/.pickle) matched to the images by a path "
-             "column or by row order. Repeatable."),
+    descriptor_file: list[Path] = DESCRIPTOR_FILE_OPTION,
     k: Optional[str] = K_OPTION,
     algorithms: Optional[str] = ALGORITHMS_OPTION,
     preprocessing: Optional[str] = PREPROCESSING_OPTION,
     prefer_few: bool = PREFER_FEW_OPTION,
     seed: int = typer.Option(0, help="Random seed for sampling and clustering."),
-    allow_invalid_rows: bool = typer.Option(
-        False, help="Keep descriptor rows with NaN/inf as outliers instead of stopping."),
-    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
+    allow_invalid_rows: bool = ALLOW_INVALID_ROWS_OPTION,
+    max_pixels: int = MAX_PIXELS_OPTION,
     trust_pickles: bool = TRUST_PICKLES_OPTION,
     follow_links: bool = FOLLOW_LINKS_OPTION,
     force: bool = FORCE_OPTION,
@@ -366,9 +369,9 @@ def demo(
 def ingest(
     input: Path = typer.Argument(..., help="Image folder, case bundle folder, or descriptor file."),
     out: Path = OUT_OPTION,
-    descriptor_file: list[Path] = typer.Option([], "--descriptor-file", "-f", help="Extra descriptor file."),
-    allow_invalid_rows: bool = typer.Option(False, help="Keep NaN/inf descriptor rows as outliers."),
-    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels (decompression bombs)."),
+    descriptor_file: list[Path] = DESCRIPTOR_FILE_OPTION,
+    allow_invalid_rows: bool = ALLOW_INVALID_ROWS_OPTION,
+    max_pixels: int = MAX_PIXELS_OPTION,
     trust_pickles: bool = TRUST_PICKLES_OPTION,
     follow_links: bool = FOLLOW_LINKS_OPTION,
     force: bool = FORCE_OPTION,
