@@ -322,19 +322,38 @@ def test_notebook_kernel_does_not_import_from_the_run_folder(tmp_path):
     assert not printed[2].startswith(os.path.expanduser("~/.ipython"))
 
 
-def test_third_party_state_goes_to_the_user_cache(tmp_path):
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(sys.path),
+def _run_isolated(tmp_path, code, extra_path=()):
+    env = {**os.environ, "HOME": str(tmp_path / "home"),
+           "PYTHONPATH": os.pathsep.join([*map(str, extra_path), *sys.path]),
            "VEHICLUST_CACHE": str(tmp_path / "cache")}
     for name in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR"):
         env.pop(name, None)
-    code = ("from vehiclust.thirdparty import configure_process, import_onnxruntime\n"
-            "configure_process(); import_onnxruntime()\n"
-            "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
-            "plt.figure(); plt.text(0, 0, 'x'); plt.savefig('/dev/null', format='png')\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120, cwd=tmp_path)
+    return subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120, cwd=tmp_path,
+                          capture_output=True, text=True).stdout
+
+
+def test_third_party_state_goes_to_the_user_cache(tmp_path):
+    _run_isolated(tmp_path, "from vehiclust.thirdparty import configure_process, import_onnxruntime\n"
+                            "configure_process(); import_onnxruntime()\n"
+                            "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+                            "plt.figure(); plt.text(0, 0, 'x'); plt.savefig('/dev/null', format='png')\n")
     home = tmp_path / "home"
     assert not (home / ".cache" / "Microsoft").exists() and not (home / ".cache" / "matplotlib").exists()
-    assert (tmp_path / "cache" / "third_party" / "onnxruntime" / "Microsoft").exists()
+    assert list((tmp_path / "cache" / "third_party" / "matplotlib").glob("fontlist*.json"))
+
+
+def test_onnxruntime_is_imported_with_its_cache_in_vehiclust_s_folder(tmp_path):
+    # Whether onnxruntime writes its device id at all depends on the build and the machine (CI's
+    # did not), so a stand-in module records the cache folder it is imported under.
+    fake = tmp_path / "fake"
+    (fake / "onnxruntime").mkdir(parents=True)
+    (fake / "onnxruntime" / "__init__.py").write_text(
+        "import os\nSEEN = os.environ.get('XDG_CACHE_HOME')\ndef disable_telemetry_events():\n    pass\n")
+    printed = _run_isolated(tmp_path, "import os\nfrom vehiclust.thirdparty import import_onnxruntime\n"
+                                      "ort = import_onnxruntime()\n"
+                                      "print(ort.SEEN); print(os.environ.get('XDG_CACHE_HOME'))\n",
+                            extra_path=[fake]).splitlines()
+    assert printed == [str(tmp_path / "cache" / "third_party" / "onnxruntime"), "None"]
 
 
 # -- 4. changed input is noticed -------------------------------------------------------------
