@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -148,21 +149,50 @@ def expect_input_error(match: str, fn, *args):
     return message
 
 
+def expect_skipped(match: str, images: Path, run: RunFolder, bad: Path, good: Path | None = None,
+                   settings: IngestSettings = IngestSettings()) -> str:
+    """Ingest images with one bad descriptor file (and maybe a good one): the bad file is skipped
+    with one line naming it, every image and the good descriptor are kept."""
+    table = ingest(images, run, [bad] + ([good] if good else []), settings)
+    (message,) = run.stage_record("ingest")["skipped_descriptor_files"]
+    assert re.search(match, message) and str(bad) in message and "\n" not in message
+    assert len(table) == sum(1 for _ in images.rglob("*.jpg")) and (table["error"] == "").all()
+    assert run.descriptor_names() == ([good.stem] if good else [])
+    return message
+
+
 def test_row_count_mismatch(tmp_path, photo_folder, photo_paths):
     path = tmp_path / "short.npy"
     np.save(path, np.zeros((len(photo_paths) - 1, 4)))
-    message = expect_input_error("rows but the collection has", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
-    assert str(path) in message
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((len(photo_paths), 3)))
+    expect_skipped("rows but the collection has", photo_folder, RunFolder(tmp_path / "r"), path, good)
 
 
-def test_nan_rows_stop_unless_allowed(tmp_path, photo_folder, photo_paths):
+def test_a_skipped_file_s_matrix_from_an_earlier_ingest_is_removed(tmp_path, photo_folder, photo_paths):
+    path, run = tmp_path / "vec.npy", RunFolder(tmp_path / "r")
+    np.save(path, np.ones((len(photo_paths), 4)))
+    ingest(photo_folder, run, [path])
+    assert run.descriptor_names() == ["vec"]
+    np.save(path, np.ones((len(photo_paths) + 1, 4)))  # now it no longer matches the images
+    expect_skipped("rows but the collection has", photo_folder, run, path)
+    assert not run.descriptor_path("vec").exists()
+
+
+def test_a_bad_descriptor_file_is_an_error_when_nothing_else_is_left(tmp_path):
+    path = tmp_path / "broken.pickle"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    expect_input_error("cannot read as a descriptor file", ingest, path, RunFolder(tmp_path / "r"))
+
+
+def test_nan_rows_skip_the_file_unless_allowed(tmp_path, photo_folder, photo_paths):
     matrix = np.ones((len(photo_paths), 4))
     matrix[3, 1] = np.nan
     matrix[5, 0] = np.inf
     path = tmp_path / "nan.npy"
     np.save(path, matrix)
-    message = expect_input_error("2 rows contain NaN or inf", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
-    assert "3, 5" in message and str(path) in message
+    message = expect_skipped("2 rows contain NaN or inf", photo_folder, RunFolder(tmp_path / "r"), path)
+    assert "3, 5" in message and "--allow-invalid-rows" in message
     run = RunFolder(tmp_path / "r2")
     ingest(photo_folder, run, [path], IngestSettings(allow_invalid_rows=True))
     assert run.invalid_rows("nan") == {3: "NaN or inf in the descriptor file", 5: "NaN or inf in the descriptor file"}
@@ -184,7 +214,7 @@ def test_keyed_file_missing_images(tmp_path, photo_folder, photo_paths):
     frame = pd.DataFrame({"path": photo_paths[:-2], "x": 1.0, "y": 2.0})
     path = tmp_path / "partial.csv"
     frame.to_csv(path, index=False)
-    expect_input_error("no vector for 2 of", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+    expect_skipped("no vector for 2 of", photo_folder, RunFolder(tmp_path / "r"), path)
 
 
 def test_empty_folder_and_missing_input(tmp_path):
@@ -196,7 +226,7 @@ def test_empty_folder_and_missing_input(tmp_path):
 def test_unparseable_descriptor_file(tmp_path, photo_folder):
     path = tmp_path / "broken.pickle"
     path.write_bytes(b"\x80\x04not really a pickle")
-    expect_input_error("cannot read as a descriptor file", ingest, photo_folder, RunFolder(tmp_path / "r"), [path])
+    expect_skipped("cannot read as a descriptor file", photo_folder, RunFolder(tmp_path / "r"), path)
 
 
 def test_ingest_is_skipped_when_nothing_changed(tmp_path, photo_folder):

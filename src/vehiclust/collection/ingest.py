@@ -23,6 +23,7 @@ from vehiclust.collection.descriptor_files import (
     DescriptorFile,
     DescriptorLimits,
     check_width,
+    descriptor_name,
     load_descriptor_file,
     nonfinite_rows,
 )
@@ -94,15 +95,22 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         return run.load_collection()
     started = time.perf_counter()
     ownership.remove_file(STAGE_RECORD.path(run, stage="ingest"))  # an interrupted re-ingest never looks complete
-    loaded = [load_descriptor_file(p, limits=settings.descriptor_limits) for p in spec.descriptor_files]
+    skipped: list[InputError] = []
+    loaded = _each_or_skip(lambda p: load_descriptor_file(p, limits=settings.descriptor_limits),
+                           spec.descriptor_files, skipped, spec.has_images)
     _check_unique_names(loaded)
     stamps = file_stamps(spec.locations)
     previous = reusable_probes(run, spec.locations, stamps, probe_key(settings))
     table = build_table(spec, loaded, settings, reporter, previous)
-    for warning in filter(None, [*(check_width(d) for d in loaded), *spec.warnings, refused_summary(spec)]):
-        reporter.message(f"[yellow]warning:[/] {warning}")
-    for descriptor in loaded:
+    def import_one(descriptor: DescriptorFile) -> DescriptorFile:
         import_descriptor(run, descriptor, table, settings, reporter)
+        return descriptor
+
+    imported = _each_or_skip(import_one, loaded, skipped, spec.has_images)
+    _forget_skipped(run, skipped, {d.name for d in imported})
+    for warning in filter(None, [*(check_width(d) for d in imported), *spec.warnings, refused_summary(spec),
+                                 *(f"descriptor file skipped, its other rows kept: {e}" for e in skipped)]):
+        reporter.message(f"[yellow]warning:[/] {warning}")
     write_parquet(run.collection_path, table)
     INGEST_STAMPS.save(run, pd.DataFrame(
         {"location": table["location"], "stamp": stamps or [""] * len(table), "probe_key": probe_key(settings)}))
@@ -110,9 +118,32 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         "ingest", key, time.perf_counter() - started,
         input=str(Path(input_path).resolve()), kind=spec.kind, rows=len(table),
         has_images=spec.has_images, unreadable=int((table["error"] != "").sum()),
-        notes=[n for n in spec.notes if n], descriptors=[d.name for d in loaded],
+        notes=[n for n in spec.notes if n], descriptors=[d.name for d in imported],
+        skipped_descriptor_files=[str(e) for e in skipped],
     )
     return table
+
+
+def _forget_skipped(run: RunFolder, skipped: list[InputError], kept: set[str]) -> None:
+    """A skipped file's matrix from an earlier ingest must not be clustered as if it were current."""
+    for name in {descriptor_name(Path(e.path)) for e in skipped} - kept:
+        ownership.remove_file(run.descriptor_path(name))
+        ownership.remove_file(run.descriptor_meta_path(name))
+
+
+def _each_or_skip(step, items: list, skipped: list[InputError], has_images: bool) -> list:
+    """``step`` of every item; an item whose file is bad is left out and its error kept in
+    ``skipped`` (one bad descriptor file never stops the others, nor the images). With no images
+    and no descriptor left there is nothing to ingest: the first error is raised."""
+    done = []
+    for item in items:
+        try:
+            done.append(step(item))
+        except InputError as error:
+            skipped.append(error)
+    if items and not done and not has_images:
+        raise skipped[0]
+    return done
 
 
 def ingest_key(input_path: Path | str, spec: InputSpec, settings: IngestSettings) -> str:
