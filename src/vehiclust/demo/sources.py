@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vehiclust.cache import cache_root
+from vehiclust.cache import cache_root, exclusive
 
 log = logging.getLogger(__name__)
 
@@ -346,14 +346,7 @@ def ensure_cache(cache_dir: Path | None = None) -> Path:
     target = root / _CACHE_SUBDIR
     if _manifest_ok(target):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".demo-sources.lock", "a+") as lock:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            pass
+    with exclusive(root / ".demo-sources.lock"):
         if _manifest_ok(target):  # another process made it while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=".demo-sources-", dir=root))
