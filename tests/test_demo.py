@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from vehiclust.cache import exclusive
 from vehiclust.demo import DemoCollection, build_demo, load_ground_truth, write_contact_sheet
 from vehiclust.demo import build as demo_build
 from vehiclust.demo import render as R
@@ -270,6 +275,33 @@ def test_complete_build_is_not_rebuilt(small, monkeypatch):
     again = build_demo(coll.out_dir, "small", seed=0)
     assert again == coll
     assert {p: (coll.root / p).stat().st_mtime_ns for p in before} == before
+
+
+def _blocked_on_a_lock(pid: int, timeout: float = 60.0) -> bool:
+    """Whether process ``pid`` waits for a flock (Linux lists waiters in /proc/locks with '->')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" in line]
+        if any(str(pid) in fields for fields in waiting):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+def test_a_second_build_of_one_folder_waits_and_takes_the_first_one_s(tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with exclusive(out / demo_build.LOCK):  # a first build in progress
+        second = subprocess.Popen([sys.executable, "-c", "import sys; from vehiclust.demo import build_demo; "
+                                   "build_demo(sys.argv[1], 40, seed=5)", str(out)], env=env)
+        assert _blocked_on_a_lock(second.pid)
+        demo_build._build(out, 40, 40, 5, None, None)
+        finished = (out / demo_build.MARKER).read_bytes()
+    assert second.wait(timeout=120) == 0
+    assert (out / demo_build.MARKER).read_bytes() == finished  # reused, not cleared and rebuilt
+    assert len(list((out / "images").rglob("*.jpg"))) == 40
 
 
 @pytest.mark.slow

@@ -16,12 +16,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from vehiclust.cache import exclusive
+
 from . import render as R
 from .sources import SourceSet, load_sources
 
 GENERATOR_VERSION = "1"
 SIZES = {"small": 1000, "default": 5000}
 MARKER = ".vehiclust-demo-complete.json"
+LOCK = ".vehiclust-demo.lock"
 GROUND_TRUTH = "ground_truth.csv"
 VEHICLE_INFO_HEADER = "id/image;Camera ID;Time;Model;Type;Color"
 
@@ -362,6 +365,18 @@ def build_demo(
     out_dir = Path(out_dir)
     n = resolve_size(size)
     seed = int(seed)
+    complete = _complete_build(out_dir, n, seed)
+    if complete is not None:
+        return complete
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir / LOCK):  # two first runs would clear each other's images
+        complete = _complete_build(out_dir, n, seed)  # another process built it while we waited
+        if complete is not None:
+            return complete
+        return _build(out_dir, size, n, seed, cache_dir, progress)
+
+
+def _complete_build(out_dir: Path, n: int, seed: int) -> DemoCollection | None:
     m = _read_marker(out_dir)
     if (
         m is not None
@@ -372,12 +387,15 @@ def build_demo(
         and (out_dir / "images" / "vehicle_info.txt").exists()
     ):
         return _collection_from_marker(out_dir, m)
+    return None
 
+
+def _build(out_dir: Path, size: int | str, n: int, seed: int, cache_dir: Path | None,
+           progress: Callable[[int, int], None] | None) -> DemoCollection:
     src = load_sources(cache_dir)
     identities, cameras, info = _plan(src, n, seed)
 
     # start from a clean slate (marker first, so an interrupted rebuild is never taken as complete)
-    out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir)
     (out_dir / "images").mkdir()
 
