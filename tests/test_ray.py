@@ -401,3 +401,35 @@ def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster_to
     computed = [r["shard"] for r in stored if not r.get("reused")]
     assert sorted(computed) == list(range(n_shards)), stored  # every shard computed once
     assert leftovers(run) == []
+
+
+def test_switching_executor_reuses_the_stored_cluster_and_outlier_stages(photo_folder, tmp_path):
+    """The executor does not change results, so it is no part of a stage key: a run on another
+    executor finds the stages current, and their records still name the executor that ran them."""
+    from vehiclust.cluster import ClusterSettings
+    from vehiclust.cluster.stage import ClusterStage
+    from vehiclust.outliers.settings import OutlierSettings
+    from vehiclust.outliers.stage import OutlierStage
+    from vehiclust.pipeline import run_stages
+    from vehiclust.stage import RunContext
+
+    def stages(executor: ExecutorSettings) -> list:
+        settings = ClusterSettings(algorithms=("kmeans",), preprocessing=("l2+pca",), k_values=(2, 3),
+                                   stability_repeats=1, executor=executor)
+        outlier_settings = OutlierSettings(checks=("isolated",))
+        outlier_settings = replace(outlier_settings, detectors=replace(outlier_settings.detectors, executor=executor))
+        return [ClusterStage(settings), OutlierStage(outlier_settings)]
+
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    describe(run, DESCRIPTORS, DescribeSettings(device="cpu"))
+    ctx = RunContext(run, descriptors=DESCRIPTORS)
+    assert run_stages(stages(ExecutorSettings("local")), ctx) == ["cluster", "outliers"]
+    stored = {name: run.stage_record(name) for name in ("cluster", "outliers")}
+    on_ray = ExecutorSettings("ray", ray_address="127.0.0.1:1", workers=3)  # never reached: nothing reruns
+    assert run_stages(stages(on_ray), ctx) == []
+    for name, record in stored.items():
+        assert run.stage_record(name) == record and record["executor"] == "local"
+    changed = stages(on_ray)[0]
+    changed.settings = replace(changed.settings, k_values=(2, 4))
+    assert changed.key(ctx) != stored["cluster"]["fingerprint"]  # a setting that changes results still counts

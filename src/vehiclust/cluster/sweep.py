@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import result_settings
 from vehiclust.executor.rows import assign_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
@@ -48,7 +48,7 @@ def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSetting
                 "fast_hdbscan": importlib.util.find_spec("fast_hdbscan") is not None}
     return fingerprint("cluster", SWEEP_VERSION, names,
                        [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas],
-                       (run.stage_record("ingest") or {}).get("fingerprint"), asdict(settings), backends)
+                       (run.stage_record("ingest") or {}).get("fingerprint"), result_settings(settings), backends)
 
 
 def cluster_outputs(run: RunFolder, names: list[str], settings: ClusterSettings) -> list[Path]:
@@ -76,6 +76,7 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     RUNS.save(run, runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
+                     executor=settings.executor.kind,
                      backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs
 

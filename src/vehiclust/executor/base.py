@@ -7,7 +7,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,18 @@ class ExecutorSettings:
     max_shard_attempts: int = 3  # a shard whose worker died is retried elsewhere this many times
     scratch: str | None = None  # work files every worker can read (shared storage); None: the system tmp
     after_shard: ShardHook | None = field(default=None, compare=False, repr=False)
+
+
+def result_settings(settings) -> dict[str, Any]:
+    """``asdict(settings)`` without the executor settings it holds (at any depth): where the
+    rows were computed does not change the result, so it is no part of a stage's key."""
+    out = {}
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if isinstance(value, ExecutorSettings):
+            continue
+        out[item.name] = result_settings(value) if is_dataclass(value) and not isinstance(value, type) else value
+    return out
 
 
 class ShardJob(ABC):
