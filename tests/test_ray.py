@@ -433,3 +433,31 @@ def test_switching_executor_reuses_the_stored_cluster_and_outlier_stages(photo_f
     changed = stages(on_ray)[0]
     changed.settings = replace(changed.settings, k_values=(2, 4))
     assert changed.key(ctx) != stored["cluster"]["fingerprint"]  # a setting that changes results still counts
+
+
+@needs_ray
+def test_an_unreachable_ray_address_is_one_line_in_bounded_time(photo_folder, tmp_path):
+    import socket
+    import time
+
+    from typer.testing import CliRunner
+
+    from vehiclust.cli import app
+
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(VehiclustError) as caught:
+        create_executor(ExecutorSettings("ray", ray_address=f"127.0.0.1:{port}"))
+    assert time.perf_counter() - started < 10
+    message = str(caught.value)
+    assert "\n" not in message and f"--ray-address 127.0.0.1:{port}" in message
+    assert "ray start --head" in message
+    with pytest.raises(VehiclustError, match="expected HOST:PORT"):
+        create_executor(ExecutorSettings("ray", ray_address="headnode"))
+    result = CliRunner().invoke(app, ["describe", str(photo_folder), "--out", str(tmp_path / "run"), "--descriptors",
+                                      "color_hist", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "ray start --head" in lines[0], result.output
+    assert not (tmp_path / "run").exists()  # stopped before any work

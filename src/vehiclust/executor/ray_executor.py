@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import tempfile
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from collections import deque
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import Executor, ExecutorSettings, ShardJob, run_timed
 
+CONNECT_TIMEOUT_S = 5.0  # Ray's own connect to a closed port retries for minutes
 INSTALL_HINT = "--executor ray needs Ray: pip install 'vehiclust[ray]'"
 
 
@@ -37,6 +39,8 @@ class RayExecutor(Executor):
     def __init__(self, settings: ExecutorSettings):
         super().__init__(settings)
         self.ray = import_ray()
+        if settings.ray_address:  # before any work (the CLI creates its executor first), connected or not
+            check_reachable(settings.ray_address)
 
     def map(self, job: ShardJob, shards: list[int]) -> list[dict]:
         todo = [i for i in shards if not job.stored(i)]
@@ -152,3 +156,20 @@ def connect(ray, address: str | None, cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              _temp_dir=os.path.join(os.environ["RAY_TMPDIR"], "vehiclust-ray"))
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Stop with one line when nothing accepts a connection at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``) within ``timeout`` seconds. ``auto`` and ``local`` are Ray's to resolve."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise VehiclustError(f"--ray-address {address}: expected HOST:PORT of the cluster's head node "
+                             f"(e.g. 10.0.0.5:6379, or ray://10.0.0.5:10001)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise VehiclustError(f"--ray-address {address}: {reason} within {timeout:g} s; start the head there "
+                             f"(ray start --head --port {port}) or give the address it printed") from None
