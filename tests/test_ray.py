@@ -269,6 +269,7 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
         shutil.copytree(local_run.root, run.root)
         executor = ExecutorSettings(kind, scratch=str(tmp_path))
         runs[kind] = cluster_stage(run, DESCRIPTORS, replace(settings, executor=executor))
+        assert run.stage_record("cluster")["executor"] == kind
         with np.load(CLUSTERING.path(run, DESCRIPTORS[0])) as selected:
             runs[kind + "_labels"] = selected["labels"]
         usable = np.ones(N_IMAGES + 3, dtype=bool)
@@ -461,3 +462,50 @@ def test_an_unreachable_ray_address_is_one_line_in_bounded_time(photo_folder, tm
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1 and "ray start --head" in lines[0], result.output
     assert not (tmp_path / "run").exists()  # stopped before any work
+
+
+def demo_space_and_labels(run: RunFolder) -> tuple[np.ndarray, np.ndarray]:
+    """The l2+pca space of the demo images' colour histograms and a k-means labelling of it
+    with a few rows marked noise (as the density-based algorithms leave them)."""
+    from sklearn.cluster import KMeans
+
+    from vehiclust.cluster.preprocess import build_spaces, valid_rows
+    from vehiclust.cluster.settings import ClusterSettings
+
+    matrix = run.load_descriptor(DESCRIPTORS[0])
+    rows = valid_rows(matrix, run.invalid_rows(DESCRIPTORS[0]))
+    X = build_spaces(matrix, rows, ("l2+pca",), ClusterSettings(), lambda _: None)[0].X
+    labels = KMeans(6, n_init=2, random_state=0).fit_predict(X)
+    labels[::17] = -1
+    return X, labels
+
+
+def test_chunked_cluster_metrics_equal_scikit_learns_on_real_rows(local_run):
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    from vehiclust.cluster.metrics import cluster_geometry, clustering_metrics, internal_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    member = labels >= 0
+    chunked = clustering_metrics(X, labels, block_rows=37)  # 9 blocks, sums added across them
+    assert chunked["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(X[member], labels[member]), rel=1e-6)
+    assert chunked["davies_bouldin"] == pytest.approx(davies_bouldin_score(X[member], labels[member]), rel=1e-6)
+    in_memory = internal_metrics(X, labels, *cluster_geometry(X, labels))
+    assert chunked.keys() == in_memory.keys()
+    for name, value in in_memory.items():
+        assert chunked[name] == pytest.approx(value, rel=1e-5), name
+    assert chunked["noise_share"] == pytest.approx(1 - member.mean())
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cluster_metrics_as_a_sharded_map_on_the_cluster_equal_local(local_run, cluster, tmp_path):
+    from vehiclust.cluster.metrics import clustering_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    expected = clustering_metrics(X, labels)
+    got = clustering_metrics(X, labels, ExecutorSettings("ray", scratch=str(tmp_path)), block_rows=64)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9), name
+    assert [p.name[:15] for p in tmp_path.iterdir()] == ["vehiclust-rows-"]  # the shards' work folders are gone

@@ -24,7 +24,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
-from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics, silhouette_on_samples
+from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.select import select_run
@@ -181,14 +181,13 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         started = time.perf_counter()
         labels = (assign(space, algorithm, model, fit_idx, fit_labels) if settings.executor.kind == "local"
                   else assign_rows(space.X, algorithm.assign, model, fit_idx, fit_labels, settings.executor))
-        centers, sizes, distance = cluster_geometry(space.X, labels)
         record = {
             "preprocessing": space.name,
             "algorithm": algorithm.name,
             "params": format_params(grid[i]),
             "k": grid[i].get("k", np.nan),
             "n_rows": space.n,
-            **internal_metrics(space.X, labels, centers, sizes, distance),
+            **clustering_metrics(space.X, labels, settings.executor),
             **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
                                     seed),
             **stability(labels, [(sub, lab[i]) for sub, lab in refits]),
