@@ -61,7 +61,7 @@ class RayCluster:
     """A head (no CPUs: the driver only) and two worker nodes of one CPU each, its session files
     under a fresh tmp folder; shut down by the fixture's finalizer."""
 
-    def __init__(self):
+    def __init__(self, nodes: tuple[dict, ...] = ({"num_cpus": 1}, {"num_cpus": 1})):
         import ray
         from ray.cluster_utils import Cluster
 
@@ -72,7 +72,7 @@ class RayCluster:
         os.environ["RAY_TMPDIR"] = self.tmp
         os.environ["RAY_AUTH_TOKEN"] = "vehiclust-test-" + os.urandom(16).hex()  # no token file in the home
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-        self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(2)]
+        self.workers = [self.cluster.add_node(**node) for node in nodes]
         ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
         self.cluster.wait_for_nodes()
 
@@ -126,6 +126,15 @@ def cluster_to_break(live_cluster) -> RayCluster:
     """A cluster of its own (one driver connection at a time: the shared one stops first)."""
     live_cluster["stop"]()
     live_cluster["cluster"] = RayCluster()
+    yield live_cluster["cluster"]
+    live_cluster["stop"]()
+
+
+@pytest.fixture
+def gpu_cluster(live_cluster) -> RayCluster:
+    """One worker node that declares two GPUs it does not have (and three CPUs), as Ray allows."""
+    live_cluster["stop"]()
+    live_cluster["cluster"] = RayCluster(({"num_cpus": 3, "num_gpus": 2},))
     yield live_cluster["cluster"]
     live_cluster["stop"]()
 
@@ -509,3 +518,43 @@ def test_cluster_metrics_as_a_sharded_map_on_the_cluster_equal_local(local_run, 
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-9), name
     assert [p.name[:15] for p in tmp_path.iterdir()] == ["vehiclust-rows-"]  # the shards' work folders are gone
+
+
+def _describe_on_the_cpu_anyway():
+    """DescribeShards that records the device its GPU actor was given, then runs the model on
+    the CPU (the GPUs of the test cluster are declared, not real)."""
+    from vehiclust.executor.describe_job import DescribeShards
+
+    class OnCpu(DescribeShards):
+        def device_settings(self, settings):
+            given = super().device_settings(settings)
+            self.given_device = given.device
+            return replace(given, device="cpu", batch_size=settings.batch_size)
+
+        def run(self, index: int) -> dict:
+            return {**super().run(index), "given_device": self.given_device}
+
+    return OnCpu
+
+
+@needs_ray
+@pytest.mark.slow
+def test_with_gpus_declared_the_pool_has_one_actor_per_gpu_each_given_its_device(images, local_run, gpu_cluster,
+                                                                                  tmp_path, monkeypatch):
+    import ray.cloudpickle
+
+    import vehiclust.executor.describe_job as describe_job
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    monkeypatch.setattr(describe_job, "DescribeShards", _describe_on_the_cpu_anyway())
+    rows: list[dict] = []
+    run = described(images, tmp_path / "run", ExecutorSettings("ray", after_shard=rows.append))
+    assert_same_descriptors(run, local_run)
+    by_worker = {row["pid"]: row for row in rows}
+    assert len(by_worker) == 2  # one actor per GPU, though the node has a third CPU
+    assert sorted(tuple(row["gpus"]) for row in by_worker.values()) == [(0,), (1,)]
+    for row in rows:
+        assert row["given_device"] == "cuda" and row["device"] == "cpu"  # the test's override
+        assert row["cuda_visible_devices"] == str(row["gpus"][0])  # so cuda is the actor's own GPU
+    workers = run.descriptor_meta(DESCRIPTORS[0])["workers"]
+    assert sorted(w["gpus"][0] for w in workers) == [0, 1]

@@ -154,8 +154,9 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
 
 
 def _worker_summary(node: str, pid: int, rows: list[dict]) -> dict[str, Any]:
+    device = {key: rows[0][key] for key in ("device", "gpus") if key in rows[0]}  # what a describe worker ran on
     return {"node": node, "pid": pid, "shards": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 3),
-            "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0)}
+            "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0), **device}
 
 
 def executor_lines(run) -> list[str]:

@@ -3,6 +3,7 @@ the run folder once, then decodes and describes whole chunks, writing their part
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,11 +36,7 @@ class DescribeShards(ShardJob):
         from vehiclust.describe.stage import plan
         from vehiclust.runfolder import RunFolder
 
-        settings = replace(self.settings, model_threads=threads or self.settings.model_threads)
-        if self.worker_gpus and settings.device == "cpu":  # a GPU actor of a driver that has none
-            from vehiclust.describe.extract import GPU_BATCH
-
-            settings = replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
+        settings = self.device_settings(replace(self.settings, model_threads=threads or self.settings.model_threads))
         planned = plan(self.names, settings)
         self.table = RunFolder(self.root).load_collection()
         self.work = Extraction(planned, self.names, self.parts(), self.chunks, settings.batch_size)
@@ -47,6 +44,15 @@ class DescribeShards(ShardJob):
         self.decoder = _choose_decoder(planned, self.views, settings)
         self.original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
         self.worker_settings = settings
+
+    def device_settings(self, settings):
+        """This worker's settings: a GPU actor of a driver that has none describes on its GPU.
+        Ray gave the actor one GPU and set CUDA_VISIBLE_DEVICES to it, so ``cuda`` is that GPU."""
+        if self.worker_gpus and settings.device == "cpu":
+            from vehiclust.describe.extract import GPU_BATCH
+
+            return replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
+        return settings
 
     def run(self, index: int) -> dict:
         from vehiclust.describe.extract import _decoded_chunks, _gpu_decoded_chunks, describe_chunk
@@ -59,7 +65,8 @@ class DescribeShards(ShardJob):
         _, (images, errors) = next(iter(decoded))
         describe_chunk(self.work, index, images, errors)
         start, stop = self.chunks[index]
-        return {"rows": stop - start, "errors": len(errors)}
+        return {"rows": stop - start, "errors": len(errors), "device": self.worker_settings.device,
+                "gpus": list(self.worker_gpus), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def describe_on_executor(root: Path, names: list[str], keys: dict[str, str], chunks: list[tuple[int, int]],
