@@ -558,3 +558,22 @@ def test_with_gpus_declared_the_pool_has_one_actor_per_gpu_each_given_its_device
         assert row["cuda_visible_devices"] == str(row["gpus"][0])  # so cuda is the actor's own GPU
     workers = run.descriptor_meta(DESCRIPTORS[0])["workers"]
     assert sorted(w["gpus"][0] for w in workers) == [0, 1]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_later_maps_reuse_the_actors_and_each_job_loads_its_own_state(cluster, tmp_path):
+    from vehiclust.executor.rows import NearestCentre, map_rows
+
+    matrix = np.random.default_rng(3).normal(size=(600, 4)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    on_cluster = ExecutorSettings("ray", scratch=str(tmp_path))
+    workers, results = [], []
+    for centres in (matrix[:3], matrix[3:8]):  # two jobs: each actor must apply the second one's centres
+        labels, shards = map_rows(tmp_path / "m.npy", NearestCentre(centres), tmp_path / "labels.npy", on_cluster,
+                                  shard_rows=100)
+        workers.append(sorted(w["pid"] for w in shards["workers"]))
+        results.append(np.array(labels))
+        expected = np.argmin(((matrix[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        np.testing.assert_array_equal(results[-1], expected)
+    assert len(workers[0]) == 2 and workers[1] == workers[0]  # no actor started again
