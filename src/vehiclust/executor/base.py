@@ -143,6 +143,7 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
     return {
         "shard_overhead_seconds": round(float(np.median(overheads)), 4) if overheads else None,
         "executor": kind,
+        "first_stored_at": round(first_store, 3),  # time.time() of the first shard stored in this run
         "nodes": sorted({node for node, _ in workers}),
         "workers": [_worker_summary(node, pid, [r for r in rows if (r["node"], r["pid"]) == (node, pid)])
                     for node, pid in workers],
