@@ -1,6 +1,9 @@
 """The Ray executor on a real multi-process cluster (a head and two worker nodes of one CPU
 each, ``ray.cluster_utils.Cluster``): extraction, a worker node killed mid-run, assignment and
-outlier scoring equal to the local executor's; and the message when Ray is not installed."""
+outlier scoring equal to the local executor's, the cluster metrics' sharded sums, the actor
+pool kept across maps, a node with GPUs declared (none real); and, without a cluster: the
+message when Ray is not installed or the address does not answer, switching executor reusing
+the stored stages."""
 
 from __future__ import annotations
 
@@ -293,6 +296,74 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
         np.testing.assert_allclose(runs["ray_z"][name], z, rtol=1e-5, atol=1e-6)
 
 
+def demo_space_and_labels(run: RunFolder) -> tuple[np.ndarray, np.ndarray]:
+    """The l2+pca space of the demo images' colour histograms and a k-means labelling of it
+    with a few rows marked noise (as the density-based algorithms leave them)."""
+    from sklearn.cluster import KMeans
+
+    from vehiclust.cluster.preprocess import build_spaces, valid_rows
+    from vehiclust.cluster.settings import ClusterSettings
+
+    matrix = run.load_descriptor(DESCRIPTORS[0])
+    rows = valid_rows(matrix, run.invalid_rows(DESCRIPTORS[0]))
+    X = build_spaces(matrix, rows, ("l2+pca",), ClusterSettings(), lambda _: None)[0].X
+    labels = KMeans(6, n_init=2, random_state=0).fit_predict(X)
+    labels[::17] = -1
+    return X, labels
+
+
+def test_chunked_cluster_metrics_equal_scikit_learns_on_real_rows(local_run):
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    from vehiclust.cluster.metrics import cluster_geometry, clustering_metrics, internal_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    member = labels >= 0
+    chunked = clustering_metrics(X, labels, block_rows=37)  # 9 blocks, sums added across them
+    assert chunked["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(X[member], labels[member]), rel=1e-6)
+    assert chunked["davies_bouldin"] == pytest.approx(davies_bouldin_score(X[member], labels[member]), rel=1e-6)
+    in_memory = internal_metrics(X, labels, *cluster_geometry(X, labels))
+    assert chunked.keys() == in_memory.keys()
+    for name, value in in_memory.items():
+        assert chunked[name] == pytest.approx(value, rel=1e-5), name
+    assert chunked["noise_share"] == pytest.approx(1 - member.mean())
+
+
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cluster_metrics_as_a_sharded_map_on_the_cluster_equal_local(local_run, cluster, tmp_path):
+    from vehiclust.cluster.metrics import clustering_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    expected = clustering_metrics(X, labels)
+    got = clustering_metrics(X, labels, ExecutorSettings("ray", scratch=str(tmp_path)), block_rows=64)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9), name
+    assert [p.name[:15] for p in tmp_path.iterdir()] == ["vehiclust-rows-"]  # the shards' work folders are gone
+
+
+@needs_ray
+@pytest.mark.slow
+def test_later_maps_reuse_the_actors_and_each_job_loads_its_own_state(cluster, tmp_path):
+    from vehiclust.executor.rows import NearestCentre, map_rows
+
+    matrix = np.random.default_rng(3).normal(size=(600, 4)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    on_cluster = ExecutorSettings("ray", scratch=str(tmp_path))
+    workers, results = [], []
+    for centres in (matrix[:3], matrix[3:8]):  # two jobs: each actor must apply the second one's centres
+        labels, shards = map_rows(tmp_path / "m.npy", NearestCentre(centres), tmp_path / "labels.npy", on_cluster,
+                                  shard_rows=100)
+        workers.append(sorted(w["pid"] for w in shards["workers"]))
+        results.append(np.array(labels))
+        expected = np.argmin(((matrix[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        np.testing.assert_array_equal(results[-1], expected)
+    assert len(workers[0]) == 2 and workers[1] == workers[0]  # no actor started again
+
+
 class CrashingJob(ShardJob):
     """Shard ``crash`` kills its worker process (``times`` times, counted in files), the others
     write a marker: what a worker lost mid-shard looks like to the executor."""
@@ -473,53 +544,6 @@ def test_an_unreachable_ray_address_is_one_line_in_bounded_time(photo_folder, tm
     assert not (tmp_path / "run").exists()  # stopped before any work
 
 
-def demo_space_and_labels(run: RunFolder) -> tuple[np.ndarray, np.ndarray]:
-    """The l2+pca space of the demo images' colour histograms and a k-means labelling of it
-    with a few rows marked noise (as the density-based algorithms leave them)."""
-    from sklearn.cluster import KMeans
-
-    from vehiclust.cluster.preprocess import build_spaces, valid_rows
-    from vehiclust.cluster.settings import ClusterSettings
-
-    matrix = run.load_descriptor(DESCRIPTORS[0])
-    rows = valid_rows(matrix, run.invalid_rows(DESCRIPTORS[0]))
-    X = build_spaces(matrix, rows, ("l2+pca",), ClusterSettings(), lambda _: None)[0].X
-    labels = KMeans(6, n_init=2, random_state=0).fit_predict(X)
-    labels[::17] = -1
-    return X, labels
-
-
-def test_chunked_cluster_metrics_equal_scikit_learns_on_real_rows(local_run):
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
-
-    from vehiclust.cluster.metrics import cluster_geometry, clustering_metrics, internal_metrics
-
-    X, labels = demo_space_and_labels(local_run)
-    member = labels >= 0
-    chunked = clustering_metrics(X, labels, block_rows=37)  # 9 blocks, sums added across them
-    assert chunked["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(X[member], labels[member]), rel=1e-6)
-    assert chunked["davies_bouldin"] == pytest.approx(davies_bouldin_score(X[member], labels[member]), rel=1e-6)
-    in_memory = internal_metrics(X, labels, *cluster_geometry(X, labels))
-    assert chunked.keys() == in_memory.keys()
-    for name, value in in_memory.items():
-        assert chunked[name] == pytest.approx(value, rel=1e-5), name
-    assert chunked["noise_share"] == pytest.approx(1 - member.mean())
-
-
-@needs_ray
-@pytest.mark.slow
-def test_cluster_metrics_as_a_sharded_map_on_the_cluster_equal_local(local_run, cluster, tmp_path):
-    from vehiclust.cluster.metrics import clustering_metrics
-
-    X, labels = demo_space_and_labels(local_run)
-    expected = clustering_metrics(X, labels)
-    got = clustering_metrics(X, labels, ExecutorSettings("ray", scratch=str(tmp_path)), block_rows=64)
-    assert got.keys() == expected.keys()
-    for name, value in expected.items():
-        assert got[name] == pytest.approx(value, rel=1e-9), name
-    assert [p.name[:15] for p in tmp_path.iterdir()] == ["vehiclust-rows-"]  # the shards' work folders are gone
-
-
 def _describe_on_the_cpu_anyway():
     """DescribeShards that records the device its GPU actor was given, then runs the model on
     the CPU (the GPUs of the test cluster are declared, not real)."""
@@ -558,22 +582,3 @@ def test_with_gpus_declared_the_pool_has_one_actor_per_gpu_each_given_its_device
         assert row["cuda_visible_devices"] == str(row["gpus"][0])  # so cuda is the actor's own GPU
     workers = run.descriptor_meta(DESCRIPTORS[0])["workers"]
     assert sorted(w["gpus"][0] for w in workers) == [0, 1]
-
-
-@needs_ray
-@pytest.mark.slow
-def test_later_maps_reuse_the_actors_and_each_job_loads_its_own_state(cluster, tmp_path):
-    from vehiclust.executor.rows import NearestCentre, map_rows
-
-    matrix = np.random.default_rng(3).normal(size=(600, 4)).astype(np.float32)
-    np.save(tmp_path / "m.npy", matrix)
-    on_cluster = ExecutorSettings("ray", scratch=str(tmp_path))
-    workers, results = [], []
-    for centres in (matrix[:3], matrix[3:8]):  # two jobs: each actor must apply the second one's centres
-        labels, shards = map_rows(tmp_path / "m.npy", NearestCentre(centres), tmp_path / "labels.npy", on_cluster,
-                                  shard_rows=100)
-        workers.append(sorted(w["pid"] for w in shards["workers"]))
-        results.append(np.array(labels))
-        expected = np.argmin(((matrix[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
-        np.testing.assert_array_equal(results[-1], expected)
-    assert len(workers[0]) == 2 and workers[1] == workers[0]  # no actor started again
