@@ -44,14 +44,16 @@ def one(images: Path, out: Path, kind: str, workers: int | None, descriptors: li
     # one model thread per worker: two Ray workers on two cores must not each take both
     settings = DescribeSettings(chunk_rows=chunk_rows, device="cpu", model_threads=1 if kind == "ray" else None,
                                 executor=ExecutorSettings(kind, workers=workers))
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     describe(run, descriptors, settings)
     seconds = time.perf_counter() - started
     meta = run.descriptor_meta(descriptors[0])
     return {"config": kind if workers is None else f"{kind}-{workers}", "images": n, "seconds": seconds,
             "shard_seconds": [s[2] for s in meta["shard_seconds"]], "stored_at": [s[3] for s in meta["shard_seconds"]],
             "workers": meta["workers"], "chunk_rows": chunk_rows,
-            "driver_peak_rss_mb": peak_rss_mb(), "overhead": meta.get("shard_overhead_seconds") or 0.0}
+            "driver_peak_rss_mb": peak_rss_mb(), "overhead": meta.get("shard_overhead_seconds") or 0.0,
+            # the fixed cost (Ray's start, the model loads) plus one shard's work
+            "first_stored_after": meta["first_stored_at"] - started_wall}
 
 
 def run_config(name: str, images: Path, work: Path, args) -> dict:
@@ -73,8 +75,9 @@ def report(result: dict) -> str:
     # steady state: the rows stored after the first shard, over the time from the first store to the last
     span = max(result["stored_at"]) - min(result["stored_at"])
     steady = (len(shards) - 1) * result["chunk_rows"] / span if span > 0 else float("nan")
+    fixed = result["first_stored_after"] - work  # from the call to the first stored shard, less its work
     return (f"{result['config']:>6}: {result['images'] / result['seconds']:7.1f} images/s end to end, "
-            f"{steady:7.1f} in steady state "
+            f"{steady:7.1f} in steady state, fixed cost {fixed:.1f} s "
             f"({result['seconds']:.1f} s, {len(shards)} shards), median {work:.3f} s per shard, "
             f"overhead per shard {result['overhead']:.3f} s; peak RSS driver "
             f"{result['driver_peak_rss_mb']:.0f} MB, workers [{rss}] MB")

@@ -1,6 +1,9 @@
 """The Ray executor on a real multi-process cluster (a head and two worker nodes of one CPU
 each, ``ray.cluster_utils.Cluster``): extraction, a worker node killed mid-run, assignment and
-outlier scoring equal to the local executor's; and the message when Ray is not installed."""
+outlier scoring equal to the local executor's, the cluster metrics' sharded sums, the actor
+pool kept across maps, a node with GPUs declared (none real); and, without a cluster: the
+message when Ray is not installed or the address does not answer, switching executor reusing
+the stored stages."""
 
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ class RayCluster:
     """A head (no CPUs: the driver only) and two worker nodes of one CPU each, its session files
     under a fresh tmp folder; shut down by the fixture's finalizer."""
 
-    def __init__(self):
+    def __init__(self, nodes: tuple[dict, ...] = ({"num_cpus": 1}, {"num_cpus": 1})):
         import ray
         from ray.cluster_utils import Cluster
 
@@ -72,7 +75,7 @@ class RayCluster:
         os.environ["RAY_TMPDIR"] = self.tmp
         os.environ["RAY_AUTH_TOKEN"] = "vehiclust-test-" + os.urandom(16).hex()  # no token file in the home
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-        self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(2)]
+        self.workers = [self.cluster.add_node(**node) for node in nodes]
         ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
         self.cluster.wait_for_nodes()
 
@@ -126,6 +129,15 @@ def cluster_to_break(live_cluster) -> RayCluster:
     """A cluster of its own (one driver connection at a time: the shared one stops first)."""
     live_cluster["stop"]()
     live_cluster["cluster"] = RayCluster()
+    yield live_cluster["cluster"]
+    live_cluster["stop"]()
+
+
+@pytest.fixture
+def gpu_cluster(live_cluster) -> RayCluster:
+    """One worker node that declares two GPUs it does not have (and three CPUs), as Ray allows."""
+    live_cluster["stop"]()
+    live_cluster["cluster"] = RayCluster(({"num_cpus": 3, "num_gpus": 2},))
     yield live_cluster["cluster"]
     live_cluster["stop"]()
 
@@ -269,6 +281,7 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
         shutil.copytree(local_run.root, run.root)
         executor = ExecutorSettings(kind, scratch=str(tmp_path))
         runs[kind] = cluster_stage(run, DESCRIPTORS, replace(settings, executor=executor))
+        assert run.stage_record("cluster")["executor"] == kind
         with np.load(CLUSTERING.path(run, DESCRIPTORS[0])) as selected:
             runs[kind + "_labels"] = selected["labels"]
         usable = np.ones(N_IMAGES + 3, dtype=bool)
@@ -281,6 +294,74 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
     np.testing.assert_array_equal(runs["ray"][columns].to_numpy(), runs["local"][columns].to_numpy())
     for name, z in runs["local_z"].items():
         np.testing.assert_allclose(runs["ray_z"][name], z, rtol=1e-5, atol=1e-6)
+
+
+def demo_space_and_labels(run: RunFolder) -> tuple[np.ndarray, np.ndarray]:
+    """The l2+pca space of the demo images' colour histograms and a k-means labelling of it
+    with a few rows marked noise (as the density-based algorithms leave them)."""
+    from sklearn.cluster import KMeans
+
+    from vehiclust.cluster.preprocess import build_spaces, valid_rows
+    from vehiclust.cluster.settings import ClusterSettings
+
+    matrix = run.load_descriptor(DESCRIPTORS[0])
+    rows = valid_rows(matrix, run.invalid_rows(DESCRIPTORS[0]))
+    X = build_spaces(matrix, rows, ("l2+pca",), ClusterSettings(), lambda _: None)[0].X
+    labels = KMeans(6, n_init=2, random_state=0).fit_predict(X)
+    labels[::17] = -1
+    return X, labels
+
+
+def test_chunked_cluster_metrics_equal_scikit_learns_on_real_rows(local_run):
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    from vehiclust.cluster.metrics import cluster_geometry, clustering_metrics, internal_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    member = labels >= 0
+    chunked = clustering_metrics(X, labels, block_rows=37)  # 9 blocks, sums added across them
+    assert chunked["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(X[member], labels[member]), rel=1e-6)
+    assert chunked["davies_bouldin"] == pytest.approx(davies_bouldin_score(X[member], labels[member]), rel=1e-6)
+    in_memory = internal_metrics(X, labels, *cluster_geometry(X, labels))
+    assert chunked.keys() == in_memory.keys()
+    for name, value in in_memory.items():
+        assert chunked[name] == pytest.approx(value, rel=1e-5), name
+    assert chunked["noise_share"] == pytest.approx(1 - member.mean())
+
+
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cluster_metrics_as_a_sharded_map_on_the_cluster_equal_local(local_run, cluster, tmp_path):
+    from vehiclust.cluster.metrics import clustering_metrics
+
+    X, labels = demo_space_and_labels(local_run)
+    expected = clustering_metrics(X, labels)
+    got = clustering_metrics(X, labels, ExecutorSettings("ray", scratch=str(tmp_path)), block_rows=64)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9), name
+    assert [p.name[:15] for p in tmp_path.iterdir()] == ["vehiclust-rows-"]  # the shards' work folders are gone
+
+
+@needs_ray
+@pytest.mark.slow
+def test_later_maps_reuse_the_actors_and_each_job_loads_its_own_state(cluster, tmp_path):
+    from vehiclust.executor.rows import NearestCentre, map_rows
+
+    matrix = np.random.default_rng(3).normal(size=(600, 4)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    on_cluster = ExecutorSettings("ray", scratch=str(tmp_path))
+    workers, results = [], []
+    for centres in (matrix[:3], matrix[3:8]):  # two jobs: each actor must apply the second one's centres
+        labels, shards = map_rows(tmp_path / "m.npy", NearestCentre(centres), tmp_path / "labels.npy", on_cluster,
+                                  shard_rows=100)
+        workers.append(sorted(w["pid"] for w in shards["workers"]))
+        results.append(np.array(labels))
+        expected = np.argmin(((matrix[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        np.testing.assert_array_equal(results[-1], expected)
+    assert len(workers[0]) == 2 and workers[1] == workers[0]  # no actor started again
 
 
 class CrashingJob(ShardJob):
@@ -401,3 +482,103 @@ def test_a_worker_node_killed_mid_run_loses_no_row(images, local_run, cluster_to
     computed = [r["shard"] for r in stored if not r.get("reused")]
     assert sorted(computed) == list(range(n_shards)), stored  # every shard computed once
     assert leftovers(run) == []
+
+
+def test_switching_executor_reuses_the_stored_cluster_and_outlier_stages(photo_folder, tmp_path):
+    """The executor does not change results, so it is no part of a stage key: a run on another
+    executor finds the stages current, and their records still name the executor that ran them."""
+    from vehiclust.cluster import ClusterSettings
+    from vehiclust.cluster.stage import ClusterStage
+    from vehiclust.outliers.settings import OutlierSettings
+    from vehiclust.outliers.stage import OutlierStage
+    from vehiclust.pipeline import run_stages
+    from vehiclust.stage import RunContext
+
+    def stages(executor: ExecutorSettings) -> list:
+        settings = ClusterSettings(algorithms=("kmeans",), preprocessing=("l2+pca",), k_values=(2, 3),
+                                   stability_repeats=1, executor=executor)
+        outlier_settings = OutlierSettings(checks=("isolated",))
+        outlier_settings = replace(outlier_settings, detectors=replace(outlier_settings.detectors, executor=executor))
+        return [ClusterStage(settings), OutlierStage(outlier_settings)]
+
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    describe(run, DESCRIPTORS, DescribeSettings(device="cpu"))
+    ctx = RunContext(run, descriptors=DESCRIPTORS)
+    assert run_stages(stages(ExecutorSettings("local")), ctx) == ["cluster", "outliers"]
+    stored = {name: run.stage_record(name) for name in ("cluster", "outliers")}
+    on_ray = ExecutorSettings("ray", ray_address="127.0.0.1:1", workers=3)  # never reached: nothing reruns
+    assert run_stages(stages(on_ray), ctx) == []
+    for name, record in stored.items():
+        assert run.stage_record(name) == record and record["executor"] == "local"
+    changed = stages(on_ray)[0]
+    changed.settings = replace(changed.settings, k_values=(2, 4))
+    assert changed.key(ctx) != stored["cluster"]["fingerprint"]  # a setting that changes results still counts
+
+
+@needs_ray
+def test_an_unreachable_ray_address_is_one_line_in_bounded_time(photo_folder, tmp_path):
+    import socket
+    import time
+
+    from typer.testing import CliRunner
+
+    from vehiclust.cli import app
+
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(VehiclustError) as caught:
+        create_executor(ExecutorSettings("ray", ray_address=f"127.0.0.1:{port}"))
+    assert time.perf_counter() - started < 10
+    message = str(caught.value)
+    assert "\n" not in message and f"--ray-address 127.0.0.1:{port}" in message
+    assert "ray start --head" in message
+    with pytest.raises(VehiclustError, match="expected HOST:PORT"):
+        create_executor(ExecutorSettings("ray", ray_address="headnode"))
+    result = CliRunner().invoke(app, ["describe", str(photo_folder), "--out", str(tmp_path / "run"), "--descriptors",
+                                      "color_hist", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "ray start --head" in lines[0], result.output
+    assert not (tmp_path / "run").exists()  # stopped before any work
+
+
+def _describe_on_the_cpu_anyway():
+    """DescribeShards that records the device its GPU actor was given, then runs the model on
+    the CPU (the GPUs of the test cluster are declared, not real)."""
+    from vehiclust.executor.describe_job import DescribeShards
+
+    class OnCpu(DescribeShards):
+        def device_settings(self, settings):
+            given = super().device_settings(settings)
+            self.given_device = given.device
+            return replace(given, device="cpu", batch_size=settings.batch_size)
+
+        def run(self, index: int) -> dict:
+            return {**super().run(index), "given_device": self.given_device}
+
+    return OnCpu
+
+
+@needs_ray
+@pytest.mark.slow
+def test_with_gpus_declared_the_pool_has_one_actor_per_gpu_each_given_its_device(images, local_run, gpu_cluster,
+                                                                                  tmp_path, monkeypatch):
+    import ray.cloudpickle
+
+    import vehiclust.executor.describe_job as describe_job
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    monkeypatch.setattr(describe_job, "DescribeShards", _describe_on_the_cpu_anyway())
+    rows: list[dict] = []
+    run = described(images, tmp_path / "run", ExecutorSettings("ray", after_shard=rows.append))
+    assert_same_descriptors(run, local_run)
+    by_worker = {row["pid"]: row for row in rows}
+    assert len(by_worker) == 2  # one actor per GPU, though the node has a third CPU
+    assert sorted(tuple(row["gpus"]) for row in by_worker.values()) == [(0,), (1,)]
+    for row in rows:
+        assert row["given_device"] == "cuda" and row["device"] == "cpu"  # the test's override
+        assert row["cuda_visible_devices"] == str(row["gpus"][0])  # so cuda is the actor's own GPU
+    workers = run.descriptor_meta(DESCRIPTORS[0])["workers"]
+    assert sorted(w["gpus"][0] for w in workers) == [0, 1]

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import silhouette_score
 
 NAN = float("nan")
+BLOCK_ROWS = 65536  # rows per block of the passes over all rows
 
 
 def cluster_geometry(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,13 +53,71 @@ def _accumulate(centers: np.ndarray, block: np.ndarray, lab: np.ndarray, k: int)
 
 def internal_metrics(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, sizes: np.ndarray,
                      distance: np.ndarray) -> dict[str, float]:
-    """CH, DB and size statistics of the clustered (non-noise) rows, from the centres."""
+    """CH, DB and size statistics of the clustered (non-noise) rows, from the centres and each
+    row's distance to its own centre (as :func:`cluster_geometry` gives them)."""
     member = labels >= 0
-    n, k = int(member.sum()), int((sizes > 0).sum())
+    d = distance[member].astype(np.float64)
+    spread = np.column_stack([np.bincount(labels[member], weights=d, minlength=len(sizes)),
+                              np.bincount(labels[member], weights=d * d, minlength=len(sizes))])
+    return metrics_from_sums(len(labels), sizes, centers, spread)
+
+
+def clustering_metrics(X: np.ndarray, labels: np.ndarray, executor=None, block_rows: int = BLOCK_ROWS
+                       ) -> dict[str, float]:
+    """:func:`internal_metrics` of ``labels`` over every row of ``X`` from per-cluster sums
+    added block by block: in this process (the local executor), or as a sharded map over the
+    rows written once for the workers to memory-map, so that no worker holds every row."""
+    if executor is not None and executor.kind != "local":
+        from vehiclust.executor.rows import measure_rows
+
+        return measure_rows(X, labels, executor, block_rows)
+    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    blocks = [(X[start:start + block_rows], labels[start:start + block_rows]) for start in range(0, len(X), block_rows)]
+    counts = sum((label_sums(block, lab, k) for block, lab in blocks), np.zeros((k, X.shape[1] + 1)))
+    sizes, centres = centres_from_sums(counts)
+    spread = sum((distance_sums(block, lab, centres) for block, lab in blocks), np.zeros((k, 2)))
+    return metrics_from_sums(len(labels), sizes, centres, spread)
+
+
+def label_sums(block: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, 1 + d): each cluster's member count and the sum of its members' rows in ``block``
+    (noise left out); shards' sums add up to those of all rows."""
+    keep = labels >= 0
+    out = np.zeros((k, block.shape[1] + 1), dtype=np.float64)
+    out[:, 0] = np.bincount(labels[keep], minlength=k)
+    sums = out[:, 1:]  # a view: _accumulate adds into it
+    _accumulate(sums, np.asarray(block)[keep], labels[keep], k)
+    return out
+
+
+def centres_from_sums(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes (int) and centres (float64) from the added :func:`label_sums`."""
+    sizes = counts[:, 0].astype(np.int64)
+    return sizes, counts[:, 1:] / np.maximum(sizes, 1)[:, None]
+
+
+def distance_sums(block: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(k, 2): per cluster, the sum of its members' Euclidean distances to the centre (DB) and
+    of their squares (CH's within-cluster dispersion). DB's mean distance is not a function of
+    sums and sums of squares of the rows, hence this second pass once the centres are known."""
+    keep = np.flatnonzero(labels >= 0)
+    lab = labels[keep]
+    diff = np.asarray(block)[keep].astype(np.float64) - centres[lab]
+    squared = (diff * diff).sum(1)
+    k = len(centres)
+    return np.column_stack([np.bincount(lab, weights=np.sqrt(squared), minlength=k),
+                            np.bincount(lab, weights=squared, minlength=k)])
+
+
+def metrics_from_sums(n_rows: int, sizes: np.ndarray, centres: np.ndarray, spread: np.ndarray) -> dict[str, float]:
+    """CH, DB and size statistics from per-cluster sizes, centres and ``spread`` (per cluster:
+    the sum of distances to the centre and of their squares); ``n_rows`` counts noise too.
+    Same definitions as scikit-learn's calinski_harabasz_score and davies_bouldin_score."""
+    n, k = int(sizes.sum()), int((sizes > 0).sum())
     share = sizes[sizes > 0] / max(n, 1)
     out = {
         "n_clusters": k,
-        "noise_share": float(1 - n / max(len(labels), 1)),
+        "noise_share": float(1 - n / max(n_rows, 1)),
         "min_cluster_share": float(share.min()) if k else NAN,
         "max_cluster_share": float(share.max()) if k else NAN,
         # 1 = all clusters the same size, 0 = everything in one cluster
@@ -69,13 +128,12 @@ def internal_metrics(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, siz
     if k < 2 or n <= k:
         return out
     live = sizes > 0
-    c = centers[live].astype(np.float64)
+    c = centres[live].astype(np.float64)
     overall = (c * sizes[live, None]).sum(0) / n
     between = float((sizes[live] * ((c - overall) ** 2).sum(1)).sum())
-    d = distance[member].astype(np.float64)
-    within = float((d ** 2).sum())
+    within = float(spread[live, 1].sum())
     out["calinski_harabasz"] = between * (n - k) / (within * (k - 1)) if within > 0 else float("inf")
-    scatter = np.bincount(labels[member], weights=d, minlength=len(sizes))[live] / sizes[live]
+    scatter = spread[live, 0] / sizes[live]
     gaps = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(gaps, np.inf)
     ratio = (scatter[:, None] + scatter[None, :]) / np.maximum(gaps, 1e-12)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +24,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
-from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics, silhouette_on_samples
+from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import result_settings
 from vehiclust.executor.rows import assign_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
@@ -48,7 +48,7 @@ def cluster_stage_key(run: RunFolder, names: list[str], settings: ClusterSetting
                 "fast_hdbscan": importlib.util.find_spec("fast_hdbscan") is not None}
     return fingerprint("cluster", SWEEP_VERSION, names,
                        [m.get("fingerprint") or m.get("source_mtime_ns") for m in metas],
-                       (run.stage_record("ingest") or {}).get("fingerprint"), asdict(settings), backends)
+                       (run.stage_record("ingest") or {}).get("fingerprint"), result_settings(settings), backends)
 
 
 def cluster_outputs(run: RunFolder, names: list[str], settings: ClusterSettings) -> list[Path]:
@@ -76,6 +76,7 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     RUNS.save(run, runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
+                     executor=settings.executor.kind,
                      backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs
 
@@ -180,14 +181,13 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         started = time.perf_counter()
         labels = (assign(space, algorithm, model, fit_idx, fit_labels) if settings.executor.kind == "local"
                   else assign_rows(space.X, algorithm.assign, model, fit_idx, fit_labels, settings.executor))
-        centers, sizes, distance = cluster_geometry(space.X, labels)
         record = {
             "preprocessing": space.name,
             "algorithm": algorithm.name,
             "params": format_params(grid[i]),
             "k": grid[i].get("k", np.nan),
             "n_rows": space.n,
-            **internal_metrics(space.X, labels, centers, sizes, distance),
+            **clustering_metrics(space.X, labels, settings.executor),
             **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
                                     seed),
             **stability(labels, [(sub, lab[i]) for sub, lab in refits]),

@@ -38,6 +38,7 @@ from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mi
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
 from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, comparison_table
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
+from vehiclust.executor.base import result_settings
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
                                 fingerprint)
@@ -68,7 +69,7 @@ def compare_key(run: RunFolder, singles: list[str], cluster_settings: ClusterSet
                 settings: CompareSettings) -> str:
     """Of the heavy part: ``--best`` is left out, it is applied on every call."""
     return fingerprint("compare", COMPARE_VERSION, singles, (run.stage_record("cluster") or {}).get("fingerprint"),
-                       asdict(replace(settings, best=None)), asdict(cluster_settings))
+                       asdict(replace(settings, best=None)), result_settings(cluster_settings))
 
 
 def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettings, settings: CompareSettings,

@@ -7,7 +7,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,18 @@ class ExecutorSettings:
     max_shard_attempts: int = 3  # a shard whose worker died is retried elsewhere this many times
     scratch: str | None = None  # work files every worker can read (shared storage); None: the system tmp
     after_shard: ShardHook | None = field(default=None, compare=False, repr=False)
+
+
+def result_settings(settings) -> dict[str, Any]:
+    """``asdict(settings)`` without the executor settings it holds (at any depth): where the
+    rows were computed does not change the result, so it is no part of a stage's key."""
+    out = {}
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if isinstance(value, ExecutorSettings):
+            continue
+        out[item.name] = result_settings(value) if is_dataclass(value) and not isinstance(value, type) else value
+    return out
 
 
 class ShardJob(ABC):
@@ -131,6 +143,7 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
     return {
         "shard_overhead_seconds": round(float(np.median(overheads)), 4) if overheads else None,
         "executor": kind,
+        "first_stored_at": round(first_store, 3),  # time.time() of the first shard stored in this run
         "nodes": sorted({node for node, _ in workers}),
         "workers": [_worker_summary(node, pid, [r for r in rows if (r["node"], r["pid"]) == (node, pid)])
                     for node, pid in workers],
@@ -142,8 +155,9 @@ def provenance(kind: str, rows: list[dict]) -> dict[str, Any]:
 
 
 def _worker_summary(node: str, pid: int, rows: list[dict]) -> dict[str, Any]:
+    device = {key: rows[0][key] for key in ("device", "gpus") if key in rows[0]}  # what a describe worker ran on
     return {"node": node, "pid": pid, "shards": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 3),
-            "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0)}
+            "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0), **device}
 
 
 def executor_lines(run) -> list[str]:

@@ -3,6 +3,7 @@ the run folder once, then decodes and describes whole chunks, writing their part
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,31 +36,48 @@ class DescribeShards(ShardJob):
         from vehiclust.describe.stage import plan
         from vehiclust.runfolder import RunFolder
 
-        settings = replace(self.settings, model_threads=threads or self.settings.model_threads)
-        if self.worker_gpus and settings.device == "cpu":  # a GPU actor of a driver that has none
-            from vehiclust.describe.extract import GPU_BATCH
-
-            settings = replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
+        settings = self.device_settings(replace(self.settings, model_threads=threads or self.settings.model_threads))
         planned = plan(self.names, settings)
-        self.table = RunFolder(self.root).load_collection()
+        self.table = read_files_table(RunFolder(self.root))
         self.work = Extraction(planned, self.names, self.parts(), self.chunks, settings.batch_size)
         self.views = sorted({p.view for p in planned}, key=str)
         self.decoder = _choose_decoder(planned, self.views, settings)
         self.original_side = max((p.max_side for p in planned if p.view == ORIGINAL), default=ORIGINAL_MAX_SIDE)
         self.worker_settings = settings
 
+    def device_settings(self, settings):
+        """This worker's settings: a GPU actor of a driver that has none describes on its GPU.
+        Ray gave the actor one GPU and set CUDA_VISIBLE_DEVICES to it, so ``cuda`` is that GPU."""
+        if self.worker_gpus and settings.device == "cpu":
+            from vehiclust.describe.extract import GPU_BATCH
+
+            return replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
+        return settings
+
     def run(self, index: int) -> dict:
         from vehiclust.describe.extract import _decoded_chunks, _gpu_decoded_chunks, describe_chunk
 
-        if self.decoder == "nvjpeg":
-            decoded = _gpu_decoded_chunks(self.table, self.chunks, [index], self.views, self.worker_settings)
-        else:
-            decoded = _decoded_chunks(self.table, self.chunks, [index], self.views, self.worker_settings,
-                                      self.original_side)
-        _, (images, errors) = next(iter(decoded))
-        describe_chunk(self.work, index, images, errors)
         start, stop = self.chunks[index]
-        return {"rows": stop - start, "errors": len(errors)}
+        # the shard's rows only, as a chunk of their own: the decoders list the table's files
+        # on each call, which for every row of a large collection would cost more than the shard
+        rows, chunk = self.table.iloc[start:stop].reset_index(drop=True), [(0, stop - start)]
+        if self.decoder == "nvjpeg":
+            decoded = _gpu_decoded_chunks(rows, chunk, [0], self.views, self.worker_settings)
+        else:
+            decoded = _decoded_chunks(rows, chunk, [0], self.views, self.worker_settings, self.original_side)
+        _, (images, shard_errors) = next(iter(decoded))
+        errors = {start + row: error for row, error in shard_errors.items()}
+        describe_chunk(self.work, index, images, errors)
+        return {"rows": stop - start, "errors": len(errors), "device": self.worker_settings.device,
+                "gpus": list(self.worker_gpus), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def read_files_table(run) -> pd.DataFrame:
+    """The two columns of the collection a describe worker reads (``_files``): every row's
+    location and the error ingest found, not the metadata columns."""
+    import pandas as pd
+
+    return pd.read_parquet(run.collection_path, columns=["location", "error"])
 
 
 def describe_on_executor(root: Path, names: list[str], keys: dict[str, str], chunks: list[tuple[int, int]],

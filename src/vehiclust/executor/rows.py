@@ -122,6 +122,34 @@ class DetectorScores(RowFunction):
 
 
 @dataclass
+class LabelSums(RowFunction):
+    """Per-cluster member counts and row sums of a shard (``cluster.metrics.label_sums``)."""
+
+    labels_file: str  # the labels of every row mapped, memory-mapped by each worker
+    k: int
+
+    def prepare(self):
+        self.labels = np.load(self.labels_file, mmap_mode="r")
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.metrics import label_sums
+
+        return label_sums(block, np.asarray(self.labels[positions]), self.k)
+
+
+@dataclass
+class DistanceSums(LabelSums):
+    """Per-cluster sums of the distances to the centre and of their squares (``cluster.metrics.distance_sums``)."""
+
+    centres: np.ndarray = None
+
+    def __call__(self, block, positions):
+        from vehiclust.cluster.metrics import distance_sums
+
+        return distance_sums(block, np.asarray(self.labels[positions]), self.centres)
+
+
+@dataclass
 class RowShards(ShardJob):
     source: str  # the .npy matrix, memory-mapped by each worker
     rows_file: str | None  # .npy of the matrix rows mapped (None: every row)
@@ -161,8 +189,28 @@ def map_rows(matrix_path: Path, function: RowFunction, out: Path, settings: Exec
     and returned memory-mapped, with the provenance of the shards computed."""
     out = Path(out)
     work = out.parent / f".{out.stem}.shards"
-    work.mkdir(parents=True, exist_ok=True)
     n = len(rows) if rows is not None else np.load(matrix_path, mmap_mode="r").shape[0]
+    job, manifest, executor = _run_shards(matrix_path, function, work, settings, rows, n, shard_rows)
+    _assemble(out, [job.shard_path(i) for i in range(len(job.bounds))], n)
+    shutil.rmtree(work, ignore_errors=True)
+    return np.load(out, mmap_mode="r"), provenance(executor, manifest)
+
+
+def reduce_rows(matrix_path: Path, function: RowFunction, work: Path, settings: ExecutorSettings = ExecutorSettings(),
+                shard_rows: int = SHARD_ROWS) -> np.ndarray:
+    """The sum over shards of ``function``'s result for each shard of the matrix's rows (per-
+    cluster sums, say): only these small arrays come back to the driver, never rows."""
+    n = np.load(matrix_path, mmap_mode="r").shape[0]
+    job, _, _ = _run_shards(matrix_path, function, work, settings, None, n, shard_rows)
+    total = sum(np.load(job.shard_path(i)) for i in range(len(job.bounds)))
+    shutil.rmtree(work, ignore_errors=True)
+    return total
+
+
+def _run_shards(matrix_path: Path, function: RowFunction, work: Path, settings: ExecutorSettings,
+                rows: np.ndarray | None, n: int, shard_rows: int) -> tuple[RowShards, list[dict], str]:
+    """Every shard of ``function`` over the ``n`` rows mapped, one result file each in ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
     rows_file = None
     if rows is not None:
         rows_file = str(work / "rows.npy")
@@ -172,10 +220,7 @@ def map_rows(matrix_path: Path, function: RowFunction, out: Path, settings: Exec
     bounds = [(s, min(s + shard_rows, n)) for s in range(0, n, shard_rows)]
     job = RowShards(str(matrix_path), rows_file, str(work / "function.pkl"), str(work), bounds)
     executor = create_executor(settings)
-    manifest = executor.map(job, list(range(len(bounds))))
-    _assemble(out, [job.shard_path(i) for i in range(len(bounds))], n)
-    shutil.rmtree(work, ignore_errors=True)
-    return np.load(out, mmap_mode="r"), provenance(executor.name, manifest)
+    return job, executor.map(job, list(range(len(bounds)))), executor.name
 
 
 def _assemble(out: Path, shards: list[Path], n: int) -> None:
@@ -299,3 +344,24 @@ def _drop_stored() -> None:
 
 
 atexit.register(_drop_stored)
+
+
+def measure_rows(X: np.ndarray, labels: np.ndarray, settings: ExecutorSettings, shard_rows: int = SHARD_ROWS
+                 ) -> dict[str, float]:
+    """``cluster.metrics.clustering_metrics`` on the executor: the rows are written once to the
+    scratch folder (shared with the assignment), the workers add up per-cluster counts and sums
+    (the centres), then distances to those centres (CH's dispersion, DB's scatter), per shard."""
+    import tempfile
+
+    from vehiclust.cluster.metrics import centres_from_sums, metrics_from_sums
+
+    source = stored_rows(X, settings.scratch)
+    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    with tempfile.TemporaryDirectory(prefix="vehiclust-sums-", dir=settings.scratch) as work:
+        labels_file = str(Path(work) / "labels.npy")
+        np.save(labels_file, np.asarray(labels, dtype=np.int64))
+        counts = reduce_rows(source, LabelSums(labels_file, k), Path(work) / "counts", settings, shard_rows)
+        sizes, centres = centres_from_sums(counts)
+        spread = reduce_rows(source, DistanceSums(labels_file, k, centres), Path(work) / "spread", settings,
+                             shard_rows)
+    return metrics_from_sums(len(labels), sizes, centres, spread)

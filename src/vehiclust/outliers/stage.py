@@ -5,12 +5,12 @@ and write ``outliers.csv``."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import result_settings
 from vehiclust.outliers.checks import CHECKS, Check, CheckResult, CheckSpec
 from vehiclust.outliers.detectors import DETECTORS
 from vehiclust.outliers.evidence import QUALITY_DESCRIPTOR, VEHICLE_DESCRIPTOR, load_evidence
@@ -36,7 +36,8 @@ def outliers(run: RunFolder, names: list[str], reporter: Reporter | None = None,
     scores = compute_scores(run, run.load_collection(), names, settings, reporter)
     OUTLIERS.save(run, scores)
     run.record_stage("outliers", key, time.perf_counter() - started,
-                     flagged=int(scores["is_outlier"].sum()), rows=len(scores))
+                     flagged=int(scores["is_outlier"].sum()), rows=len(scores),
+                     executor=settings.detectors.executor.kind)
     return scores
 
 
@@ -45,7 +46,7 @@ def stage_key(run: RunFolder, names: list[str], settings: OutlierSettings) -> st
     return fingerprint("outliers", 3, names, (run.stage_record("cluster") or {}).get("fingerprint"),
                        (run.stage_record("ingest") or {}).get("fingerprint"),
                        {n: run.descriptor_meta(n).get("fingerprint") for n in extra},
-                       asdict(settings), CHECKS.names(), DETECTORS.names())
+                       result_settings(settings), CHECKS.names(), DETECTORS.names())
 
 
 def build_checks(settings: OutlierSettings) -> list[tuple[CheckSpec, Check]]:
