@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 from test_cluster import LINEAR, make_run, planted
 
 from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.cluster.stage import ClusterStage
-from vehiclust.runfolder import CLUSTERING, RUN_LABELS
+from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RunFolder
 from vehiclust.stage import RunContext
 
 
@@ -35,3 +36,72 @@ def test_the_run_labels_are_a_cluster_stage_output_only_when_kept(tmp_path):
     assert RUN_LABELS.path(ctx.run, "d") in kept
     assert RUN_LABELS.path(ctx.run, "d") not in ClusterStage().outputs(ctx)
     assert RUN_LABELS.writer == "cluster"
+
+
+# -- the overall choice (compare.table's rule on the footing of compare.footing) ----------------
+
+SMALL_SWEEP = dict(preprocessing=("l2+pca",), algorithms=("kmeans",), k_values=(2, 3, 4, 6, 8))
+
+
+def rich_binary_noise(n: int = 600, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """rich: 6 planted groups; binary: one clean bimodal column and nothing else; noise: nothing."""
+    rng = np.random.default_rng(seed)
+    rich, group = planted(n, 16, 6, seed=seed, separation=6.0)
+    binary = rng.normal(size=(n, 12)).astype(np.float32)
+    binary[:, 0] += 6.0 * rng.integers(0, 2, n)
+    return {"rich": rich, "binary": binary, "noise": rng.normal(size=(n, 32)).astype(np.float32)}, group
+
+
+def compared(tmp_path, descriptors: dict[str, np.ndarray], seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    from vehiclust.compare import compare
+    from vehiclust.compare.settings import CompareSettings
+    from vehiclust.runfolder import BEST
+
+    run = make_run(tmp_path, descriptors)
+    settings = ClusterSettings(**SMALL_SWEEP)
+    cluster(run, list(descriptors), settings)
+    comparison = compare(run, list(descriptors), settings, CompareSettings(seed=seed, consensus=False))
+    return comparison.set_index("name"), BEST.load(run)
+
+
+def test_noise_and_a_lone_binary_attribute_never_win_over_planted_groups(tmp_path):
+    descriptors, group = rich_binary_noise()
+    comparison, best = compared(tmp_path, descriptors)
+    assert best["name"] == "rich" and best["measure"] == "excess_score"
+    assert comparison.loc["noise", "eligible_note"].startswith("no structure")
+    assert comparison.loc["binary", "excess_score"] < comparison.loc["rich", "excess_score"]
+    assert "noise" in best["not_eligible"] and "rich" not in best["not_eligible"]
+    assert adjusted_rand_score(group, CLUSTERING.load(RunFolder(tmp_path / "run"), "rich").labels) > 0.9
+
+
+def test_flat_data_says_weak(tmp_path):
+    rng = np.random.default_rng(4)
+    _, best = compared(tmp_path, {"gauss": rng.normal(size=(500, 32)).astype(np.float32),
+                                  "uniform": rng.uniform(size=(500, 8)).astype(np.float32)})
+    assert best["reason"].startswith("weak structure") and set(best["not_eligible"]) == {"gauss", "uniform"}
+
+
+def test_a_descriptor_that_does_not_apply_is_never_delivered(tmp_path, monkeypatch):
+    import vehiclust.outliers.evidence as evidence
+
+    descriptors, _ = rich_binary_noise(seed=2)
+    # vehicle_type (a vehicle-tagged descriptor) carries the planted groups, but 90% of the images hold no vehicle
+    descriptors = {"vehicle_type": descriptors["rich"], "noise": descriptors["noise"],
+                   "other": planted(600, 8, 3, seed=5, separation=1.5)[0]}
+    share = np.r_[np.full(540, 0.95), np.zeros(60)]
+    monkeypatch.setattr(evidence, "load_not_a_vehicle", lambda run, table: share)
+    comparison, best = compared(tmp_path, descriptors)
+    assert not comparison.loc["vehicle_type", "applies"]
+    assert comparison.loc["vehicle_type", "excess_score"] > comparison.loc["other", "excess_score"]
+    assert best["name"] == "other" and best["not_eligible"]["vehicle_type"].startswith("does not apply: 90%")
+    assert not best["reason"].startswith("weak") and "other" not in best["not_eligible"]
+
+
+def test_a_tie_is_declared_and_broken_the_same_way_whatever_the_seed(tmp_path):
+    X, _ = planted(600, 16, 5, seed=7, separation=6.0)
+    rng = np.random.default_rng(0)
+    twins = {"first": X, "second": X + rng.normal(scale=1e-3, size=X.shape).astype(np.float32)}
+    for seed in (0, 1, 2):
+        comparison, best = compared(tmp_path / str(seed), twins, seed=seed)
+        assert best["name"] == "first" and best["tie_with"] == ["second"], best["reason"]
+        assert comparison["tie"].all() and "TIE with second" in best["reason"]
