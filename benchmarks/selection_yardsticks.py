@@ -255,7 +255,7 @@ def candidate_measures(collection: Collection, run: RunFolder) -> pd.DataFrame:
     """Every compared clustering's measures under each candidate overall rule (``--rules``): the
     comparison's columns plus the excess over a Gaussian reference and the agreement, all on the
     comparison's shared sample in its common space, and the NMI against the primary label."""
-    from vehiclust.compare import footing
+    from vehiclust.cluster import reference as footing
     from vehiclust.compare.fusion import common_valid_rows, sample_rows
     from vehiclust.compare.settings import CompareSettings
     from vehiclust.compare.table import common_space

@@ -24,7 +24,7 @@ The best rule (:func:`rule_order`)
        structureless reference (``excess`` not above two standard errors and ``MIN_EXCESS``).
     2. Among the eligible, the highest ``excess_score = coverage x excess+ x stability+``, where
        ``excess`` is the common-space geometry beyond k-means with as many clusters on the common
-       space with each column permuted independently (:mod:`.footing`): one space and one
+       space with each column permuted independently (:mod:`vehiclust.cluster.reference`): one space and one
        reference for every candidate, at its own k, keeping every marginal, so few dimensions,
        few clusters and non-Gaussian marginals gain nothing by themselves. Chosen over the
        Gaussian reference, the own-space reference, common_score and agreement by the selection
@@ -50,7 +50,7 @@ from sklearn.metrics import silhouette_score
 
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics
 from vehiclust.cluster.select import selection_score
-from vehiclust.compare.footing import excess
+from vehiclust.cluster.reference import excess
 from vehiclust.compare.fusion import FIT_ROWS, block_rows, fit_blocks, sample_rows
 from vehiclust.compare.settings import ALIASES, CONSENSUS, MIX_PREFIX, CompareSettings
 from vehiclust.errors import VehiclustError
@@ -190,7 +190,7 @@ def resolve_name(name: str, names: list[str]) -> str:
 
 def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray], seed: int,
                 inapplicable: dict[str, str]) -> pd.DataFrame:
-    """The footing columns (:mod:`.footing`, permuted reference) and ``eligible_note``."""
+    """The footing columns (:mod:`vehiclust.cluster.reference`, permuted reference) and ``eligible_note``."""
     frame = frame.copy()
     found = pd.DataFrame([excess(X, labels[name], "permuted", seed) for name in frame["name"]], index=frame.index)
     frame["geometry_common"], frame["reference_common"] = found["geometry"], found["reference"]

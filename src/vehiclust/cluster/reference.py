@@ -1,17 +1,17 @@
-"""The footing on which clusterings of different descriptors are compared: what each one reaches
-in the common space beyond a partition of structureless data of the same shape.
+"""What a clustering's geometry reaches beyond a partition of structureless data of the same
+shape; used by the best rule (:mod:`vehiclust.compare.table`, in the common space) and the fine
+level (:mod:`vehiclust.cluster.levels`, inside each coarse cluster).
 
 Why not the score itself: silhouette and Davies-Bouldin reach high values on any clean 2-way
 split and on low-dimensional descriptors, and some value on anything, so a descriptor of pure
-noise, a single binary attribute or one that does not apply to the collection competes as an
-equal. Every measure here is taken in ONE space for every clustering (the common space of
-:mod:`.table`), on the shared sample of evaluation rows.
+noise, a single binary attribute or one that does not apply to the collection would compete as
+an equal.
 
 ``geometry``
     mean(silhouette+, 1 / (1 + Davies-Bouldin)), the geometric half of the selection score.
 ``reference``
     the geometry of k-means with the same number of clusters on ``REFERENCES`` structureless
-    copies of the common space: each column permuted independently (``permuted``: every
+    copies of the space: each column permuted independently (``permuted``: every
     marginal kept, every dependence between columns gone) or Gaussian with the same covariance
     (``gaussian``). The reference at the same k removes the bias to few clusters; the permuted
     one also removes the bias to non-Gaussian marginals (a softmax at its simplex corners, one
