@@ -105,3 +105,39 @@ def test_a_tie_is_declared_and_broken_the_same_way_whatever_the_seed(tmp_path):
         comparison, best = compared(tmp_path / str(seed), twins, seed=seed)
         assert best["name"] == "first" and best["tie_with"] == ["second"], best["reason"]
         assert comparison["tie"].all() and "TIE with second" in best["reason"]
+
+
+# -- the fine level (cluster.levels) -----------------------------------------------------------
+
+def hierarchy(n: int = 900, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """3 broad groups far apart, each of 3 finer groups: (X, coarse, fine)."""
+    rng = np.random.default_rng(seed)
+    coarse_centres = rng.normal(size=(3, 12)) * 30
+    fine_centres = coarse_centres.repeat(3, axis=0) + rng.normal(size=(9, 12)) * 5
+    fine = rng.integers(0, 9, n)
+    return (fine_centres[fine] + rng.normal(size=(n, 12))).astype(np.float32), fine // 3, fine
+
+
+def test_a_real_finer_level_is_delivered_beside_the_coarse_one_and_nests_in_it(tmp_path):
+    from vehiclust.cluster.levels import nesting_share
+    from vehiclust.runfolder import FINE_CLUSTERING
+
+    X, coarse, fine = hierarchy()
+    run = make_run(tmp_path, {"d": X})
+    runs = cluster(run, ["d"], ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"),
+                                               k_values=(2, 3, 4, 6, 9, 12)))
+    delivered, finer = CLUSTERING.load(run, "d").labels, FINE_CLUSTERING.load(run, "d").labels
+    assert adjusted_rand_score(coarse, delivered) > 0.95 and adjusted_rand_score(fine, finer) > 0.9
+    assert nesting_share(delivered, finer) > 0.95
+    assert list(runs["level"].value_counts().sort_index().items()) == [("", len(runs) - 2), ("coarse", 1), ("fine", 1)]
+    assert runs.loc[runs["level"] == "fine", "reason"].iloc[0].startswith("fine level of the selected run: k=9")
+
+
+def test_no_finer_level_on_flat_clusters(tmp_path):
+    from vehiclust.runfolder import FINE_CLUSTERING
+
+    X, coarse, _ = hierarchy()
+    flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + np.random.default_rng(1).normal(size=X.shape)).astype(np.float32)
+    run = make_run(tmp_path, {"d": flat})
+    runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
+    assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()

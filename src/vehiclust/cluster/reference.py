@@ -80,13 +80,14 @@ def resampled_geometry(X: np.ndarray, labels: np.ndarray, seed: int, repeats: in
     return geometry(X, labels), float(np.nanstd(values))
 
 
-def excess(X: np.ndarray, labels: np.ndarray, kind: str, seed: int) -> dict[str, float]:
+def excess(X: np.ndarray, labels: np.ndarray, kind: str, seed: int, references: int = REFERENCES,
+           bootstraps: int = BOOTSTRAPS) -> dict[str, float]:
     """geometry, reference, excess and its spread of ``labels`` (rows of X) against ``kind``."""
     k = len(np.unique(labels[labels >= 0]))
     if k < 2:
         return {"geometry": np.nan, "reference": np.nan, "excess": 0.0, "excess_std": 0.0}
-    observed, observed_std = resampled_geometry(X, labels, seed)
-    reference, reference_std = reference_geometry(X, k, kind, seed)
+    observed, observed_std = resampled_geometry(X, labels, seed, bootstraps)
+    reference, reference_std = reference_geometry(X, k, kind, seed, references)
     room = max(1.0 - reference, 1e-9)
     return {"geometry": observed, "reference": reference, "excess": (observed - reference) / room,
             "excess_std": float(np.hypot(observed_std, reference_std) / room)}
