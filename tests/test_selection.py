@@ -141,3 +141,24 @@ def test_no_finer_level_on_flat_clusters(tmp_path):
     run = make_run(tmp_path, {"d": flat})
     runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
     assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+
+
+def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_path):
+    from jinja2 import Environment, PackageLoader
+
+    from vehiclust.compare import compare
+    from vehiclust.compare.settings import CompareSettings
+    from vehiclust.report.selection_view import selection_context
+
+    X, _, _ = hierarchy(seed=3)
+    run = make_run(tmp_path, {"d": X, "noise": np.random.default_rng(2).normal(size=X.shape).astype(np.float32)})
+    settings = ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"), k_values=(2, 3, 4, 6, 9, 12))
+    cluster(run, ["d", "noise"], settings)
+    compare(run, ["d", "noise"], settings, CompareSettings(consensus=False))
+    context = selection_context(run)
+    assert context["best"] == "d" and [n for n, _ in context["excluded"]] == ["noise"]
+    assert context["levels"]["coarse_k"] == 3 and context["levels"]["fine_k"] == 9
+    html = Environment(loader=PackageLoader("vehiclust.report", "templates")).get_template(
+        "_selection.html").render(selection=context)
+    assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
+    assert "excess_score" in html and "cluster_fine" in html
