@@ -162,3 +162,21 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
         "_selection.html").render(selection=context)
     assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
     assert "excess_score" in html and "cluster_fine" in html
+
+
+def test_a_tie_between_families_goes_to_the_family_listed_first_whatever_the_seed(tmp_path):
+    X, _ = planted(500, 8, 4, seed=11, separation=12.0)  # kmeans and ward find the same clusters
+    picks = set()
+    for seed in (0, 1, 2):
+        for algorithms in (("kmeans", "ward"), ("ward", "kmeans")):
+            run = make_run(tmp_path / f"{seed}-{algorithms[0]}", {"d": X})
+            runs = cluster(run, ["d"], ClusterSettings(preprocessing=("l2+pca",), algorithms=algorithms,
+                                                       k_values=(2, 3, 4, 5, 6), seed=seed))
+            chosen = runs[runs["selected"]].iloc[0]
+            k = int(chosen["k"])
+            assert chosen["algorithm"] == algorithms[0], chosen["reason"]
+            assert chosen["tie_with"] == f"{algorithms[1]} on l2+pca (k={k})" and "TIE with" in chosen["reason"]
+            other = runs[runs["tie_with"].fillna("") == f"{algorithms[0]} on l2+pca (k={k})"]
+            assert list(other["algorithm"]) == [algorithms[1]]
+            picks.add(k)
+    assert len(picks) == 1  # the same k for every seed and order
