@@ -148,6 +148,7 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
 
     from vehiclust.compare import compare
     from vehiclust.compare.settings import CompareSettings
+    from vehiclust.compare.best import read_runs
     from vehiclust.report.selection_view import selection_context
 
     X, _, _ = hierarchy(seed=3)
@@ -162,6 +163,8 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
         "_selection.html").render(selection=context)
     assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
     assert "excess_score" in html and "cluster_fine" in html
+    assert context["sweep_ties"] == [(d, t) for d, t in zip(*[read_runs(run).query("selected")[c].fillna("")
+                                                             for c in ("descriptor", "tie_with")]) if t]
 
 
 def test_a_tie_between_families_goes_to_the_family_listed_first_whatever_the_seed(tmp_path):

@@ -32,7 +32,17 @@ def selection_context(run: RunFolder) -> dict | None:
         "table_html": table.sort_values("rank")[columns].to_html(index=False, float_format=lambda v: f"{v:.3f}",
                                                                border=0, classes="runs", na_rep=""),
         "levels": levels_view(run, best.name),
+        "sweep_ties": sweep_ties(run),
     }
+
+
+def sweep_ties(run: RunFolder) -> list[tuple[str, str]]:
+    """(descriptor, the run its selected run tied with) for each tie inside a sweep."""
+    runs = read_runs(run)
+    if "tie_with" not in runs.columns:
+        return []
+    tied = runs[runs["selected"].astype(bool) & (runs["tie_with"].astype(object).fillna("").astype(str) != "")]
+    return list(zip(tied["descriptor"].astype(str), tied["tie_with"].astype(str)))
 
 
 def levels_view(run: RunFolder, name: str) -> dict | None:
