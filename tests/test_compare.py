@@ -174,6 +174,17 @@ def test_best_rule_and_override():
         apply_best(frame, "zzz")
 
 
+def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins():
+    frame = footing_frame(["softmax", "deep", "colour", "noise", "consensus"], [0.09, 0.07, 0.08, 0.0, 0.08],
+                          notes=["", "", "", "no structure", ""],
+                          agreement=[0.27, 0.38, 0.21, np.nan, np.nan], agreement_std=[0.01] * 3 + [np.nan] * 2)
+    marked, name, why, _ = apply_best(frame, None)
+    assert name == "deep" and "agreement 0.380" in why and "the other 2 eligible single descriptors" in why
+    assert marked.set_index("name")["rank"].to_dict()["noise"] == 5
+    # fewer than three voters: the excess decides
+    assert apply_best(frame.assign(agreement=np.nan), None)[1] == "softmax"
+
+
 def test_vehicle_ids_only_check_the_choice():
     # b has by far the best identity lift; the rule never reads it, the reason shows it as the check
     frame = footing_frame(["a", "b"], [0.06, 0.03], identity_lift=[0.1, 0.9])

@@ -103,3 +103,16 @@ def agreement(labels: dict[str, np.ndarray]) -> dict[str, float]:
         for b in names[i + 1:]:
             pair[a, b] = pair[b, a] = float(adjusted_mutual_info_score(labels[a], labels[b]))
     return {a: float(np.mean([pair[a, b] for b in names if b != a])) for a in names}
+
+
+def resampled_agreement(labels: dict[str, np.ndarray], seed: int,
+                        repeats: int = BOOTSTRAPS) -> dict[str, tuple[float, float]]:
+    """Each clustering's mean AMI with the others on all rows, and its spread over resamples of
+    ``RESAMPLE_SHARE`` of the rows."""
+    rng = np.random.default_rng(seed)
+    rows = len(next(iter(labels.values())))
+    size = int(RESAMPLE_SHARE * rows)
+    draws = [agreement({n: lab[pick] for n, lab in labels.items()})
+             for pick in (np.sort(rng.choice(rows, size=size, replace=False)) for _ in range(repeats))]
+    full = agreement(labels)
+    return {n: (full[n], float(np.std([d[n] for d in draws]))) for n in labels}

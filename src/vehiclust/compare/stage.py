@@ -36,14 +36,14 @@ from vehiclust.compare.best import BestChoice, cluster_key, read_runs
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
-from vehiclust.compare.table import COMMON_SPACE, MEASURE, RULE, apply_best, comparison_table
+from vehiclust.compare.table import COMMON_SPACE, RULE, apply_best, comparison_table, deciding_measure
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
                                 fingerprint)
 from vehiclust.stage import RunContext, Stage
 
-COMPARE_VERSION = 4  # part of the fingerprint: bump when results change for equal settings
+COMPARE_VERSION = 5  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO, MIXTURE_RUNS)
 
 
@@ -249,14 +249,15 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     """Apply the best rule (or the override) to comparison.csv; store the choice in best.json."""
     comparison = COMPARISON.load(run)
     comparison, name, why, rule = apply_best(comparison, override)
+    measure = deciding_measure(comparison)
     ranked = comparison.sort_values("rank")
     others = ranked[ranked["name"] != name]
-    value = comparison.loc[comparison["name"] == name, MEASURE].iloc[0]
+    value = comparison.loc[comparison["name"] == name, measure].iloc[0]
     notes = comparison["eligible_note"].astype(object).fillna("").astype(str)
     tied = comparison.loc[comparison["tie"].astype(bool) & (comparison["name"] != name), "name"]
-    BestChoice(name=name, rule=rule, reason=why, measure=MEASURE, score=_number(value),
+    BestChoice(name=name, rule=rule, reason=why, measure=measure, score=_number(value),
                runner_up=str(others["name"].iloc[0]) if len(others) else None,
-               runner_up_score=_number(others[MEASURE].iloc[0]) if len(others) else None,
+               runner_up_score=_number(others[measure].iloc[0]) if len(others) else None,
                override=override, cluster_key=cluster_key(run), tie_with=[str(n) for n in tied],
                not_eligible=dict(zip(comparison.loc[notes != "", "name"], notes[notes != ""]))).save(run)
     COMPARISON.save(run, comparison)

@@ -22,13 +22,21 @@ The best rule (:func:`rule_order`)
        descriptor when most images hold no vehicle: P(not a vehicle) >= ``NO_VEHICLE_PROBABILITY``
        for more than ``NO_VEHICLE_MAJORITY`` of them), and a clustering with no structure beyond a
        structureless reference (``excess`` not above two standard errors and ``MIN_EXCESS``).
-    2. Among the eligible, the highest ``excess_score = coverage x excess+ x stability+``, where
-       ``excess`` is the common-space geometry beyond k-means with as many clusters on the common
-       space with each column permuted independently (:mod:`vehiclust.cluster.reference`): one space and one
+    2. When at least ``MIN_VOTERS`` single descriptors are eligible, the one that agrees most
+       with the others: the highest ``agreement``, its mean AMI with the other eligible single
+       descriptors (AMI is corrected for chance, so more clusters gain nothing by themselves;
+       each view's idiosyncrasies, such as a softmax's corners or camera light, are not shared
+       by the others, the structure of the collection is). Otherwise the highest
+       ``excess_score = coverage x excess+ x stability+`` among the eligible, ``excess`` being the
+       common-space geometry beyond k-means with as many clusters on the common space with each
+       column permuted independently (:mod:`vehiclust.cluster.reference`): one space and one
        reference for every candidate, at its own k, keeping every marginal, so few dimensions,
-       few clusters and non-Gaussian marginals gain nothing by themselves. Chosen over the
-       Gaussian reference, the own-space reference, common_score and agreement by the selection
-       benchmark (every collection, the worst regret; the candidates' table is in the notes).
+       few clusters and non-Gaussian marginals gain nothing by themselves. Mixtures and the
+       consensus are built from the single descriptors, so they do not vote; they are
+       delivered by the rule only through ``excess_score``, or with ``--best``. Chosen by the
+       selection benchmark over the Gaussian reference, common_score, the permuted excess alone
+       and agreement among all clusterings (the worst regret over every collection, the demo
+       of seeds 0, 1 and 2 included; the candidates' table is in the notes).
     3. Every eligible clustering within one standard error of the difference from the leader
        (``excess_std``, from resampled rows and references) is **tied** with it (``tie_with``),
        and the tie goes to a single descriptor before a mixture before the consensus (the
@@ -50,7 +58,7 @@ from sklearn.metrics import silhouette_score
 
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, internal_metrics
 from vehiclust.cluster.select import selection_score
-from vehiclust.cluster.reference import excess
+from vehiclust.cluster.reference import excess, resampled_agreement
 from vehiclust.compare.fusion import FIT_ROWS, block_rows, fit_blocks, sample_rows
 from vehiclust.compare.settings import ALIASES, CONSENSUS, MIX_PREFIX, CompareSettings
 from vehiclust.errors import VehiclustError
@@ -59,13 +67,14 @@ from vehiclust.runfolder import RunFolder
 
 COMMON_SPACE = ("equal-weight block-normalised concatenation of every single descriptor "
                 "(each block centred, PCA to at most {dims} dims, total variance 1)")
-RULE = ("highest excess_score = coverage x excess+ x stability+, excess = (geometry - reference) / (1 - reference) "
-        "in the common space on the shared sample: geometry = mean(silhouette+, 1/(1+Davies-Bouldin)), reference = "
-        "the same for k-means with as many clusters on the common space with each column permuted independently; "
-        "not eligible: descriptors that do not apply to the collection and clusterings with no structure beyond "
-        "the reference; clusterings within one standard error of the leader are tied, and a tie goes to a single "
-        "descriptor before a mixture before the consensus, then to the first in the run's order; label columns "
-        "and vehicle ids (identity_lift) only check the choice")
+RULE = ("among the eligible single descriptors (at least 3), the highest agreement = mean AMI with the other "
+        "eligible single descriptors; with fewer, the highest excess_score among the eligible clusterings; "
+        "eligible: a descriptor that applies to the collection and a clustering with structure beyond a "
+        "structureless reference (excess_score = coverage x excess+ x stability+, excess = (geometry - reference) "
+        "/ (1 - reference) in the common space, reference = k-means with as many clusters on the common space "
+        "with each column permuted); clusterings within one standard error of the leader are tied, and a tie "
+        "goes to a single descriptor before a mixture before the consensus, then to the first in the run's "
+        "order; label columns and vehicle ids (identity_lift) only check the choice")
 MEASURE = "excess_score"
 # what counts as "no structure": measured on the selection benchmark, structureless data (pure
 # noise, a lone binary column next to real structure) gives -0.06..0.00, the digits and planted
@@ -74,6 +83,7 @@ MIN_EXCESS = 0.01
 NO_VEHICLE_PROBABILITY = 0.5
 NO_VEHICLE_MAJORITY = 0.5
 KIND_ORDER = {"descriptor": 0, "mixture": 1, "consensus": 2}
+MIN_VOTERS = 3  # eligible single descriptors for agreement to decide: with two, each agrees with the other alike
 
 
 def kind_of(name: str) -> str:
@@ -200,7 +210,20 @@ def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray
     frame[MEASURE + "_std"] = weight * frame["excess_std"]
     frame["applies"] = ~frame["name"].isin(list(inapplicable))
     frame["eligible_note"] = eligibility(frame, inapplicable)
+    voters = frame[(frame["eligible_note"] == "") & (frame["kind"] == "descriptor")]["name"].tolist()
+    frame["agreement"], frame["agreement_std"] = np.nan, np.nan
+    if len(voters) >= MIN_VOTERS:
+        found = resampled_agreement({n: labels[n] for n in voters}, seed)
+        at = frame["name"].isin(voters)
+        frame.loc[at, "agreement"] = [found[n][0] for n in frame.loc[at, "name"]]
+        frame.loc[at, "agreement_std"] = [found[n][1] for n in frame.loc[at, "name"]]
     return frame
+
+
+def deciding_measure(frame: pd.DataFrame) -> str:
+    """``agreement`` when at least ``MIN_VOTERS`` eligible single descriptors vote, else ``excess_score``."""
+    votes = frame["agreement"].notna().sum() if "agreement" in frame.columns else 0
+    return "agreement" if votes >= MIN_VOTERS else MEASURE
 
 
 def not_applicable(run: RunFolder, table: pd.DataFrame, singles: list[str]) -> dict[str, str]:
@@ -245,7 +268,10 @@ def rule_order(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, bool]:
     ok = note == ""
     applies = frame["applies"].astype(bool)
     pool = frame[ok] if ok.any() else frame[applies] if applies.any() else frame
-    value, spread = pool[MEASURE].astype(float).fillna(-np.inf), pool[MEASURE + "_std"].astype(float).fillna(0.0)
+    measure = deciding_measure(frame)
+    if measure == "agreement":
+        pool = frame[frame["agreement"].notna()]
+    value, spread = pool[measure].astype(float).fillna(-np.inf), pool[measure + "_std"].astype(float).fillna(0.0)
     leader = value.idxmax()
     tied = pool[value >= value[leader] - np.hypot(spread[leader], spread)]
     first = tied.assign(_kind=tied["kind"].map(KIND_ORDER), _order=tied.index).sort_values(["_kind", "_order"])
@@ -274,8 +300,12 @@ def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame,
 
 def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible: bool) -> str:
     top = ranked.iloc[0]
-    text = (f"best overall: {MEASURE} {top[MEASURE]:.3f} ± {top[MEASURE + '_std']:.3f} (excess {top['excess']:.3f} "
-            f"over a structureless reference at k={int(top['n_clusters'])})")
+    measure = deciding_measure(frame)
+    text = f"best overall: {measure} {top[measure]:.3f} ± {top[measure + '_std']:.3f}"
+    if measure == "agreement":
+        voters = int(frame["agreement"].notna().sum())
+        text += f" (mean AMI with the other {voters - 1} eligible single descriptors)"
+    text += f"; excess {top['excess']:.3f} over a structureless reference at k={int(top['n_clusters'])}"
     if "identity_lift" in frame.columns and pd.notna(top.get("identity_lift")):
         text += f"; check: identity_lift {top['identity_lift']:.3f}"
     tied = [str(n) for n in frame.loc[tie, "name"] if n != top["name"]]
@@ -284,7 +314,7 @@ def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible
                  f"descriptor before a mixture before the consensus, then the run's order")
     elif len(ranked) > 1:
         runner = ranked.iloc[1]
-        text += f"; runner-up {runner['name']} ({MEASURE} {runner[MEASURE]:.3f})"
+        text += f"; runner-up {runner['name']} ({measure} {runner[measure]:.3f})"
     excluded = frame[frame["eligible_note"].astype(object).fillna("").astype(str) != ""]
     if len(excluded):
         text += "; not eligible: " + "; ".join(f"{n}: {w}" for n, w in zip(excluded["name"], excluded["eligible_note"]))
