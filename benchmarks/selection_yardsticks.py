@@ -334,7 +334,7 @@ def rule_table(measures: pd.DataFrame) -> pd.DataFrame:
 
     rules = dict(CANDIDATE_RULES)
     rows = []
-    for rule, (measure, eligible, among) in list(rules.items()) + [("landed: excess permuted + ties", (None, None, None))]:
+    for rule, (measure, eligible, among) in list(rules.items()) + [("landed: agreement of eligible singles (>= 3), else excess; ties", (None, None, None))]:
         row = {"rule": rule}
         worst = 0.0
         for name, frame in measures.groupby("collection", sort=False):
