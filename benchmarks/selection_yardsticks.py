@@ -275,7 +275,10 @@ def candidate_measures(collection: Collection, run: RunFolder) -> pd.DataFrame:
     frame["x_gaussian"] = [g["excess"] for g in gaussian]
     frame["x_gaussian_std"] = [g["excess_std"] for g in gaussian]
     applies = frame["applies"].astype(bool)
-    frame["agreement"] = frame["name"].map(footing.agreement({n: labels[n][shared] for n in frame.loc[applies, "name"]}))
+    voters = {n: labels[n][shared] for n in frame.loc[applies & (frame["kind"] == "descriptor"), "name"]}
+    frame["agreement_singles"] = frame["name"].map(footing.agreement(voters))
+    frame["agreement_all"] = frame["name"].map(footing.agreement({n: labels[n][shared]
+                                                                  for n in frame.loc[applies, "name"]}))
     frame["collection"] = collection.name
     if collection.primary:
         truth = truth_by_row(run, collection)[collection.primary]
@@ -303,9 +306,11 @@ CANDIDATE_RULES = {
     "excess over Gaussian ref (common space)": (lambda f: _weighted(f, "x_gaussian"),
                                                 lambda f: _significant(f["x_gaussian"], f["x_gaussian_std"]), "all"),
     "excess over permuted ref (common space), no ties": (lambda f: f["excess_score"], "eligible_note", "all"),
-    "agreement (mean AMI), all": (lambda f: f["agreement"], "eligible_note", "all"),
-    "agreement (mean AMI), single descriptors": (lambda f: f["agreement"], "eligible_note", "singles"),
-    "excess permuted x agreement": (lambda f: f["excess_score"] * f["agreement"], "eligible_note", "all"),
+    "agreement (mean AMI with all applicable), all": (lambda f: f["agreement_all"], "eligible_note", "all"),
+    "agreement (mean AMI with all applicable), singles": (lambda f: f["agreement_all"], "eligible_note", "singles"),
+    "agreement (mean AMI with applicable singles), singles": (lambda f: f["agreement_singles"], "eligible_note",
+                                                               "singles"),
+    "excess permuted x agreement": (lambda f: f["excess_score"] * f["agreement_all"], "eligible_note", "all"),
     "excess permuted, single descriptors": (lambda f: f["excess_score"], "eligible_note", "singles"),
 }
 
@@ -334,7 +339,8 @@ def rule_table(measures: pd.DataFrame) -> pd.DataFrame:
 
     rules = dict(CANDIDATE_RULES)
     rows = []
-    for rule, (measure, eligible, among) in list(rules.items()) + [("landed: agreement of eligible singles (>= 3), else excess; ties", (None, None, None))]:
+    landed = ("landed: agreement of eligible singles (>= 3), else excess; ties", (None, None, None))
+    for rule, (measure, eligible, among) in list(rules.items()) + [landed]:
         row = {"rule": rule}
         worst = 0.0
         for name, frame in measures.groupby("collection", sort=False):

@@ -204,7 +204,8 @@ def test_a_tie_is_declared_and_broken_by_kind_then_order_whatever_the_values_ins
 
 def test_not_eligible_rows_are_never_best_and_nothing_eligible_says_weak():
     notes = ["", "does not apply: 90% of the images hold no vehicle", "no structure beyond a structureless reference"]
-    marked, name, why, _ = apply_best(footing_frame(["deep", "vehicle_type", "noise"], [0.02, 0.5, 0.4], notes=notes), None)
+    frame = footing_frame(["deep", "vehicle_type", "noise"], [0.02, 0.5, 0.4], notes=notes)
+    marked, name, why, _ = apply_best(frame, None)
     assert name == "deep" and "not eligible: vehicle_type: does not apply" in why and not why.startswith("weak")
     flat = footing_frame(["gauss", "uniform"], [0.0, 0.0], notes=["no structure"] * 2)
     assert apply_best(flat, None)[2].startswith("weak structure")

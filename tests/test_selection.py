@@ -137,7 +137,8 @@ def test_no_finer_level_on_flat_clusters(tmp_path):
     from vehiclust.runfolder import FINE_CLUSTERING
 
     X, coarse, _ = hierarchy()
-    flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + np.random.default_rng(1).normal(size=X.shape)).astype(np.float32)
+    noise = np.random.default_rng(1).normal(size=X.shape)
+    flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + noise).astype(np.float32)
     run = make_run(tmp_path, {"d": flat})
     runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
     assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()

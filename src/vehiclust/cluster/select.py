@@ -205,7 +205,8 @@ def tied_family(runs: pd.DataFrame, ranked: list):
 def _settings_order(runs: pd.DataFrame, i, settings: ClusterSettings) -> tuple[int, int]:
     listed_p, listed_a = tuple(settings.preprocessing), tuple(settings.algorithms)
     p, a = runs.at[i, "preprocessing"], runs.at[i, "algorithm"]
-    return (listed_p.index(p) if p in listed_p else len(listed_p), listed_a.index(a) if a in listed_a else len(listed_a))
+    return (listed_p.index(p) if p in listed_p else len(listed_p),
+            listed_a.index(a) if a in listed_a else len(listed_a))
 
 
 def _label(runs: pd.DataFrame, i) -> str:

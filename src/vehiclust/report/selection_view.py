@@ -15,7 +15,8 @@ from vehiclust.compare.table import MEASURE
 from vehiclust.runfolder import CLUSTERING, COMPARISON, FINE_CLUSTERING, MIXTURE_RUNS, RunFolder
 
 FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "geometry_common", "reference_common", "excess",
-                   "excess_std", "stability", MEASURE, "agreement", "agreement_std", "applies", "eligible_note", "tie", "identity_lift", "best")
+                   "excess_std", "stability", MEASURE, "agreement", "agreement_std", "applies", "eligible_note",
+                   "tie", "identity_lift", "best")
 
 
 def selection_context(run: RunFolder) -> dict | None:
