@@ -8,8 +8,9 @@ is the tool's own oracle, and
 
     regret = NMI(oracle) - NMI(delivered)
 
-overall (``clusters.csv``'s ``cluster`` column, and ``cluster_fine`` when there is one: the
-better of the delivered levels) and per descriptor (its selected run against its own best run).
+overall and per descriptor (its selected run against its own best run). Each delivered level
+has its own row: ``cluster`` (the regret of the summary and the targets) and ``cluster_fine``
+when clusters.csv has one; the better level is never picked by looking at the labels.
 Noise (-1) is scored as one more group: a clustering that refuses rows pays for it.
 
 The collections:
@@ -221,33 +222,141 @@ def regret_rows(collection: Collection, run: RunFolder) -> list[dict]:
         y = truth[label]
         computed[["nmi", "ari"]] = [scores(lab, y) for lab in computed["labels"]]
         oracle = computed.loc[computed["nmi"].idxmax()]
-        levels = {c: scores(lab, y) for c, lab in delivered.items()}
-        level = max(levels, key=lambda c: levels[c][0])
-        rows.append({"collection": collection.name, "label": label + (" *" if label == collection.primary else ""),
-                     "descriptor": f"DELIVERED {best['descriptor']}", "delivered": _short(best, level, levels),
-                     "nmi": levels[level][0], "ari": levels[level][1], "oracle": f"{oracle['descriptor']}: {oracle['run']}",
-                     "oracle_nmi": oracle["nmi"], "oracle_ari": oracle["ari"],
-                     "regret": oracle["nmi"] - levels[level][0], "weak": weak})
+        for level, lab in delivered.items():
+            nmi, ari = scores(lab, y)
+            rows.append({"collection": collection.name, "label": label + (" *" if label == collection.primary else ""),
+                         "descriptor": f"DELIVERED {best['descriptor']}", "level": level,
+                         "delivered": _short(best, level), "nmi": nmi, "ari": ari,
+                         "oracle": f"{oracle['descriptor']}: {oracle['run']}", "oracle_nmi": oracle["nmi"],
+                         "oracle_ari": oracle["ari"], "regret": oracle["nmi"] - nmi, "weak": weak})
         for name, own in computed.groupby("descriptor", sort=False):
             chosen = runs[(runs["descriptor"] == name) & runs["selected"].astype(bool)].iloc[0]
             selected = scores(CLUSTERING.load(run, name).labels, y)
             top = own.loc[own["nmi"].idxmax()]
-            rows.append({"collection": collection.name, "label": label, "descriptor": name,
+            rows.append({"collection": collection.name, "label": label, "descriptor": name, "level": "selected",
                          "delivered": f"{chosen['algorithm']} {chosen['preprocessing']} k={int(chosen['n_clusters'])}",
                          "nmi": selected[0], "ari": selected[1], "oracle": top["run"], "oracle_nmi": top["nmi"],
                          "oracle_ari": top["ari"], "regret": top["nmi"] - selected[0],
                          "weak": WEAK_WORD in str(chosen["reason"]).lower()})
     if not collection.labels:
         rows.append({"collection": collection.name, "label": "(none)", "descriptor": f"DELIVERED {best['descriptor']}",
-                     "delivered": _short(best, "cluster", {}), "weak": weak})
+                     "level": "cluster", "delivered": _short(best, "cluster"), "weak": weak})
     return rows
 
 
-def _short(best: pd.Series, level: str, levels: dict) -> str:
+def _short(best: pd.Series, level: str) -> str:
     text = f"{best['algorithm']} {best['preprocessing']} k={int(best['n_clusters'])}"
-    if len(levels) > 1:
-        text += f" [{level} of {', '.join(levels)}]"
-    return text
+    return text if level == "cluster" else f"{level} of {text}"
+
+
+# ---------------------------------------------------------------- candidate rules
+
+def candidate_measures(collection: Collection, run: RunFolder) -> pd.DataFrame:
+    """Every compared clustering's measures under each candidate overall rule (``--rules``): the
+    comparison's columns plus the excess over a Gaussian reference and the agreement, all on the
+    comparison's shared sample in its common space, and the NMI against the primary label."""
+    from vehiclust.cluster import reference as footing
+    from vehiclust.compare.fusion import common_valid_rows, sample_rows
+    from vehiclust.compare.settings import CompareSettings
+    from vehiclust.compare.table import common_space
+    from vehiclust.compare.weights import split_tuning_rows
+    from vehiclust.runfolder import COMPARE_INFO, COMPARISON
+
+    settings, identity = CompareSettings(), ClusterSettings().identity_column
+    singles, table = COMPARE_INFO.load(run)["singles"], run.load_collection()
+    valid = common_valid_rows(run, tuple(singles))
+    _, evaluation = split_tuning_rows(valid, table[identity] if identity in table.columns else None,
+                                      settings.tuning_share, settings.tuning_rows, settings.seed)
+    shared = sample_rows(evaluation, settings.shared_sample, settings.seed + 3)  # as comparison_table
+    X = common_space(run, singles, shared, settings)
+    frame = COMPARISON.load(run).reset_index(drop=True)
+    labels = {n: CLUSTERING.load(run, n).labels for n in frame["name"]}
+    gaussian = [footing.excess(X, labels[n][shared], "gaussian", settings.seed) for n in frame["name"]]
+    frame["x_gaussian"] = [g["excess"] for g in gaussian]
+    frame["x_gaussian_std"] = [g["excess_std"] for g in gaussian]
+    applies = frame["applies"].astype(bool)
+    voters = {n: labels[n][shared] for n in frame.loc[applies & (frame["kind"] == "descriptor"), "name"]}
+    frame["agreement_singles"] = frame["name"].map(footing.agreement(voters))
+    frame["agreement_all"] = frame["name"].map(footing.agreement({n: labels[n][shared]
+                                                                  for n in frame.loc[applies, "name"]}))
+    frame["collection"] = collection.name
+    if collection.primary:
+        truth = truth_by_row(run, collection)[collection.primary]
+        oracle = max(scores(lab, truth)[0] for lab in every_run(run, all_runs(run))["labels"])
+        frame["regret"] = [oracle - scores(labels[n], truth)[0] for n in frame["name"]]
+    return frame
+
+
+def _significant(value: pd.Series, spread: pd.Series) -> pd.Series:
+    from vehiclust.compare.table import MIN_EXCESS
+
+    return value > np.maximum(MIN_EXCESS, 2 * spread)
+
+
+def _weighted(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column].clip(lower=0) * frame["stability"].clip(0, 1) * (1 - frame["noise_share"])
+
+
+# name: (measure, eligible or None, candidates: "all" or "singles"), on one collection's frame
+CANDIDATE_RULES = {
+    "main: identity_lift with ids, else common_score": (
+        lambda f: f["identity_lift"].fillna(-1) if "identity_lift" in f and f["identity_lift"].notna().any()
+        else f["common_score"], None, "all"),
+    "common_score, not-applicable excluded": (lambda f: f["common_score"], "applies", "all"),
+    "excess over Gaussian ref (common space)": (lambda f: _weighted(f, "x_gaussian"),
+                                                lambda f: _significant(f["x_gaussian"], f["x_gaussian_std"]), "all"),
+    "excess over permuted ref (common space), no ties": (lambda f: f["excess_score"], "eligible_note", "all"),
+    "agreement (mean AMI with all applicable), all": (lambda f: f["agreement_all"], "eligible_note", "all"),
+    "agreement (mean AMI with all applicable), singles": (lambda f: f["agreement_all"], "eligible_note", "singles"),
+    "agreement (mean AMI with applicable singles), singles": (lambda f: f["agreement_singles"], "eligible_note",
+                                                               "singles"),
+    "excess permuted x agreement": (lambda f: f["excess_score"] * f["agreement_all"], "eligible_note", "all"),
+    "excess permuted, single descriptors": (lambda f: f["excess_score"], "eligible_note", "singles"),
+}
+
+
+def candidate_pick(frame: pd.DataFrame, measure, eligible, among: str) -> tuple[str, float]:
+    """(the delivered name, prefixed "weak: " when nothing was eligible; its regret)."""
+    pool = frame[frame["applies"].astype(bool)] if eligible is not None else frame
+    if among == "singles":
+        pool = pool[pool["kind"] == "descriptor"]
+    if eligible == "eligible_note":
+        ok = pool["eligible_note"].astype(object).fillna("").astype(str) == ""
+    elif callable(eligible):
+        ok = eligible(pool)
+    else:
+        ok = pd.Series(True, index=pool.index)
+    chosen = measure(pool[ok] if ok.any() else pool).idxmax()
+    prefix = "" if ok.any() else "weak: "
+    return prefix + str(frame.at[chosen, "name"]), float(frame.at[chosen, "regret"]) if "regret" in frame else np.nan
+
+
+def rule_table(measures: pd.DataFrame) -> pd.DataFrame:
+    """One row per candidate rule: its pick and regret on each collection, the worst regret over
+    the labelled ones (weak on a labelled collection counts as a failure), and the flat verdict;
+    the landed rule (``compare.table``, with its ties) is the last row."""
+    from vehiclust.compare.table import apply_best
+
+    rules = dict(CANDIDATE_RULES)
+    rows = []
+    landed = ("landed: agreement of eligible singles (>= 3), else excess; ties", (None, None, None))
+    for rule, (measure, eligible, among) in list(rules.items()) + [landed]:
+        row = {"rule": rule}
+        worst = 0.0
+        for name, frame in measures.groupby("collection", sort=False):
+            frame = frame.reset_index(drop=True)
+            if measure is None:
+                _, pick, why, _ = apply_best(frame, None)
+                regret = float(frame.loc[frame["name"] == pick, "regret"].iloc[0]) if "regret" in frame else np.nan
+                pick = ("weak: " if why.startswith("weak") else "") + pick + (" (tie)" if "TIE" in why else "")
+            else:
+                pick, regret = candidate_pick(frame, measure, eligible, among)
+            row[name] = pick if np.isnan(regret) else f"{pick} {regret:.3f}"
+            if not np.isnan(regret):
+                worst = max(worst, np.inf if pick.startswith("weak") else regret)
+        row["worst regret"] = worst
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- running
@@ -275,6 +384,8 @@ def main() -> None:
     parser.add_argument("--twice", action="store_true", help="run each collection twice; compare clusters.csv")
     parser.add_argument("--keep", type=Path, help="keep the inputs and run folders here")
     parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--rules", action="store_true",
+                        help="also judge every candidate overall rule on each collection (the table of candidates)")
     args = parser.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="selection-"))
     makers = {"digits": lambda: digits_collection(root / "inputs", args.digits_rows, args.seed),
@@ -283,7 +394,7 @@ def main() -> None:
               "flat": lambda: flat_collection(root / "inputs", args.flat_rows, args.seed)}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores (shared: timings are noisy); folders: {root}",
           flush=True)
-    table, timings = [], []
+    table, timings, measures = [], [], []
     try:
         for name in args.only.split(","):
             collection = makers[name.strip()]()
@@ -296,6 +407,8 @@ def main() -> None:
             print(line, flush=True)
             timings.append(line)
             table += regret_rows(collection, run)
+            if args.rules:
+                measures.append(candidate_measures(collection, run))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -305,19 +418,28 @@ def main() -> None:
     with pd.option_context("display.width", 250, "display.max_colwidth", 60, "display.max_rows", 500):
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary(frame)
+    if measures:
+        rules = rule_table(pd.concat(measures, ignore_index=True))
+        print("\ncandidate overall rules (criterion fixed before looking: the worst regret on the primary label "
+              "over the labelled collections; flat must be weak):")
+        with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+            print(rules.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if args.csv:
+            rules.to_csv(args.csv.with_suffix(".rules.csv"), index=False)
 
 
 def summary(frame: pd.DataFrame) -> None:
     """Worst regret per collection on its primary label, overall and per descriptor."""
     scored = frame[frame["regret"].notna()] if "regret" in frame.columns else frame.iloc[0:0]
-    print("\nworst regret per collection (primary label *; target <= 0.05):")
+    print("\nworst regret per collection (primary label *, the delivered `cluster` column; target <= 0.05):")
     for name, group in frame.groupby("collection", sort=False):
-        primary = scored[(scored["collection"] == name) & scored["label"].str.endswith(" *")]
+        primary = scored[(scored["collection"] == name) & scored["label"].str.endswith(" *")
+                         & (scored["level"] == "cluster")]
         delivered = frame[(frame["collection"] == name) & frame["descriptor"].str.startswith("DELIVERED")]
         parts = [f"weak={bool(delivered['weak'].iloc[0])}"]
         if len(primary):
             label = primary["label"].iloc[0].rstrip(" *")
-            own = scored[(scored["collection"] == name) & (scored["label"] == label)]
+            own = scored[(scored["collection"] == name) & (scored["label"] == label) & (scored["level"] == "selected")]
             overall = primary["regret"].iloc[0]
             parts = [f"overall {overall:.3f} (NMI {primary['nmi'].iloc[0]:.3f} ARI {primary['ari'].iloc[0]:.3f})",
                      f"worst descriptor {own['regret'].max():.3f} ({own.loc[own['regret'].idxmax(), 'descriptor']})"] + parts

@@ -151,40 +151,70 @@ def test_mix_grammar_and_short_names():
         CompareSettings(mixes=("nonsense",))
 
 
+def footing_frame(names, values, spreads=None, notes=None, **extra) -> pd.DataFrame:
+    """comparison.csv rows as the best rule reads them (excess_score and its spread given)."""
+    from vehiclust.compare.table import kind_of
+
+    n = len(names)
+    frame = pd.DataFrame({"name": names, "kind": [kind_of(x) for x in names], "n_clusters": [4] * n,
+                          "excess_score": values, "excess_score_std": spreads or [0.001] * n,
+                          "excess": values, "applies": [True] * n, "eligible_note": notes or [""] * n, **extra})
+    return frame
+
+
 def test_best_rule_and_override():
-    frame = pd.DataFrame({"name": ["a", "mix_a+b", "consensus"], "common_score": [0.3, 0.5, 0.4],
-                          "stability": [1.0, 0.9, 0.9]})
+    frame = footing_frame(["a", "mix_a+b", "consensus"], [0.03, 0.05, 0.04])
     marked, name, why, rule = apply_best(frame, None)
     assert name == "mix_a+b" and marked["best"].tolist() == [False, True, False] and "runner-up consensus" in why
-    assert "common_score" in rule
+    assert "excess_score" in rule and "vehicle ids" in rule and not marked["tie"].any()
+    assert marked.set_index("name")["rank"].to_dict() == {"mix_a+b": 1, "consensus": 2, "a": 3}
     assert apply_best(frame, "a+b")[1] == "mix_a+b"
     assert apply_best(frame, "consensus")[1] == "consensus"
     with pytest.raises(VehiclustError):
         apply_best(frame, "zzz")
 
 
-def test_best_rule_with_vehicle_ids_uses_identity_lift_and_breaks_ties_by_common_score():
-    frame = pd.DataFrame({"name": ["a", "b", "c"], "common_score": [0.1, 0.3, 0.9], "stability": [1.0] * 3,
-                          "identity_consistency": [0.80, 0.795, 0.6], "identity_consistency_chance": [0.3] * 3,
-                          "identity_rows": [4000] * 3})
-    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
-    marked, name, why, rule = apply_best(frame, None)
-    assert name == "b"  # a and b are within one standard error: b has the better common_score
-    assert "identity_lift" in rule and marked.set_index("name")["rank"].to_dict() == {"b": 1, "a": 2, "c": 3}
-    frame.loc[1, "identity_consistency"] = 0.7
-    frame["identity_lift"] = (frame["identity_consistency"] - 0.3) / 0.7
-    assert apply_best(frame, None)[1] == "a"
+def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins():
+    frame = footing_frame(["softmax", "deep", "colour", "noise", "consensus"], [0.09, 0.07, 0.08, 0.0, 0.08],
+                          notes=["", "", "", "no structure", ""],
+                          agreement=[0.27, 0.38, 0.21, np.nan, np.nan], agreement_std=[0.01] * 3 + [np.nan] * 2)
+    marked, name, why, _ = apply_best(frame, None)
+    assert name == "deep" and "agreement 0.380" in why and "the other 2 eligible single descriptors" in why
+    assert marked.set_index("name")["rank"].to_dict()["noise"] == 5
+    # fewer than three voters: the excess decides
+    assert apply_best(frame.assign(agreement=np.nan), None)[1] == "softmax"
 
 
-def test_best_rule_fallbacks_without_usable_identity_lifts_and_name_resolution():
-    from vehiclust.compare.table import SCORE_RULE, _own_space, resolve_name
+def test_vehicle_ids_only_check_the_choice():
+    # b has by far the best identity lift; the rule never reads it, the reason shows it as the check
+    frame = footing_frame(["a", "b"], [0.06, 0.03], identity_lift=[0.1, 0.9])
+    marked, name, why, _ = apply_best(frame, None)
+    assert name == "a" and "check: identity_lift 0.100" in why
 
-    frame = pd.DataFrame({"name": ["vdc_color", "vdc_type", "mix_vdc_color+vdc_type"],
-                          "common_score": [0.2, 0.2, 0.1], "stability": [0.7, 0.9, 1.0],
-                          "identity_lift": [np.nan] * 3})
-    marked, name, why, rule = apply_best(frame, None)  # lifts all NaN: the score rule, ties to stability
-    assert rule == SCORE_RULE and name == "vdc_type" and "runner-up vdc_color" in why
-    assert marked.set_index("name")["rank"].to_dict() == {"vdc_type": 1, "vdc_color": 2, "mix_vdc_color+vdc_type": 3}
+
+def test_a_tie_is_declared_and_broken_by_kind_then_order_whatever_the_values_inside_it():
+    names = ["d1", "d2", "mix_d1+d2", "consensus"]
+    for values in ([0.050, 0.052, 0.060, 0.055], [0.060, 0.050, 0.052, 0.058], [0.052, 0.060, 0.05, 0.05]):
+        marked, name, why, _ = apply_best(footing_frame(names, values, spreads=[0.01] * 4), None)
+        assert name == "d1" and marked["tie"].all() and "TIE with d2, mix_d1+d2, consensus" in why
+    # outside the spread the leader wins, no tie
+    marked, name, why, _ = apply_best(footing_frame(names, [0.05, 0.05, 0.2, 0.05]), None)
+    assert name == "mix_d1+d2" and not marked["tie"].any() and "TIE" not in why
+
+
+def test_not_eligible_rows_are_never_best_and_nothing_eligible_says_weak():
+    notes = ["", "does not apply: 90% of the images hold no vehicle", "no structure beyond a structureless reference"]
+    frame = footing_frame(["deep", "vehicle_type", "noise"], [0.02, 0.5, 0.4], notes=notes)
+    marked, name, why, _ = apply_best(frame, None)
+    assert name == "deep" and "not eligible: vehicle_type: does not apply" in why and not why.startswith("weak")
+    flat = footing_frame(["gauss", "uniform"], [0.0, 0.0], notes=["no structure"] * 2)
+    assert apply_best(flat, None)[2].startswith("weak structure")
+
+
+def test_best_rule_name_resolution():
+    from vehiclust.compare.table import _own_space, resolve_name
+
+    frame = footing_frame(["vdc_color", "vdc_type", "mix_vdc_color+vdc_type"], [0.02, 0.03, 0.01])
     one = apply_best(frame.iloc[[0]], None)
     assert one[1] == "vdc_color" and "runner-up" not in one[2]
     override = apply_best(frame, "color")[2]
@@ -241,9 +271,9 @@ def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
     best_json = read_json(mixed_run.path("best.json"))
     ranked = comparison.sort_values("rank")
     assert best_json["name"] == ranked["name"].iloc[0] == runs.loc[runs["best_overall"], "descriptor"].iloc[0]
-    assert best_json["measure"] == "identity_lift" and best_json["runner_up"] == ranked["name"].iloc[1]
-    assert best_json["score"] == pytest.approx(ranked["identity_lift"].iloc[0])
-    assert best_json["runner_up_score"] == pytest.approx(ranked["identity_lift"].iloc[1])
+    assert best_json["measure"] == "excess_score" and best_json["runner_up"] == ranked["name"].iloc[1]
+    assert best_json["score"] == pytest.approx(ranked["excess_score"].iloc[0])
+    assert best_json["runner_up_score"] == pytest.approx(ranked["excess_score"].iloc[1])
     assert runs.loc[runs["best_overall"], "reason"].iloc[0].endswith(best_json["reason"])
     assert set(comparison["kind"]) == {"descriptor", "mixture", "consensus"} and comparison["best"].sum() == 1
     agreement = pd.read_csv(mixed_run.path("agreement.csv"))
@@ -253,8 +283,7 @@ def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
         assert f"cluster_{name}" in clusters.columns
     best = comparison.loc[comparison["best"], "name"].iloc[0]
     assert best == comparison.loc[comparison["rank"] == 1, "name"].iloc[0]
-    lifts = comparison.set_index("name")["identity_lift"]
-    assert lifts[best] >= lifts.max() - 0.05  # vehicle ids exist: the identity rule applied
+    assert comparison["identity_lift"].notna().all()  # vehicle ids exist: reported as a check, never used
     assert (clusters["cluster"] == clusters[f"cluster_{best}"]).all()
     html = mixed_run.path("report.html").read_text()
     assert 'id="comparison"' in html and "mix_vdc_color+vdc_type" in html and "common space" in html

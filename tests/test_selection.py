@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 from test_cluster import LINEAR, make_run, planted
 
 from vehiclust.cluster import ClusterSettings, cluster
 from vehiclust.cluster.stage import ClusterStage
-from vehiclust.runfolder import CLUSTERING, RUN_LABELS
+from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RunFolder
 from vehiclust.stage import RunContext
 
 
@@ -35,3 +36,151 @@ def test_the_run_labels_are_a_cluster_stage_output_only_when_kept(tmp_path):
     assert RUN_LABELS.path(ctx.run, "d") in kept
     assert RUN_LABELS.path(ctx.run, "d") not in ClusterStage().outputs(ctx)
     assert RUN_LABELS.writer == "cluster"
+
+
+# -- the overall choice (compare.table's rule on the footing of compare.footing) ----------------
+
+SMALL_SWEEP = dict(preprocessing=("l2+pca",), algorithms=("kmeans",), k_values=(2, 3, 4, 6, 8))
+
+
+def rich_binary_noise(n: int = 600, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """rich: 6 planted groups; binary: one clean bimodal column and nothing else; noise: nothing."""
+    rng = np.random.default_rng(seed)
+    rich, group = planted(n, 16, 6, seed=seed, separation=6.0)
+    binary = rng.normal(size=(n, 12)).astype(np.float32)
+    binary[:, 0] += 6.0 * rng.integers(0, 2, n)
+    return {"rich": rich, "binary": binary, "noise": rng.normal(size=(n, 32)).astype(np.float32)}, group
+
+
+def compared(tmp_path, descriptors: dict[str, np.ndarray], seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    from vehiclust.compare import compare
+    from vehiclust.compare.settings import CompareSettings
+    from vehiclust.runfolder import BEST
+
+    run = make_run(tmp_path, descriptors)
+    settings = ClusterSettings(**SMALL_SWEEP)
+    cluster(run, list(descriptors), settings)
+    comparison = compare(run, list(descriptors), settings, CompareSettings(seed=seed, consensus=False))
+    return comparison.set_index("name"), BEST.load(run)
+
+
+def test_noise_and_a_lone_binary_attribute_never_win_over_planted_groups(tmp_path):
+    descriptors, group = rich_binary_noise()
+    comparison, best = compared(tmp_path, descriptors)
+    assert best["name"] == "rich" and best["measure"] == "excess_score"
+    assert comparison.loc["noise", "eligible_note"].startswith("no structure")
+    assert comparison.loc["binary", "excess_score"] < comparison.loc["rich", "excess_score"]
+    assert "noise" in best["not_eligible"] and "rich" not in best["not_eligible"]
+    assert adjusted_rand_score(group, CLUSTERING.load(RunFolder(tmp_path / "run"), "rich").labels) > 0.9
+
+
+def test_flat_data_says_weak(tmp_path):
+    rng = np.random.default_rng(4)
+    _, best = compared(tmp_path, {"gauss": rng.normal(size=(500, 32)).astype(np.float32),
+                                  "uniform": rng.uniform(size=(500, 8)).astype(np.float32)})
+    assert best["reason"].startswith("weak structure") and set(best["not_eligible"]) == {"gauss", "uniform"}
+
+
+def test_a_descriptor_that_does_not_apply_is_never_delivered(tmp_path, monkeypatch):
+    import vehiclust.outliers.evidence as evidence
+
+    descriptors, _ = rich_binary_noise(seed=2)
+    # vehicle_type (a vehicle-tagged descriptor) carries the planted groups, but 90% of the images hold no vehicle
+    descriptors = {"vehicle_type": descriptors["rich"], "noise": descriptors["noise"],
+                   "other": planted(600, 8, 3, seed=5, separation=1.5)[0]}
+    share = np.r_[np.full(540, 0.95), np.zeros(60)]
+    monkeypatch.setattr(evidence, "load_not_a_vehicle", lambda run, table: share)
+    comparison, best = compared(tmp_path, descriptors)
+    assert not comparison.loc["vehicle_type", "applies"]
+    assert comparison.loc["vehicle_type", "excess_score"] > comparison.loc["other", "excess_score"]
+    assert best["name"] == "other" and best["not_eligible"]["vehicle_type"].startswith("does not apply: 90%")
+    assert not best["reason"].startswith("weak") and "other" not in best["not_eligible"]
+
+
+def test_a_tie_is_declared_and_broken_the_same_way_whatever_the_seed(tmp_path):
+    X, _ = planted(600, 16, 5, seed=7, separation=6.0)
+    rng = np.random.default_rng(0)
+    twins = {"first": X, "second": X + rng.normal(scale=1e-3, size=X.shape).astype(np.float32)}
+    for seed in (0, 1, 2):
+        comparison, best = compared(tmp_path / str(seed), twins, seed=seed)
+        assert best["name"] == "first" and best["tie_with"] == ["second"], best["reason"]
+        assert comparison["tie"].all() and "TIE with second" in best["reason"]
+
+
+# -- the fine level (cluster.levels) -----------------------------------------------------------
+
+def hierarchy(n: int = 900, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """3 broad groups far apart, each of 3 finer groups: (X, coarse, fine)."""
+    rng = np.random.default_rng(seed)
+    coarse_centres = rng.normal(size=(3, 12)) * 30
+    fine_centres = coarse_centres.repeat(3, axis=0) + rng.normal(size=(9, 12)) * 5
+    fine = rng.integers(0, 9, n)
+    return (fine_centres[fine] + rng.normal(size=(n, 12))).astype(np.float32), fine // 3, fine
+
+
+def test_a_real_finer_level_is_delivered_beside_the_coarse_one_and_nests_in_it(tmp_path):
+    from vehiclust.cluster.levels import nesting_share
+    from vehiclust.runfolder import FINE_CLUSTERING
+
+    X, coarse, fine = hierarchy()
+    run = make_run(tmp_path, {"d": X})
+    runs = cluster(run, ["d"], ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"),
+                                               k_values=(2, 3, 4, 6, 9, 12)))
+    delivered, finer = CLUSTERING.load(run, "d").labels, FINE_CLUSTERING.load(run, "d").labels
+    assert adjusted_rand_score(coarse, delivered) > 0.95 and adjusted_rand_score(fine, finer) > 0.9
+    assert nesting_share(delivered, finer) > 0.95
+    assert list(runs["level"].value_counts().sort_index().items()) == [("", len(runs) - 2), ("coarse", 1), ("fine", 1)]
+    assert runs.loc[runs["level"] == "fine", "reason"].iloc[0].startswith("fine level of the selected run: k=9")
+
+
+def test_no_finer_level_on_flat_clusters(tmp_path):
+    from vehiclust.runfolder import FINE_CLUSTERING
+
+    X, coarse, _ = hierarchy()
+    noise = np.random.default_rng(1).normal(size=X.shape)
+    flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + noise).astype(np.float32)
+    run = make_run(tmp_path, {"d": flat})
+    runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
+    assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+
+
+def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_path):
+    from jinja2 import Environment, PackageLoader
+
+    from vehiclust.compare import compare
+    from vehiclust.compare.settings import CompareSettings
+    from vehiclust.compare.best import read_runs
+    from vehiclust.report.selection_view import selection_context
+
+    X, _, _ = hierarchy(seed=3)
+    run = make_run(tmp_path, {"d": X, "noise": np.random.default_rng(2).normal(size=X.shape).astype(np.float32)})
+    settings = ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"), k_values=(2, 3, 4, 6, 9, 12))
+    cluster(run, ["d", "noise"], settings)
+    compare(run, ["d", "noise"], settings, CompareSettings(consensus=False))
+    context = selection_context(run)
+    assert context["best"] == "d" and [n for n, _ in context["excluded"]] == ["noise"]
+    assert context["levels"]["coarse_k"] == 3 and context["levels"]["fine_k"] == 9
+    html = Environment(loader=PackageLoader("vehiclust.report", "templates")).get_template(
+        "_selection.html").render(selection=context)
+    assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
+    assert "excess_score" in html and "cluster_fine" in html
+    assert context["sweep_ties"] == [(d, t) for d, t in zip(*[read_runs(run).query("selected")[c].fillna("")
+                                                             for c in ("descriptor", "tie_with")]) if t]
+
+
+def test_a_tie_between_families_goes_to_the_family_listed_first_whatever_the_seed(tmp_path):
+    X, _ = planted(500, 8, 4, seed=11, separation=12.0)  # kmeans and ward find the same clusters
+    picks = set()
+    for seed in (0, 1, 2):
+        for algorithms in (("kmeans", "ward"), ("ward", "kmeans")):
+            run = make_run(tmp_path / f"{seed}-{algorithms[0]}", {"d": X})
+            runs = cluster(run, ["d"], ClusterSettings(preprocessing=("l2+pca",), algorithms=algorithms,
+                                                       k_values=(2, 3, 4, 5, 6), seed=seed))
+            chosen = runs[runs["selected"]].iloc[0]
+            k = int(chosen["k"])
+            assert chosen["algorithm"] == algorithms[0], chosen["reason"]
+            assert chosen["tie_with"] == f"{algorithms[1]} on l2+pca (k={k})" and "TIE with" in chosen["reason"]
+            other = runs[runs["tie_with"].fillna("") == f"{algorithms[0]} on l2+pca (k={k})"]
+            assert list(other["algorithm"]) == [algorithms[1]]
+            picks.add(k)
+    assert len(picks) == 1  # the same k for every seed and order

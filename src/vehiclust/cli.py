@@ -480,7 +480,7 @@ def compare_command(
 
     table = compare_folder(folder, _cluster_settings(k, seed, algorithms, preprocessing, prefer_few),
                            _compare_settings(mix, best, seed, mix_tune), _reporter())
-    columns = ["name", "n_clusters", "common_score", "stability", "best"]
+    columns = ["name", "n_clusters", "excess_score", "tie", "common_score", "stability", "best"]
     columns += [c for c in (f"ari_{JOINT}", f"nmi_{JOINT}") if c in table.columns]
     console.print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"), highlight=False)
 

@@ -33,7 +33,12 @@ The rule
 4. **Per descriptor** the family winner with the highest score is selected; with
    ``prefer_few_clusters`` the run with the fewest clusters among those within
    ``few_tolerance`` of the best is.
-5. **Overall**: the selected run with the highest score across descriptors.
+5. **Ties**: when the best other family's winner is within one spread of the selected run
+   (the score's first-order spread from its silhouette's spread over samples and its
+   stability's over refits, :func:`score_spread`), it is a tie, said in both rows' ``tie_with``,
+   and it goes to the family first in the settings' order (preprocessing as listed, then
+   algorithm as listed): a rule no measurement enters, so seed, threads or load cannot flip it.
+6. **Overall**: the selected run with the highest score across descriptors.
 
 A selected run scoring below ``WEAK_SCORE`` says so in its reason: every rule picks *some*
 partition of structureless data, and the user should know when that is what happened.
@@ -151,6 +156,15 @@ def select_run(runs: pd.DataFrame, settings: ClusterSettings) -> pd.DataFrame:
         runs.loc[index, "note"] = "best of its family: " + why
     ranked = sorted(picks, key=lambda i: -runs.at[i, "score"])
     chosen, how = ranked[0], ""
+    runs["tie_with"] = ""
+    tied = tied_family(runs, ranked)
+    if tied is not None:
+        first = min((chosen, tied), key=lambda i: _settings_order(runs, i, settings))
+        other = tied if first == chosen else chosen
+        runs.loc[[first, other], "tie_with"] = [_label(runs, other), _label(runs, first)]
+        how = (f"TIE with {_label(runs, other)} (score {runs.at[other, 'score']:.3f}, within one spread), "
+               f"broken by the settings' order (preprocessing, then algorithm); ")
+        chosen = first
     if settings.prefer_few_clusters:
         floor = (1 - settings.few_tolerance) * runs.at[chosen, "score"]
         near = ok[ok["score"] >= floor]
@@ -166,6 +180,33 @@ def select_run(runs: pd.DataFrame, settings: ClusterSettings) -> pd.DataFrame:
     runs.loc[chosen, "selected"] = True
     runs.loc[chosen, "reason"] = weak + fallback + how + _reason(runs, chosen, picks.get(chosen, ""), ranked)
     return runs
+
+
+def score_spread(runs: pd.DataFrame) -> pd.Series:
+    """First-order spread of the selection score from its silhouette's and stability's spreads."""
+    sil_std = runs["silhouette_std"].astype(float).fillna(0.0)
+    stab = runs["stability"].astype(float).clip(0, 1).fillna(0.0)
+    stab_std = runs["stability_std"].astype(float).fillna(0.0)
+    coverage = 1.0 - runs["noise_share"].astype(float).fillna(0.0)
+    geometry = (runs["score"].astype(float) / (coverage * stab).where(coverage * stab > 0)).fillna(0.0)
+    return coverage * np.hypot(sil_std / 2 * stab, geometry * stab_std)
+
+
+def tied_family(runs: pd.DataFrame, ranked: list):
+    """The runner-up family's run when it is within one spread of the leader (step 5), else None."""
+    if len(ranked) < 2 or not {"silhouette_std", "stability_std"} <= set(runs.columns):
+        return None
+    leader, runner = ranked[0], ranked[1]
+    spread = score_spread(runs.loc[[leader, runner]])
+    gap = runs.at[leader, "score"] - runs.at[runner, "score"]
+    return runner if gap <= np.hypot(spread[leader], spread[runner]) else None
+
+
+def _settings_order(runs: pd.DataFrame, i, settings: ClusterSettings) -> tuple[int, int]:
+    listed_p, listed_a = tuple(settings.preprocessing), tuple(settings.algorithms)
+    p, a = runs.at[i, "preprocessing"], runs.at[i, "algorithm"]
+    return (listed_p.index(p) if p in listed_p else len(listed_p),
+            listed_a.index(a) if a in listed_a else len(listed_a))
 
 
 def _label(runs: pd.DataFrame, i) -> str:

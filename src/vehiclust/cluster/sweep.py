@@ -27,15 +27,17 @@ from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centr
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.clustering import Clustering
+from vehiclust.cluster.levels import mark_fine_level
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import result_settings
 from vehiclust.executor.rows import assign_rows
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
+from vehiclust.ownership import remove_file
+from vehiclust.runfolder import CLUSTERING, FINE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
-SWEEP_VERSION = 3  # part of the stage fingerprint: bump when results change for equal settings
+SWEEP_VERSION = 5  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow. The choice
 # across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs
@@ -127,10 +129,14 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     frame = pd.DataFrame(records)
     frame["k"] = frame["k"].astype("Int64")
     frame["threads"] = threads
-    runs = select_run(frame, settings)
+    runs, fine = mark_fine_level(select_run(frame, settings), labels_of, settings.seed)
     chosen = int(np.flatnonzero(runs["selected"].to_numpy())[0])
     space, labels = labels_of[chosen]
     save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[chosen])
+    remove_file(FINE_CLUSTERING.path(run, name))
+    if fine is not None:  # a finer level of the same structure (see vehiclust.cluster.levels)
+        space, labels = labels_of[fine]
+        save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[fine], FINE_CLUSTERING)
     if settings.keep_run_labels:
         save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
     return runs
@@ -277,7 +283,7 @@ def sampling_note(space: Space, algorithm: AlgorithmSpecSpec, fit_rows: int, set
 
 
 def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, space: Space,
-                    labels: np.ndarray, record: pd.Series) -> None:
+                    labels: np.ndarray, record: pd.Series, artifact=CLUSTERING) -> None:
     """Labels renumbered by size (cluster 0 is the largest), -1 for undescribed rows and noise."""
     present, compact = np.unique(labels[labels >= 0], return_inverse=True)
     order = np.argsort(-np.bincount(compact, minlength=len(present)), kind="stable")
@@ -293,7 +299,7 @@ def save_clustering(run: RunFolder, name: str, n_total: int, rows: np.ndarray, s
         # UMAP pulls far-off rows into the clusters they border, so distances in its space hide
         # outliers; the linear space it started from keeps them (for the outlier stage)
         distance_input = _spread(cluster_geometry(space.input_X, renamed)[2], rows, n_total)
-    CLUSTERING.save(run, Clustering(
+    artifact.save(run, Clustering(
         labels=full_labels, distance=_spread(distance, rows, n_total), centers=centers, embedding_rows=rows,
         preprocessing=str(record["preprocessing"]), algorithm=str(record["algorithm"]),
         params=str(record["params"]), distance_input=distance_input), name)

@@ -13,7 +13,7 @@ comparison was made on the current clustering, from the cluster stage's rule
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
@@ -36,6 +36,8 @@ class BestChoice:
     runner_up_score: float | None
     override: str | None  # --best as the user wrote it
     cluster_key: str | None  # fingerprint of the cluster stage the choice was made on
+    tie_with: list[str] = field(default_factory=list)  # clusterings tied with the leader (the tie's rule: compare.table)
+    not_eligible: dict[str, str] = field(default_factory=dict)  # clustering: why it may not be delivered
 
     def save(self, run: RunFolder) -> None:
         BEST.save(run, asdict(self))

@@ -36,7 +36,7 @@ from vehiclust.compare.best import BestChoice, cluster_key, read_runs
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
-from vehiclust.compare.table import COMMON_SPACE, IDENTITY_RULE, apply_best, comparison_table
+from vehiclust.compare.table import COMMON_SPACE, RULE, apply_best, comparison_table, deciding_measure
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.executor.base import result_settings
 from vehiclust.progress import NullReporter, Reporter
@@ -44,7 +44,7 @@ from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO
                                 fingerprint)
 from vehiclust.stage import RunContext, Stage
 
-COMPARE_VERSION = 3  # part of the fingerprint: bump when results change for equal settings
+COMPARE_VERSION = 5  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO, MIXTURE_RUNS)
 
 
@@ -128,7 +128,8 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     ATTRIBUTES.save(run, scores)
     COMPARISON.save(run, comparison)
     COMPARE_INFO.save(run, {
-        "common_space": COMMON_SPACE.format(dims=settings.block_dims),
+        "common_space": COMMON_SPACE.format(dims=settings.block_dims), "best_rule": RULE,
+        "not_eligible": {n: w for n, w in zip(comparison["name"], comparison["eligible_note"]) if w},
         "evaluation_rows": int(len(evaluation)), "tuning_rows": int(len(tuning)),
         "tuning_note": ("Held-out vehicles (whole vehicle ids) chose the mixture weights; every number of "
                         "comparison.csv, agreement.csv and attributes.csv is measured on the other rows"),
@@ -249,14 +250,17 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     """Apply the best rule (or the override) to comparison.csv; store the choice in best.json."""
     comparison = COMPARISON.load(run)
     comparison, name, why, rule = apply_best(comparison, override)
-    measure = "identity_lift" if rule == IDENTITY_RULE else "common_score"
+    measure = deciding_measure(comparison)
     ranked = comparison.sort_values("rank")
     others = ranked[ranked["name"] != name]
     value = comparison.loc[comparison["name"] == name, measure].iloc[0]
+    notes = comparison["eligible_note"].astype(object).fillna("").astype(str)
+    tied = comparison.loc[comparison["tie"].astype(bool) & (comparison["name"] != name), "name"]
     BestChoice(name=name, rule=rule, reason=why, measure=measure, score=_number(value),
                runner_up=str(others["name"].iloc[0]) if len(others) else None,
                runner_up_score=_number(others[measure].iloc[0]) if len(others) else None,
-               override=override, cluster_key=cluster_key(run)).save(run)
+               override=override, cluster_key=cluster_key(run), tie_with=[str(n) for n in tied],
+               not_eligible=dict(zip(comparison.loc[notes != "", "name"], notes[notes != ""]))).save(run)
     COMPARISON.save(run, comparison)
     return comparison
 

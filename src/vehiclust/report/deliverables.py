@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from vehiclust.compare.best import best_in
-from vehiclust.runfolder import CLUSTERING, CLUSTERS, RunFolder
+from vehiclust.runfolder import CLUSTERING, CLUSTERS, FINE_CLUSTERING, RunFolder
 
-LEADING = ["path", "cluster", "is_outlier", "outlier_score", "outlier_reasons", "cluster_name"]
+LEADING = ["path", "cluster", "cluster_fine", "is_outlier", "outlier_score", "outlier_reasons", "cluster_name"]
 CARRIED = ["vehicle_id", "width", "height", "camera_id", "type", "color", "brisque"]
 
 
@@ -19,7 +19,10 @@ def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame
     names = list(dict.fromkeys(runs["descriptor"]))
     frame = pd.DataFrame({"path": table["path"]})
     labels = {name: CLUSTERING.load(run, name).labels for name in names}
-    frame["cluster"] = labels[best or best_in(runs)]
+    chosen = best or best_in(runs)
+    frame["cluster"] = labels[chosen]
+    if FINE_CLUSTERING.exists(run, chosen):  # its finer level (see vehiclust.cluster.levels)
+        frame["cluster_fine"] = FINE_CLUSTERING.load(run, chosen).labels
     for column in ("is_outlier", "outlier_score", "outlier_reasons"):
         frame[column] = verdicts[column].to_numpy()
     if descriptions is not None:  # the generated short name of each cluster of the best clustering

@@ -14,6 +14,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vehiclust.report.comparison_view import comparison_context
+from vehiclust.report.selection_view import selection_context
 from vehiclust.report.descriptions import RULE
 from vehiclust.report.mapview import script_json
 from vehiclust.report.thumbnails import cached_uri
@@ -63,6 +64,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "map_notes": data.map_notes,
         "plotly_js": get_plotlyjs() if data.map_payload else "",
         "comparison": comparison_context(run),
+        "selection": selection_context(run),
         "description_rule": RULE,
     }
     env = Environment(loader=PackageLoader("vehiclust.report", "templates"),

@@ -98,7 +98,8 @@ def _comparison_cells(run: RunFolder) -> list:
            "selected clustering on criteria comparable across them (`comparison.csv`; the rule that picked "
            "the delivered clustering is in `best.json`), what each one groups (`attributes.csv`) and "
            "how far they agree (`agreement.csv`)."),
-        code("columns = [\"name\", \"n_clusters\", \"common_score\", \"stability\", \"identity_lift\",\n"
+        code("columns = [\"name\", \"n_clusters\", \"excess_score\", \"tie\", \"eligible_note\", \"common_score\",\n"
+             "           \"stability\", \"identity_lift\",\n"
              "           \"ari_type+color\", \"nmi_type+color\", \"best\", \"captures\"]\n"
              "run.comparison[[c for c in columns if c in run.comparison.columns]]"),
         code("run.attributes.pivot(index=\"clustering\", columns=\"attribute\", values=\"ami\").round(2)"),

@@ -1,0 +1,122 @@
+"""A second, finer level of structure, when there is one.
+
+Silhouette and Davies-Bouldin favour the coarsest strong split (vehicle type before type x
+colour; a few broad kinds of digit before the ten digits), so the selected run is often the
+coarse level of a real hierarchy. The fine level is a run of the same preprocessing that
+
+1. is eligible and has at least ``FINE_RATIO`` x the selected run's number of clusters (at each
+   k, the best-scoring family's run: the families' partitions at one k are mostly alike);
+2. nests in the coarse level: at least ``NEST_SHARE`` of the rows sit in the coarse cluster that
+   holds most of their fine cluster;
+3. has structure *inside* the coarse clusters: within each of them, its geometry beyond k-means
+   at the same k on Gaussian data of that cluster's shape (:mod:`vehiclust.cluster.reference`),
+   size-weighted, above ``MIN_EXCESS`` + 2 standard errors. The overall score cannot see this:
+   next to the gaps between coarse clusters the gaps inside them look small, which is why
+   silhouette and Davies-Bouldin stop at the coarse level.
+
+Of those, the one with the most structure inside (excess x the bits it adds to the coarse level)
+is delivered as ``cluster_fine`` beside ``cluster``; none when no run passes. The check runs on
+``CHECK_ROWS`` sampled rows with one reference and two resamples per coarse cluster, so it costs
+seconds per descriptor whatever the collection's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vehiclust.cluster.reference import excess
+
+FINE_RATIO = 2.0
+NEST_SHARE = 0.8
+# inside a coarse cluster, structureless data gives an excess of about 0 (Gaussian noise:
+# -0.002..0.003 on the previous benchmark); real finer levels (digits, the demo's colours) 0.1 and more
+MIN_EXCESS = 0.03
+CHECK_ROWS = 1500
+MIN_ROWS_INSIDE = 30  # coarse clusters with fewer sampled rows are not measured inside
+
+
+def fine_candidates(runs: pd.DataFrame, chosen) -> list:
+    """Runs that may be the fine level of ``chosen`` (test 1 of the module docstring)."""
+    coarse = runs.loc[chosen]
+    note = runs["note"].fillna("").astype(str)
+    eligible = (note == "") | note.str.startswith("best of its family")
+    pool = runs[eligible & (runs["preprocessing"] == coarse["preprocessing"]) & runs["k"].notna()]
+    pool = pool[pool["n_clusters"] >= FINE_RATIO * coarse["n_clusters"]]
+    return list(pool.sort_values(["k", "score"], ascending=[True, False]).drop_duplicates("k").index)
+
+
+def nesting_share(coarse: np.ndarray, fine: np.ndarray) -> float:
+    """Share of rows whose coarse cluster is the one holding most of their fine cluster."""
+    keep = (coarse >= 0) & (fine >= 0)
+    if not keep.any():
+        return 0.0
+    table = pd.crosstab(fine[keep], coarse[keep])
+    return float(table.max(axis=1).sum() / keep.sum())
+
+
+def entropy_bits(labels: np.ndarray) -> float:
+    sizes = np.bincount(labels[labels >= 0])
+    share = sizes[sizes > 0] / max(sizes.sum(), 1)
+    return float(-(share * np.log2(share)).sum())
+
+
+def within_structure(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, seed: int) -> dict:
+    """The fine level's size-weighted excess inside the coarse clusters, its spread, and the bits
+    it adds (the entropy of fine given coarse)."""
+    total_excess, variance, weight, bits = 0.0, 0.0, 0, 0.0
+    total = int((coarse >= 0).sum())
+    for c in np.unique(coarse[coarse >= 0]):
+        inside = (coarse == c) & (fine >= 0)
+        if len(np.unique(fine[inside])) < 2 or inside.sum() < MIN_ROWS_INSIDE:
+            continue
+        found = excess(X[inside], fine[inside], "gaussian", seed, references=1, bootstraps=2)
+        n = int(inside.sum())
+        total_excess, weight = total_excess + n * found["excess"], weight + n
+        variance += (n * found["excess_std"]) ** 2
+        bits += n / total * entropy_bits(fine[inside])
+    if not weight:
+        return {"excess": 0.0, "excess_std": 0.0, "bits": 0.0, "structure": 0.0}
+    mean = total_excess / weight
+    return {"excess": mean, "excess_std": float(np.sqrt(variance) / weight), "bits": bits,
+            "structure": max(mean, 0.0) * bits}
+
+
+def fine_level(runs: pd.DataFrame, chosen, X: np.ndarray, labels: list[np.ndarray], seed: int) -> tuple:
+    """(the runs index of the fine level or None, the sentence for its reason)."""
+    candidates = fine_candidates(runs, chosen)
+    if not candidates:
+        return None, ""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(X))[:CHECK_ROWS])
+    coarse = labels[runs.index.get_loc(chosen)]
+    best, best_found = None, None
+    for index in candidates:
+        fine = labels[runs.index.get_loc(index)]
+        nests = nesting_share(coarse, fine)
+        if nests < NEST_SHARE:
+            continue
+        found = within_structure(X[rows], coarse[rows], fine[rows], seed)
+        real = found["excess"] > MIN_EXCESS + 2 * found["excess_std"]
+        if real and (best_found is None or found["structure"] > best_found["structure"]):
+            best, best_found = index, dict(found, nests=nests)
+    if best is None:
+        return None, ""
+    return best, (f"fine level of the selected run: k={int(runs.at[best, 'k'])}, structure inside the coarse clusters "
+                  f"beyond a structureless reference of their shape (excess {best_found['excess']:.3f} ± "
+                  f"{best_found['excess_std']:.3f}, {best_found['bits']:.2f} bits more), {best_found['nests']:.0%} of "
+                  f"the rows nested in the coarse clusters")
+
+
+def mark_fine_level(runs: pd.DataFrame, labels_of: list, seed: int) -> tuple[pd.DataFrame, int | None]:
+    """runs.csv's ``level`` column (coarse: the selected run, fine: its finer level, if any), the
+    fine run's reason, and its position in ``labels_of`` ((space, labels) per run) or None."""
+    runs = runs.copy()
+    runs["level"] = ""
+    chosen = runs.index[runs["selected"].astype(bool)][0]
+    runs.loc[chosen, "level"] = "coarse"
+    space = labels_of[runs.index.get_loc(chosen)][0]
+    fine, why = fine_level(runs, chosen, space.X, [labels for _, labels in labels_of], seed)
+    if fine is None:
+        return runs, None
+    runs.loc[fine, "level"], runs.loc[fine, "reason"] = "fine", why
+    return runs, int(runs.index.get_loc(fine))
