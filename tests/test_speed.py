@@ -101,10 +101,10 @@ def test_the_runs_of_one_space_share_the_silhouette_distances_and_score_the_same
     monkeypatch.setattr(sklearn.metrics, "pairwise_distances", lambda A: computed.append(len(A)) or real(A))
     for k in (2, 3, 5, 8):
         labels = rng.integers(0, k, len(X))
-        cached = silhouette_on_samples(X, labels, 1000, 3, 0, space.pairwise_distances)
-        assert cached == silhouette_on_samples(X, labels, 1000, 3, 0)  # to the bit
+        cached = silhouette_on_samples(X, labels, 1000, 3, 0, space.silhouette)
+        assert cached == silhouette_on_samples(X, labels, 1000, 3, 0)  # scikit-learn's own, to the bit
     assert computed == [1000, 1000, 1000]  # one matrix per sample, not per run
     noisy = np.where(np.arange(len(X)) % 7 == 0, -1, rng.integers(0, 3, len(X)))  # other rows clustered
-    assert silhouette_on_samples(X, noisy, 1000, 3, 0, space.pairwise_distances) == \
+    assert silhouette_on_samples(X, noisy, 1000, 3, 0, space.silhouette) == \
         silhouette_on_samples(X, noisy, 1000, 3, 0)
     assert len(computed) == 6

@@ -86,12 +86,12 @@ def internal_metrics(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, siz
 
 
 def silhouette_on_samples(X: np.ndarray, labels: np.ndarray, sample_size: int, repeats: int,
-                          seed: int, distances: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
+                          seed: int, score: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, float]:
     """Mean and spread of the silhouette over ``repeats`` samples of the clustered rows.
 
     O(sample_size^2 x D) each; with all rows fewer than ``sample_size`` it is exact (one pass).
-    ``distances(idx)``: the pairwise distances of ``X[idx]`` (scikit-learn's, so the silhouette
-    is the same to the bit), for a caller that keeps them across the runs of one space.
+    ``score(idx, labels[idx])``: the silhouette of ``X[idx]`` from a caller that keeps the
+    distances across the runs of one space (:meth:`vehiclust.cluster.preprocess.Space.silhouette`).
     """
     members = np.flatnonzero(labels >= 0)
     size = min(sample_size, len(members))
@@ -102,8 +102,7 @@ def silhouette_on_samples(X: np.ndarray, labels: np.ndarray, sample_size: int, r
         idx = members if exact else np.sort(rng.choice(members, size=size, replace=False))
         if len(np.unique(labels[idx])) < 2 or len(idx) < 3:
             continue
-        values.append(float(silhouette_score(X[idx], labels[idx]) if distances is None else
-                            silhouette_score(distances(idx), labels[idx], metric="precomputed")))
+        values.append(float(silhouette_score(X[idx], labels[idx]) if score is None else score(idx, labels[idx])))
     return {
         "silhouette": float(np.mean(values)) if values else NAN,
         "silhouette_std": float(np.std(values)) if len(values) > 1 else (0.0 if values else NAN),

@@ -316,6 +316,32 @@ class Space:
             return matrix
         return self._distances[key]
 
+    def silhouette(self, idx: np.ndarray, labels: np.ndarray) -> float:
+        """scikit-learn's ``silhouette_score(X[idx], labels)``, step for step, on the cached
+        distances, but with each row's per-cluster distance sums as one matrix product instead
+        of scikit-learn's bincount per row (ten times slower at 3,000 rows). The sums are
+        float64 rounded to float32 as there, so only the order of the additions differs: a
+        float32 result changes in its last bit about once in 10^5 sums."""
+        distances = self.pairwise_distances(idx)
+        classes, codes = np.unique(labels, return_inverse=True)
+        n = len(codes)
+        if not 1 < len(classes) < n:
+            raise ValueError(f"Number of labels is {len(classes)}. Valid values are 2 to n_samples - 1 (inclusive)")
+        freqs = np.bincount(codes)
+        onehot = np.zeros((n, len(classes)))
+        onehot[np.arange(n), codes] = 1.0
+        sums = (distances.astype(np.float64) @ onehot).astype(distances.dtype)
+        own = (np.arange(n), codes)
+        intra = sums[own]
+        sums[own] = np.inf
+        sums /= freqs
+        inter = sums.min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            intra /= (freqs - 1).take(codes, mode="clip")
+            values = inter - intra
+            values /= np.maximum(intra, inter)
+        return float(np.mean(np.nan_to_num(values)))
+
     def assign_knn(self, sample: np.ndarray, sample_labels: np.ndarray, k: int = 10) -> np.ndarray:
         """Labels for all rows: the sample keeps its own, every other row takes the majority
         label of its ``k`` nearest sample rows. Neighbours are searched once per sample."""
