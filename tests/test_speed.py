@@ -85,3 +85,26 @@ def test_the_2d_and_3d_umap_maps_share_one_neighbour_search(monkeypatch):
         assert xy.shape == (len(X), dims) and np.isfinite(xy).all()
         assert cross_val_score(KNeighborsClassifier(10), xy, labels, cv=3).mean() > 0.98  # blobs stay apart
     assert maps.sample_graph(reduced[:100], settings) is None  # umap's exact path below 4096 rows
+
+
+def test_the_runs_of_one_space_share_the_silhouette_distances_and_score_the_same(monkeypatch):
+    import sklearn.metrics
+
+    from vehiclust.cluster.metrics import silhouette_on_samples
+    from vehiclust.cluster.preprocess import Space
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, size=(1500, 16)) for c in (0, 4, 8)]).astype(np.float32)
+    space = Space("l2+pca", X, {})
+    computed = []
+    real = sklearn.metrics.pairwise_distances
+    monkeypatch.setattr(sklearn.metrics, "pairwise_distances", lambda A: computed.append(len(A)) or real(A))
+    for k in (2, 3, 5, 8):
+        labels = rng.integers(0, k, len(X))
+        cached = silhouette_on_samples(X, labels, 1000, 3, 0, space.silhouette)
+        assert cached == silhouette_on_samples(X, labels, 1000, 3, 0)  # scikit-learn's own, to the bit
+    assert computed == [1000, 1000, 1000]  # one matrix per sample, not per run
+    noisy = np.where(np.arange(len(X)) % 7 == 0, -1, rng.integers(0, 3, len(X)))  # other rows clustered
+    assert silhouette_on_samples(X, noisy, 1000, 3, 0, space.silhouette) == \
+        silhouette_on_samples(X, noisy, 1000, 3, 0)
+    assert len(computed) == 6

@@ -15,6 +15,8 @@ describe the clusters that exist; the selection rule charges for it separately (
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import silhouette_score
@@ -142,10 +144,12 @@ def metrics_from_sums(n_rows: int, sizes: np.ndarray, centres: np.ndarray, sprea
 
 
 def silhouette_on_samples(X: np.ndarray, labels: np.ndarray, sample_size: int, repeats: int,
-                          seed: int) -> dict[str, float]:
+                          seed: int, score: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, float]:
     """Mean and spread of the silhouette over ``repeats`` samples of the clustered rows.
 
     O(sample_size^2 x D) each; with all rows fewer than ``sample_size`` it is exact (one pass).
+    ``score(idx, labels[idx])``: the silhouette of ``X[idx]`` from a caller that keeps the
+    distances across the runs of one space (:meth:`vehiclust.cluster.preprocess.Space.silhouette`).
     """
     members = np.flatnonzero(labels >= 0)
     size = min(sample_size, len(members))
@@ -156,7 +160,7 @@ def silhouette_on_samples(X: np.ndarray, labels: np.ndarray, sample_size: int, r
         idx = members if exact else np.sort(rng.choice(members, size=size, replace=False))
         if len(np.unique(labels[idx])) < 2 or len(idx) < 3:
             continue
-        values.append(float(silhouette_score(X[idx], labels[idx])))
+        values.append(float(silhouette_score(X[idx], labels[idx]) if score is None else score(idx, labels[idx])))
     return {
         "silhouette": float(np.mean(values)) if values else NAN,
         "silhouette_std": float(np.std(values)) if len(values) > 1 else (0.0 if values else NAN),

@@ -195,7 +195,7 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
             "n_rows": space.n,
             **clustering_metrics(space.X, labels, settings.executor),
             **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
-                                    seed),
+                                    seed, space.silhouette),
             **stability(labels, [(sub, lab[i]) for sub, lab in refits]),
             "fit_rows": len(fit_idx),
             "sampled": len(fit_idx) < space.n,
