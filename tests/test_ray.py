@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from vehiclust.collection import ingest
@@ -294,6 +295,40 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
     np.testing.assert_array_equal(runs["ray"][columns].to_numpy(), runs["local"][columns].to_numpy())
     for name, z in runs["local_z"].items():
         np.testing.assert_allclose(runs["ray_z"][name], z, rtol=1e-5, atol=1e-6)
+
+
+def test_spaces_over_the_memory_budget_are_memory_mapped_with_the_same_results(local_run, tmp_path, monkeypatch):
+    """A reduced space above ``IN_MEMORY_SPACE_BYTES`` lives in a scratch file (the workers map
+    it as it is: never copied); the sweep's results are those of the in-memory space, and the
+    files are gone when the stage ends."""
+    from vehiclust.cluster import ClusterSettings
+    from vehiclust.cluster import cluster as cluster_stage
+    from vehiclust.cluster import preprocess
+    from vehiclust.executor.rows import stored_rows
+    from vehiclust.runfolder import CLUSTERING
+
+    settings = ClusterSettings(algorithms=("kmeans", "ward"), preprocessing=("l2+pca", "l2+pca+umap"),
+                               k_values=(3, 5), fit_sample=150, quadratic_sample=150, stability_repeats=1,
+                               umap_sample=250, umap_neighbors=10,
+                               executor=ExecutorSettings(scratch=str(tmp_path / "scratch")))
+    (tmp_path / "scratch").mkdir()
+    results = {}
+    for budget in (preprocess.IN_MEMORY_SPACE_BYTES, 0):
+        monkeypatch.setattr(preprocess, "IN_MEMORY_SPACE_BYTES", budget)
+        run = RunFolder(tmp_path / f"budget{budget}")
+        shutil.copytree(local_run.root, run.root)
+        runs = cluster_stage(run, DESCRIPTORS, settings)
+        with np.load(CLUSTERING.path(run, DESCRIPTORS[0])) as selected:
+            results[budget] = runs.drop(columns=["seconds", "preprocess_seconds"], errors="ignore"), selected["labels"]
+        assert not any(p.name.startswith("vehiclust-rows-") for p in (tmp_path / "scratch").iterdir())
+    (memory, labels), (mapped, mapped_labels) = results.values()
+    assert set(memory["preprocessing"]) == {"l2+pca", "l2+pca+umap"}  # UMAP fitted on 250, 50 rows placed
+    np.testing.assert_array_equal(mapped_labels, labels)
+    pd.testing.assert_frame_equal(mapped, memory)
+    matrix = local_run.load_descriptor(DESCRIPTORS[0])
+    rows = preprocess.valid_rows(matrix, local_run.invalid_rows(DESCRIPTORS[0]))
+    space = preprocess.build_spaces(matrix, rows, ("l2+pca",), settings)[0]
+    assert isinstance(space.X, np.memmap) and stored_rows(space.X, None) == Path(space.X.filename)
 
 
 def demo_space_and_labels(run: RunFolder) -> tuple[np.ndarray, np.ndarray]:

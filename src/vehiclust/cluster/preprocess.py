@@ -40,6 +40,9 @@ from vehiclust.errors import VehiclustError
 
 CHUNK = 16384
 MAX_SPACE_BYTES = 2 << 30  # an unreduced 416k x 2560 float32 space (4 GB) is refused
+# Above this a reduced space lives in a memory-mapped file in the executor's scratch folder: the
+# sweep's passes over every row stream through it, and Ray's workers map the same file.
+IN_MEMORY_SPACE_BYTES = 512 << 20
 UMAP_ROWS_PER_NEIGHBOUR = 20  # below 20 x n_neighbors rows a "neighbourhood" is a tenth of the data
 UMAP_INTERPOLATION_NEIGHBOURS = 10
 DISTANCE_CACHE_BYTES = 256 << 20  # three 3000-row silhouette samples (36 MB each as float32) fit
@@ -398,6 +401,17 @@ def build_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], s
     return spaces
 
 
+def allocate_space(n: int, width: int, scratch: str | None) -> np.ndarray:
+    """n x width float32 rows: in memory when small, else memory-mapped from a file in
+    ``scratch`` (None: the system's temporary folder) that the executor's workers read as it is;
+    the file goes when the sweep moves to the next space or the process ends."""
+    if n * width * 4 <= IN_MEMORY_SPACE_BYTES:
+        return np.empty((n, width), dtype=np.float32)
+    from vehiclust.executor.rows import scratch_rows
+
+    return scratch_rows((n, width), scratch)
+
+
 def _output_width(steps: list[Step], settings: ClusterSettings, width: int) -> int:
     for step in steps:
         if step.name == "pca":
@@ -419,7 +433,7 @@ def apply_linear(matrix: np.ndarray, rows: np.ndarray, steps: list[Step],
     pcas = [t for _, t in chain.steps if isinstance(t, PCAReduce)]
     pca = pcas[0] if pcas else None
     width = pcas[-1].components_.shape[0] if pcas else matrix.shape[1]
-    X = np.empty((len(rows), width), dtype=np.float32)
+    X = allocate_space(len(rows), width, settings.executor.scratch)
     for start in range(0, len(rows), CHUNK):
         block = np.asarray(matrix[rows[start:start + CHUNK]], dtype=np.float32)
         X[start:start + len(block)] = chain.transform(block) if steps else block
@@ -438,11 +452,11 @@ def apply_umap(X: np.ndarray, embed: UMAPEmbed, info: dict, settings: ClusterSet
     exact = np.arange(len(X)) if len(X) <= settings.umap_sample else \
         np.sort(rng.choice(len(X), size=settings.umap_sample, replace=False))
     embed.fit(X[exact])
-    out = np.empty((len(X), embed.n_components), dtype=np.float32)
+    out = allocate_space(len(X), embed.n_components, settings.executor.scratch)
     out[exact] = embed.embedding_
     rest = np.setdiff1d(np.arange(len(X)), exact, assume_unique=True)
-    if len(rest):
-        out[rest] = embed.transform(X[rest])
+    for start in range(0, len(rest), CHUNK):  # each row is placed on its own: chunks change nothing
+        out[rest[start:start + CHUNK]] = embed.transform(X[rest[start:start + CHUNK]])
     info = dict(info, space_dims=int(embed.n_components), umap_fit_rows=int(len(exact)),
                 preprocess_seconds=round(info["preprocess_seconds"] + time.perf_counter() - started, 3))
     return out, info, (exact if len(rest) else None)

@@ -32,7 +32,7 @@ from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import result_settings
-from vehiclust.executor.rows import assign_rows
+from vehiclust.executor.rows import assign_rows, drop_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
 from vehiclust.runfolder import CLUSTERING, FINE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
@@ -102,7 +102,10 @@ def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, repor
         raise VehiclustError(f"{name}: only {len(rows)} usable rows, too few to cluster")
     threads = thread_budget(len(rows))
     with limited_threads(threads):
-        return _sweep(run, name, matrix, rows, settings, reporter, labels_table, threads)
+        try:
+            return _sweep(run, name, matrix, rows, settings, reporter, labels_table, threads)
+        finally:
+            drop_scratch_rows()  # this descriptor's memory-mapped spaces
 
 
 def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,

@@ -320,6 +320,7 @@ def assign_rows(X: np.ndarray, assign: str, model, fit_idx: np.ndarray, fit_labe
 
 
 _STORED: dict[int, tuple[np.ndarray, Path]] = {}  # id(rows) -> (the rows, their file): one space at a time
+_MAPPED: dict[int, tuple[np.ndarray, Path]] = {}  # spaces that live in a scratch file of their own
 
 
 def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
@@ -327,6 +328,10 @@ def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
     of a space from the same rows. The previous space's file goes when the next one comes."""
     import tempfile
 
+    mapped = _MAPPED.get(id(X))
+    if mapped is not None and mapped[0] is X:
+        X.flush()
+        return mapped[1]
     cached = _STORED.get(id(X))
     if cached is not None and cached[0] is X:
         return cached[1]
@@ -337,13 +342,33 @@ def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
     return folder / "rows.npy"
 
 
+def scratch_rows(shape: tuple[int, int], scratch: str | None) -> np.ndarray:
+    """A float32 matrix memory-mapped from a new file in ``scratch``, known to
+    :func:`stored_rows` as its own file (so it is never copied for the workers)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="vehiclust-rows-", dir=scratch))
+    X = np.lib.format.open_memmap(folder / "rows.npy", mode="w+", dtype=np.float32, shape=shape)
+    _MAPPED[id(X)] = (X, folder / "rows.npy")
+    return X
+
+
 def _drop_stored() -> None:
     for _, path in _STORED.values():
         shutil.rmtree(path.parent, ignore_errors=True)
     _STORED.clear()
 
 
+def drop_scratch_rows() -> None:
+    """Remove every scratch file of :func:`scratch_rows` (a mapped matrix stays readable until
+    it is closed: POSIX keeps an unlinked file while it is mapped)."""
+    for _, path in _MAPPED.values():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    _MAPPED.clear()
+
+
 atexit.register(_drop_stored)
+atexit.register(drop_scratch_rows)
 
 
 def measure_rows(X: np.ndarray, labels: np.ndarray, settings: ExecutorSettings, shard_rows: int = SHARD_ROWS
