@@ -266,7 +266,8 @@ def test_a_descriptors_json_and_the_report_say_who_computed_its_shards(photo_fol
 
 @needs_ray
 @pytest.mark.slow
-def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, tmp_path):
+def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, tmp_path, monkeypatch):
+    from vehiclust.executor import rows as executor_rows
     from vehiclust.cluster import ClusterSettings
     from vehiclust.cluster import cluster as cluster_stage
     from vehiclust.runfolder import CLUSTERING
@@ -276,7 +277,10 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
     # fitted on 150 of the 300 valid rows: the others are assigned (k-means predicts, ward's by k-NN vote)
     settings = ClusterSettings(algorithms=("kmeans", "ward"), preprocessing=("l2+pca",), k_values=(3, 5),
                                fit_sample=150, quadratic_sample=150, stability_repeats=1)
-    runs = {}
+    runs, sharded_preprocessing = {}, []
+    transformed_rows = executor_rows.transformed_rows
+    monkeypatch.setattr(executor_rows, "transformed_rows",
+                        lambda *a: sharded_preprocessing.append(a[3].kind) or transformed_rows(*a))
     for kind in ("local", "ray"):
         run = RunFolder(tmp_path / kind)
         shutil.copytree(local_run.root, run.root)
@@ -289,6 +293,7 @@ def test_the_cluster_and_outlier_stages_on_ray_equal_local(local_run, cluster, t
         usable[[int(r) for r in run.invalid_rows(DESCRIPTORS[0])]] = False
         runs[kind + "_z"] = detector_z(run.load_descriptor(DESCRIPTORS[0]), usable,
                                        DetectorSettings(fit_sample=120, executor=executor))
+    assert sharded_preprocessing == ["ray"]  # the l2+pca transform of every row ran as shards on the cluster
     assert (runs["local"]["assignment"] != "none").all()
     np.testing.assert_array_equal(runs["ray_labels"], runs["local_labels"])
     columns = ["algorithm", "params", "n_clusters", "calinski_harabasz", "silhouette", "stability"]

@@ -433,10 +433,15 @@ def apply_linear(matrix: np.ndarray, rows: np.ndarray, steps: list[Step],
     pcas = [t for _, t in chain.steps if isinstance(t, PCAReduce)]
     pca = pcas[0] if pcas else None
     width = pcas[-1].components_.shape[0] if pcas else matrix.shape[1]
-    X = allocate_space(len(rows), width, settings.executor.scratch)
-    for start in range(0, len(rows), CHUNK):
-        block = np.asarray(matrix[rows[start:start + CHUNK]], dtype=np.float32)
-        X[start:start + len(block)] = chain.transform(block) if steps else block
+    if steps and settings.executor.kind != "local" and getattr(matrix, "filename", None):
+        from vehiclust.executor.rows import transformed_rows
+
+        X = transformed_rows(matrix, rows, chain, settings.executor, CHUNK)  # the same blocks as below
+    else:
+        X = allocate_space(len(rows), width, settings.executor.scratch)
+        for start in range(0, len(rows), CHUNK):
+            block = np.asarray(matrix[rows[start:start + CHUNK]], dtype=np.float32)
+            X[start:start + len(block)] = chain.transform(block) if steps else block
     info = {
         "space_dims": int(width),
         "explained_variance": pca.explained_variance_ratio_ if pca is not None else 1.0,

@@ -40,6 +40,16 @@ class RowFunction:
 
 
 @dataclass
+class Transformed(RowFunction):
+    """The rows through a fitted preprocessing (``cluster.preprocess.apply_linear`` per shard)."""
+
+    transform: object = None
+
+    def __call__(self, block, positions):
+        return np.asarray(self.transform.transform(np.asarray(block, dtype=np.float32)), dtype=np.float32)
+
+
+@dataclass
 class Predict(RowFunction):
     """A fitted estimator's ``predict`` (or ``score_samples``, ``decision_function``...)."""
 
@@ -330,7 +340,8 @@ def stored_rows(X: np.ndarray, scratch: str | None) -> Path:
 
     mapped = _MAPPED.get(id(X))
     if mapped is not None and mapped[0] is X:
-        X.flush()
+        if X.flags.writeable:
+            X.flush()
         return mapped[1]
     cached = _STORED.get(id(X))
     if cached is not None and cached[0] is X:
@@ -349,6 +360,19 @@ def scratch_rows(shape: tuple[int, int], scratch: str | None) -> np.ndarray:
 
     folder = Path(tempfile.mkdtemp(prefix="vehiclust-rows-", dir=scratch))
     X = np.lib.format.open_memmap(folder / "rows.npy", mode="w+", dtype=np.float32, shape=shape)
+    _MAPPED[id(X)] = (X, folder / "rows.npy")
+    return X
+
+
+def transformed_rows(matrix: np.memmap, rows: np.ndarray, chain, settings: ExecutorSettings,
+                     shard_rows: int) -> np.ndarray:
+    """``chain.transform`` of ``matrix[rows]`` as a sharded map on the executor, into a scratch
+    file of :func:`scratch_rows`'s kind (mapped by later passes as it is)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="vehiclust-rows-", dir=settings.scratch))
+    X, _ = map_rows(Path(matrix.filename), Transformed(transform=chain), folder / "rows.npy", settings, rows,
+                    shard_rows)
     _MAPPED[id(X)] = (X, folder / "rows.npy")
     return X
 
