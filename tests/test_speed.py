@@ -74,8 +74,9 @@ def test_the_2d_and_3d_umap_maps_share_one_neighbour_search(monkeypatch):
     from vehiclust.report import maps
 
     searches = []
-    search = umap.umap_.nearest_neighbors
-    monkeypatch.setattr(umap.umap_, "nearest_neighbors", lambda *a, **kw: searches.append(1) or search(*a, **kw))
+    search = maps.umap_neighbour_graph
+    monkeypatch.setattr(maps, "umap_neighbour_graph", lambda *a, **kw: searches.append(1) or search(*a, **kw))
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", no_pynndescent)
     X, labels = make_blobs(maps.UMAP_EXACT_BELOW + 200, 10, centers=6, random_state=0)
     reduced, fitted, settings = X.astype(np.float32), np.ones(len(X), bool), maps.MapSettings()
     graph = maps.sample_graph(reduced, settings)
@@ -85,6 +86,32 @@ def test_the_2d_and_3d_umap_maps_share_one_neighbour_search(monkeypatch):
         assert xy.shape == (len(X), dims) and np.isfinite(xy).all()
         assert cross_val_score(KNeighborsClassifier(10), xy, labels, cv=3).mean() > 0.98  # blobs stay apart
     assert maps.sample_graph(reduced[:100], settings) is None  # umap's exact path below 4096 rows
+
+
+def no_pynndescent(*args, **kwargs):
+    raise AssertionError("pynndescent's search (compiled by numba in every process) was called")
+
+
+def test_the_sweep_s_umap_is_fitted_on_the_exact_neighbour_graph(monkeypatch):
+    import umap
+    from sklearn.datasets import make_blobs
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from vehiclust.cluster.backends import UMAP_EXACT_BELOW, knn_search, umap_neighbour_graph
+    from vehiclust.cluster.preprocess import UMAPEmbed
+
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", no_pynndescent)
+    X, labels = make_blobs(UMAP_EXACT_BELOW + 200, 12, centers=5, random_state=1)
+    X = X.astype(np.float32)
+    indices, distances, _ = umap_neighbour_graph(X, 15)
+    brute = np.sort(np.linalg.norm(X[:50, None] - X[None], axis=2), axis=1)[:, :15]
+    np.testing.assert_allclose(distances[:50], brute, rtol=1e-4, atol=1e-4)  # exact, itself first
+    assert (indices[:, 0] == np.arange(len(X))).mean() > 0.99
+    embedding = UMAPEmbed(n_components=4, n_neighbors=15).fit(X).embedding_
+    assert cross_val_score(KNeighborsClassifier(10), embedding, labels, cv=3).mean() > 0.98
+    assert umap_neighbour_graph(X[:100], 15) == (None, None, None)  # umap-learn's exact path
+    assert knn_search(X[:10], X[:10], 1)[1][:, 0].tolist() == list(range(10))
 
 
 def test_the_runs_of_one_space_share_the_silhouette_distances_and_score_the_same(monkeypatch):

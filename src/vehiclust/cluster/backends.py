@@ -116,6 +116,20 @@ def knn_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
     return dist, idx
 
 
+UMAP_EXACT_BELOW = 4096  # umap-learn computes every distance itself below this many rows
+
+
+def umap_neighbour_graph(X: np.ndarray, k: int):
+    """UMAP's ``precomputed_knn`` for ``X``: every row's ``k`` nearest rows (itself first), found
+    exactly here instead of by pynndescent, whose search numba compiles anew in every process
+    (it cannot be cached: 45-85 s on the 2-core machine, more than the layout itself) and which
+    is approximate; ``(None, None, None)`` below the size where umap-learn is exact anyway."""
+    if len(X) < UMAP_EXACT_BELOW:
+        return None, None, None
+    distances, indices = knn_search(X, X, k)
+    return indices, distances, None
+
+
 def knn_vote(neighbour_labels: np.ndarray) -> np.ndarray:
     """Majority label of each row's neighbours (columns ordered nearest first; ties go to the
     label whose votes are nearer). Label -1 (noise) takes part like any other label, so a row

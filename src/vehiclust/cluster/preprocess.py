@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from vehiclust.cluster.backends import knn_search, knn_vote
+from vehiclust.cluster.backends import knn_search, knn_vote, umap_neighbour_graph
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 
@@ -197,8 +197,9 @@ class UMAPEmbed(TransformerMixin, BaseEstimator):
         X = np.ascontiguousarray(validate_data(self, X, dtype=FLOATS), dtype=np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = umap.UMAP(n_components=self.n_components, n_neighbors=min(self.n_neighbors, len(X) - 1),
-                              min_dist=self.min_dist, random_state=self.random_state)
+            neighbours = min(self.n_neighbors, len(X) - 1)
+            model = umap.UMAP(n_components=self.n_components, n_neighbors=neighbours, min_dist=self.min_dist,
+                              random_state=self.random_state, precomputed_knn=umap_neighbour_graph(X, neighbours))
             self.embedding_ = model.fit_transform(X).astype(np.float32)
         self.placement_ = KNNPlacement().fit(X, self.embedding_)
         return self

@@ -37,7 +37,7 @@ from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
 from vehiclust.runfolder import CLUSTERING, FINE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
-SWEEP_VERSION = 5  # part of the stage fingerprint: bump when results change for equal settings
+SWEEP_VERSION = 6  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow. The choice
 # across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs

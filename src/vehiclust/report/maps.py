@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from vehiclust.cluster.backends import UMAP_EXACT_BELOW, umap_neighbour_graph
 from vehiclust.cluster.preprocess import KNNPlacement, valid_rows
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import MAP, MAP_META, RunFolder, fingerprint
 
 METHODS = ("umap", "pca", "tsne")
-MAPS_VERSION = 4  # 4: the 2D and 3D UMAP maps share one neighbour search
+MAPS_VERSION = 5  # 4: the 2D and 3D UMAP maps share one neighbour search; 5: an exact one
 CHUNK = 20_000
 NEIGHBOURS = 10
 
@@ -115,22 +116,15 @@ def _neighbours(reduced: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np
     return KNNPlacement(NEIGHBOURS).fit(reduced[fitted]).kneighbors(reduced[~fitted])
 
 
-UMAP_EXACT_BELOW = 4096  # umap-learn computes all distances itself below this many rows
 
 
 def sample_graph(sample: np.ndarray, settings: MapSettings):
-    """The fitted rows' nearest-neighbour graph (umap-learn's own search, seeded), found once
-    for both the 2D and the 3D map instead of once per fit; None where umap computes exact
-    distances itself."""
+    """The fitted rows' exact nearest-neighbour graph, found once for both the 2D and the 3D map
+    instead of once per fit (``cluster.backends.umap_neighbour_graph`` says why not
+    pynndescent); None where umap computes exact distances itself."""
     if len(sample) < UMAP_EXACT_BELOW:
         return None
-    from umap.umap_ import nearest_neighbors
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba notices, not problems
-        return nearest_neighbors(sample, _umap_neighbours(sample, settings), "euclidean", {}, False,
-                                 np.random.RandomState(settings.seed), low_memory=True, use_pynndescent=True,
-                                 n_jobs=-1, verbose=False)
+    return umap_neighbour_graph(sample, _umap_neighbours(sample, settings))
 
 
 def _umap_neighbours(sample: np.ndarray, settings: MapSettings) -> int:
