@@ -33,6 +33,12 @@ def test_line_reporter_writes_a_line_at_most_every_few_seconds_with_count_rate_a
     assert middle[0] == "describe: 100/1,000 (10%)  20.0/s  elapsed 0:05"
 
 
+def test_plain_lines_carry_the_words_not_the_markup():
+    lines = []
+    LineReporter(lines.append).message("[yellow]warning:[/] skipped: /in/[abc]/a.pickle, [bold red]k=[2, 20][/]")
+    assert lines == ["warning: skipped: /in/[abc]/a.pickle, k=[2, 20]"]
+
+
 def test_progress_line_without_a_total_counts_only():
     assert progress_line("scan", 1234, None, 3725.0) == "scan: 1,234  0.3/s  elapsed 1:02:05"
     assert progress_line("scan", 0, 10, 0.0) == "scan: 0/10 (0%)  elapsed 0:00"

@@ -10,6 +10,7 @@ progress and summarises them once at the end.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import warnings
 from collections import Counter
@@ -143,7 +144,12 @@ class LineReporter:
         reporter.write(progress_line(description, handle.done, total, reporter.clock() - started) + ", done")
 
     def message(self, text: str) -> None:
-        self.write(text)
+        self.write(STYLE_TAGS.sub("", text))  # a log gets the words, not the styles
+
+
+# Only the styles vehiclust's own messages use: rich's markup parser would also eat bracketed
+# words that belong to the text ("[abc]" in a path).
+STYLE_TAGS = re.compile(r"\[(?:/|/?(?:bold|dim|italic|red|green|yellow|blue|cyan|magenta)(?: [a-z]+)*)\]")
 
 
 def reporter_for(console) -> Reporter:
