@@ -183,6 +183,11 @@ def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins
     assert marked.set_index("name")["rank"].to_dict()["noise"] == 5
     # fewer than three voters: the excess decides
     assert apply_best(frame.assign(agreement=np.nan), None)[1] == "softmax"
+    # the consensus ranks second by its excess, but has no agreement: the runner-up named is a voter
+    second = footing_frame(["softmax", "deep", "colour", "consensus"], [0.09, 0.07, 0.08, 0.2],
+                           agreement=[0.27, 0.38, 0.21, np.nan], agreement_std=[0.01] * 3 + [np.nan])
+    marked, _, why, _ = apply_best(second, None)
+    assert marked.set_index("name")["rank"]["consensus"] == 2 and "runner-up softmax (agreement 0.270)" in why
 
 
 def test_vehicle_ids_only_check_the_choice():

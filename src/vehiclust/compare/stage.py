@@ -36,7 +36,14 @@ from vehiclust.compare.best import BestChoice, cluster_key, read_runs
 from vehiclust.compare.consensus import consensus
 from vehiclust.compare.fusion import FIT_ROWS, common_valid_rows, fit_blocks, mixture_key, sample_rows, store_mixture
 from vehiclust.compare.settings import CONSENSUS, CompareSettings, is_derived, mixture_name, resolve_mix
-from vehiclust.compare.table import COMMON_SPACE, RULE, apply_best, comparison_table, deciding_measure
+from vehiclust.compare.table import (
+    COMMON_SPACE,
+    RULE,
+    apply_best,
+    comparison_table,
+    deciding_measure,
+    scored_runners_up,
+)
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.executor.base import result_settings
 from vehiclust.progress import NullReporter, Reporter
@@ -252,7 +259,7 @@ def choose_best(run: RunFolder, override: str | None) -> pd.DataFrame:
     comparison, name, why, rule = apply_best(comparison, override)
     measure = deciding_measure(comparison)
     ranked = comparison.sort_values("rank")
-    others = ranked[ranked["name"] != name]
+    others = scored_runners_up(pd.concat([ranked[ranked["name"] == name], ranked[ranked["name"] != name]]), measure)
     value = comparison.loc[comparison["name"] == name, measure].iloc[0]
     notes = comparison["eligible_note"].astype(object).fillna("").astype(str)
     tied = comparison.loc[comparison["tie"].astype(bool) & (comparison["name"] != name), "name"]

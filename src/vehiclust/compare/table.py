@@ -298,6 +298,13 @@ def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame,
     return frame, name, why, RULE
 
 
+def scored_runners_up(ranked: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """The ranked candidates after the best that the deciding measure scored (under the agreement
+    rule, mixtures and the consensus do not vote, so they have no agreement to compare)."""
+    rest = ranked.iloc[1:]
+    return rest[rest[measure].notna()]
+
+
 def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible: bool) -> str:
     top = ranked.iloc[0]
     measure = deciding_measure(frame)
@@ -312,8 +319,8 @@ def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible
     if tied:
         text += (f"; TIE with {', '.join(tied)} (within one standard error), broken by the stable rule: a single "
                  f"descriptor before a mixture before the consensus, then the run's order")
-    elif len(ranked) > 1:
-        runner = ranked.iloc[1]
+    elif len(runners := scored_runners_up(ranked, measure)) > 0:
+        runner = runners.iloc[0]
         text += f"; runner-up {runner['name']} ({measure} {runner[measure]:.3f})"
     excluded = frame[frame["eligible_note"].astype(object).fillna("").astype(str) != ""]
     if len(excluded):
