@@ -405,7 +405,7 @@ def build_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], s
 def allocate_space(n: int, width: int, scratch: str | None) -> np.ndarray:
     """n x width float32 rows: in memory when small, else memory-mapped from a file in
     ``scratch`` (None: the system's temporary folder) that the executor's workers read as it is;
-    the file goes when the sweep moves to the next space or the process ends."""
+    the file goes when the descriptor's sweep ends (``sweep_descriptor``) or the process does."""
     if n * width * 4 <= IN_MEMORY_SPACE_BYTES:
         return np.empty((n, width), dtype=np.float32)
     from vehiclust.executor.rows import scratch_rows

@@ -46,7 +46,7 @@ class Transformed(RowFunction):
     transform: object = None
 
     def __call__(self, block, positions):
-        return np.asarray(self.transform.transform(np.asarray(block, dtype=np.float32)), dtype=np.float32)
+        return np.asarray(self.prepared_block(np.asarray(block, dtype=np.float32)), dtype=np.float32)
 
 
 @dataclass
