@@ -125,30 +125,45 @@ def hierarchy(n: int = 900, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
     return (fine_centres[fine] + rng.normal(size=(n, 12))).astype(np.float32), fine // 3, fine
 
 
-def test_a_real_finer_level_is_delivered_beside_the_coarse_one_and_nests_in_it(tmp_path):
+def test_a_real_finer_level_is_delivered_and_the_coarse_one_it_nests_in_is_kept(tmp_path):
     from vehiclust.cluster.levels import nesting_share
-    from vehiclust.runfolder import FINE_CLUSTERING
+    from vehiclust.runfolder import COARSE_CLUSTERING
 
     X, coarse, fine = hierarchy()
     run = make_run(tmp_path, {"d": X})
     runs = cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans", "ward"),
                                                k_values=(2, 3, 4, 6, 9, 12)))
-    delivered, finer = CLUSTERING.load(run, "d").labels, FINE_CLUSTERING.load(run, "d").labels
-    assert adjusted_rand_score(coarse, delivered) > 0.95 and adjusted_rand_score(fine, finer) > 0.9
-    assert nesting_share(delivered, finer) > 0.95
+    delivered, broad = CLUSTERING.load(run, "d").labels, COARSE_CLUSTERING.load(run, "d").labels
+    assert adjusted_rand_score(fine, delivered) > 0.9 and adjusted_rand_score(coarse, broad) > 0.95
+    assert nesting_share(broad, delivered) > 0.95
     assert list(runs["level"].value_counts().sort_index().items()) == [("", len(runs) - 2), ("coarse", 1), ("fine", 1)]
-    assert runs.loc[runs["level"] == "fine", "reason"].iloc[0].startswith("fine level of the selected run: k=9")
+    selected = runs[runs["selected"]]
+    assert len(selected) == 1 and selected["level"].iloc[0] == "fine" and selected["k"].iloc[0] == 9
+    assert selected["reason"].iloc[0].startswith("fine level of the score's choice: k=9")
+    assert runs.loc[runs["level"] == "coarse", "reason"].iloc[0].startswith("coarse level of the delivered run")
+
+
+def test_asking_for_few_clusters_keeps_the_coarse_level(tmp_path):
+    from vehiclust.runfolder import COARSE_CLUSTERING
+
+    X, coarse, _ = hierarchy()
+    run = make_run(tmp_path, {"d": X})
+    cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans", "ward"),
+                                        k_values=(2, 3, 4, 6, 9, 12), prefer_few_clusters=True))
+    assert adjusted_rand_score(coarse, CLUSTERING.load(run, "d").labels) > 0.95
+    assert not COARSE_CLUSTERING.exists(run, "d")
 
 
 def test_no_finer_level_on_flat_clusters(tmp_path):
-    from vehiclust.runfolder import FINE_CLUSTERING
+    from vehiclust.runfolder import COARSE_CLUSTERING
 
     X, coarse, _ = hierarchy()
     noise = np.random.default_rng(1).normal(size=X.shape)
     flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + noise).astype(np.float32)
     run = make_run(tmp_path, {"d": flat})
     runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
-    assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+    assert not COARSE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+    assert adjusted_rand_score(coarse, CLUSTERING.load(run, "d").labels) > 0.95
 
 
 def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_path):
@@ -170,7 +185,7 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
     html = Environment(loader=PackageLoader("vehiclust.report", "templates")).get_template(
         "_selection.html").render(selection=context)
     assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
-    assert "excess_score" in html and "cluster_fine" in html
+    assert "excess_score" in html and "cluster_coarse" in html
     assert context["sweep_ties"] == [(d, t) for d, t in zip(*[read_runs(run).query("selected")[c].fillna("")
                                                              for c in ("descriptor", "tie_with")]) if t]
 

@@ -1,4 +1,4 @@
-"""A second, finer level of structure, when there is one.
+"""A second, finer level of structure, when there is one; delivered, with the coarse level beside it.
 
 Silhouette and Davies-Bouldin favour the coarsest strong split (vehicle type before type x
 colour; a few broad kinds of digit before the ten digits), so the selected run is often the
@@ -11,7 +11,9 @@ coarse level of a real hierarchy. The fine level is a run of the same preprocess
 3. has structure *inside* the coarse clusters: within each of them, its geometry beyond k-means
    at the same k on structureless data of that cluster's shape (:mod:`vehiclust.cluster.reference`),
    size-weighted, above ``MIN_EXCESS`` + 2 standard errors, on at least ``MIN_MEASURED_SHARE`` of
-   the rows. The overall score cannot see this: next to the gaps between coarse clusters the gaps
+   the rows, and above ``MIN_EXCESS`` (less 2 standard errors) inside *every* coarse cluster it
+   divides: a finer level that splits one merged pair of real groups and cuts the other coarse
+   clusters in halves of nothing is not a level (its mean alone would pass). The overall score cannot see this: next to the gaps between coarse clusters the gaps
    inside them look small, which is why silhouette and Davies-Bouldin stop at the coarse level.
 
    The structure is measured in the *linear* space the run's preprocessing reached before UMAP
@@ -75,10 +77,11 @@ def entropy_bits(labels: np.ndarray) -> float:
 
 def within_structure(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, seed: int) -> dict:
     """The fine level's size-weighted excess inside the coarse clusters, its spread, the bits it
-    adds (the entropy of fine given coarse) and the share of rows measured. A coarse cluster the
-    fine level leaves whole counts with excess 0 (no finer structure found there); excess 0 when
-    the measured coarse clusters hold fewer than ``MIN_MEASURED_SHARE`` of the rows."""
-    total_excess, variance, weight, bits = 0.0, 0.0, 0, 0.0
+    adds (the entropy of fine given coarse), the share of rows measured and ``weakest``, the
+    smallest lower bound (excess - 2 standard errors) over the coarse clusters it divides. A coarse
+    cluster the fine level leaves whole counts with excess 0 (no finer structure found there);
+    excess 0 when the measured coarse clusters hold fewer than ``MIN_MEASURED_SHARE`` of the rows."""
+    total_excess, variance, weight, bits, weakest = 0.0, 0.0, 0, 0.0, np.inf
     total = int((coarse >= 0).sum())
     for c in np.unique(coarse[coarse >= 0]):
         inside = (coarse == c) & (fine >= 0)
@@ -91,11 +94,12 @@ def within_structure(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, seed: 
         found = least_excess(X[inside], fine[inside], INSIDE_REFERENCES, seed, references=1, bootstraps=2)
         total_excess += n * found["excess"]
         variance += (n * found["excess_std"]) ** 2
+        weakest = min(weakest, found["excess"] - 2 * found["excess_std"])
         bits += n / total * entropy_bits(fine[inside])
     if weight < MIN_MEASURED_SHARE * total:
-        return {"excess": 0.0, "excess_std": 0.0, "bits": bits, "measured": weight / max(total, 1)}
+        return {"excess": 0.0, "excess_std": 0.0, "bits": bits, "measured": weight / max(total, 1), "weakest": 0.0}
     return {"excess": total_excess / weight, "excess_std": float(np.sqrt(variance) / weight), "bits": bits,
-            "measured": weight / total}
+            "measured": weight / total, "weakest": float(weakest) if np.isfinite(weakest) else 0.0}
 
 
 def fine_level(runs: pd.DataFrame, chosen, X: np.ndarray, labels: list[np.ndarray], seed: int) -> tuple:
@@ -112,28 +116,43 @@ def fine_level(runs: pd.DataFrame, chosen, X: np.ndarray, labels: list[np.ndarra
         if nests < NEST_SHARE:
             continue
         found = within_structure(X[rows], coarse[rows], fine[rows], seed)
-        real = found["excess"] > MIN_EXCESS + 2 * found["excess_std"]
+        real = found["excess"] > MIN_EXCESS + 2 * found["excess_std"] and found["weakest"] > MIN_EXCESS
         if real and (best_found is None or found["excess"] > best_found["excess"]):
             best, best_found = index, dict(found, nests=nests)
     if best is None:
         return None, ""
-    return best, (f"fine level of the selected run: k={int(runs.at[best, 'k'])}, structure inside the coarse clusters "
+    return best, (f"fine level of the score's choice: k={int(runs.at[best, 'k'])}, structure inside the coarse clusters "
                   f"beyond structureless references of their shape in the linear space (excess {best_found['excess']:.3f} ± "
                   f"{best_found['excess_std']:.3f}, {best_found['bits']:.2f} bits more), {best_found['nests']:.0%} of "
                   f"the rows nested in the coarse clusters")
 
 
-def mark_fine_level(runs: pd.DataFrame, labels_of: list, seed: int) -> tuple[pd.DataFrame, int | None]:
-    """runs.csv's ``level`` column (coarse: the selected run, fine: its finer level, if any), the
-    fine run's reason, and its position in ``labels_of`` ((space, labels) per run) or None."""
+def deliver_levels(runs: pd.DataFrame, labels_of: list, seed: int,
+                   promote: bool = True) -> tuple[pd.DataFrame, int | None]:
+    """runs.csv's ``level`` column, and the delivered run when the score's choice has a finer level.
+
+    The score's choice is the coarse level (``level`` "coarse"). When a fine level passes the
+    tests above, it is what the descriptor delivers (``selected``, ``level`` "fine", its reason
+    saying what it refines) and the coarse run's position in ``labels_of`` ((space, labels) per
+    run) is returned, to be stored beside it; else None. With ``promote`` False (the user asked
+    for few clusters) the coarse choice stays delivered and no level is looked for. A coarse split
+    whose clusters hold real structure of their own is the top of a hierarchy, not the answer:
+    the finer level carries everything the coarse one does (it nests in it) and more."""
     runs = runs.copy()
     runs["level"] = ""
     chosen = runs.index[runs["selected"].astype(bool)][0]
     runs.loc[chosen, "level"] = "coarse"
+    if not promote:
+        return runs, None
     space = labels_of[runs.index.get_loc(chosen)][0]
     linear = space.input_X if space.input_X is not None else space.X
     fine, why = fine_level(runs, chosen, linear, [labels for _, labels in labels_of], seed)
     if fine is None:
         return runs, None
-    runs.loc[fine, "level"], runs.loc[fine, "reason"] = "fine", why
-    return runs, int(runs.index.get_loc(fine))
+    coarse_name = f"{runs.at[chosen, 'algorithm']} on {runs.at[chosen, 'preprocessing']} (k={int(runs.at[chosen, 'k'])})"
+    runs.loc[fine, "level"], runs.loc[fine, "selected"] = "fine", True
+    runs.loc[fine, "reason"] = (f"{why}; delivered as the finer level of the score's choice {coarse_name}, which "
+                                f"clusters.csv keeps as cluster_coarse")
+    runs.loc[chosen, "selected"] = False
+    runs.loc[chosen, "reason"] = f"coarse level of the delivered run (cluster_coarse): {runs.at[chosen, 'reason']}"
+    return runs, int(runs.index.get_loc(chosen))

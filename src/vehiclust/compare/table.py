@@ -128,9 +128,11 @@ def label_frame(table: pd.DataFrame, label_columns: tuple[str, ...]) -> tuple[pd
 
 def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.ndarray], selected: pd.DataFrame,
                      evaluation: np.ndarray, table: pd.DataFrame, settings: CompareSettings,
-                     label_columns: tuple[str, ...], identity_column: str) -> pd.DataFrame:
+                     label_columns: tuple[str, ...], identity_column: str,
+                     coarse: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per clustering in ``labels`` (full-length label arrays); ``selected`` holds each
-    one's runs.csv row (own-space metrics, stability), indexed by name."""
+    one's runs.csv row (own-space metrics, stability), indexed by name; ``coarse`` the broad level
+    of those delivered as the finer level of a hierarchy, whose structure the footing measures."""
     shared = sample_rows(evaluation, settings.shared_sample, settings.seed + 3)
     X = common_space(run, singles, shared, settings)
     frame, columns = label_frame(table, label_columns)
@@ -159,8 +161,10 @@ def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.nd
         records.append(record)
     out = pd.DataFrame(records)
     out["common_score"] = common_score(out)
+    coarse = coarse or {}
+    out["excess_of"] = ["cluster_coarse" if n in coarse else "cluster" for n in out["name"]]
     out = add_footing(out, X, {n: lab[shared] for n, lab in labels.items()}, settings.seed,
-                      not_applicable(run, table, singles))
+                      not_applicable(run, table, singles), {n: lab[shared] for n, lab in coarse.items()})
     if "identity_consistency" in out.columns:
         chance = out["identity_consistency_chance"]
         out["identity_lift"] = (out["identity_consistency"] - chance) / (1 - chance).clip(lower=1e-9)
@@ -199,10 +203,16 @@ def resolve_name(name: str, names: list[str]) -> str:
 
 
 def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray], seed: int,
-                inapplicable: dict[str, str]) -> pd.DataFrame:
-    """The footing columns (:mod:`vehiclust.cluster.reference`, permuted reference) and ``eligible_note``."""
+                inapplicable: dict[str, str], coarse: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The footing columns (:mod:`vehiclust.cluster.reference`, permuted reference) and ``eligible_note``.
+
+    The excess of a clustering delivered as the finer level of a hierarchy is its broad level's
+    (``coarse``): the common space keeps each descriptor's main directions, where the broad
+    split shows and the finer one, measured inside it by the sweep, may not."""
     frame = frame.copy()
-    found = pd.DataFrame([excess(X, labels[name], "permuted", seed) for name in frame["name"]], index=frame.index)
+    coarse = coarse or {}
+    found = pd.DataFrame([excess(X, coarse.get(name, labels[name]), "permuted", seed) for name in frame["name"]],
+                         index=frame.index)
     frame["geometry_common"], frame["reference_common"] = found["geometry"], found["reference"]
     frame["excess"], frame["excess_std"] = found["excess"], found["excess_std"]
     weight = (1 - frame["noise_share"].astype(float)) * frame["stability"].astype(float).clip(0, 1).fillna(0.0)
