@@ -13,8 +13,9 @@ coarse level of a real hierarchy. The fine level is a run of the same preprocess
    size-weighted, above ``MIN_EXCESS`` + 2 standard errors, on at least ``MIN_MEASURED_SHARE`` of
    the rows, and above ``MIN_EXCESS`` (less 2 standard errors) inside *every* coarse cluster it
    divides: a finer level that splits one merged pair of real groups and cuts the other coarse
-   clusters in halves of nothing is not a level (its mean alone would pass). The overall score cannot see this: next to the gaps between coarse clusters the gaps
-   inside them look small, which is why silhouette and Davies-Bouldin stop at the coarse level.
+   clusters in halves of nothing is not a level (its mean alone would pass). The overall score
+   cannot see this: next to the gaps between coarse clusters the gaps inside them look small,
+   which is why silhouette and Davies-Bouldin stop at the coarse level.
 
    The structure is measured in the *linear* space the run's preprocessing reached before UMAP
    (``Space.input_X``), against both references (Gaussian of the cluster's covariance, and its
@@ -27,7 +28,7 @@ coarse level of a real hierarchy. The fine level is a run of the same preprocess
    lite0's two broad kinds +0.06 to +0.07, peaking at k=9.
 
 Of those, the one with the most structure inside (the highest excess; the smaller k when equal)
-is the fine level; none when no run passes. The check runs on ``CHECK_ROWS`` sampled rows with
+is the fine level, and it is delivered (:func:`deliver_levels`); none when no run passes. The check runs on ``CHECK_ROWS`` sampled rows with
 one reference of each kind and two resamples per coarse cluster, so it costs seconds per
 descriptor whatever the collection's size.
 """
