@@ -28,9 +28,9 @@ coarse level of a real hierarchy. The fine level is a run of the same preprocess
    lite0's two broad kinds +0.06 to +0.07, peaking at k=9.
 
 Of those, the one with the most structure inside (the highest excess; the smaller k when equal)
-is the fine level, and it is delivered (:func:`deliver_levels`); none when no run passes. The check runs on ``CHECK_ROWS`` sampled rows with
-one reference of each kind and two resamples per coarse cluster, so it costs seconds per
-descriptor whatever the collection's size.
+is the fine level, and it is delivered (:func:`deliver_levels`); none when no run passes. The
+check runs on ``CHECK_ROWS`` sampled rows with one reference of each kind and two resamples per
+coarse cluster, so it costs seconds per descriptor whatever the collection's size.
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def fine_level(runs: pd.DataFrame, chosen, X: np.ndarray, labels: list[np.ndarra
             best, best_found = index, dict(found, nests=nests)
     if best is None:
         return None, ""
-    return best, (f"fine level of the score's choice: k={int(runs.at[best, 'k'])}, structure inside the coarse clusters "
-                  f"beyond structureless references of their shape in the linear space (excess {best_found['excess']:.3f} ± "
-                  f"{best_found['excess_std']:.3f}, {best_found['bits']:.2f} bits more), {best_found['nests']:.0%} of "
-                  f"the rows nested in the coarse clusters")
+    return best, (f"fine level of the score's choice: k={int(runs.at[best, 'k'])}, structure inside the coarse "
+                  f"clusters beyond structureless references of their shape in the linear space (excess "
+                  f"{best_found['excess']:.3f} ± {best_found['excess_std']:.3f}, {best_found['bits']:.2f} bits more), "
+                  f"{best_found['nests']:.0%} of the rows nested in the coarse clusters")
 
 
 def deliver_levels(runs: pd.DataFrame, labels_of: list, seed: int,
@@ -150,7 +150,8 @@ def deliver_levels(runs: pd.DataFrame, labels_of: list, seed: int,
     fine, why = fine_level(runs, chosen, linear, [labels for _, labels in labels_of], seed)
     if fine is None:
         return runs, None
-    coarse_name = f"{runs.at[chosen, 'algorithm']} on {runs.at[chosen, 'preprocessing']} (k={int(runs.at[chosen, 'k'])})"
+    coarse_name = (f"{runs.at[chosen, 'algorithm']} on {runs.at[chosen, 'preprocessing']} "
+                   f"(k={int(runs.at[chosen, 'k'])})")
     runs.loc[fine, "level"], runs.loc[fine, "selected"] = "fine", True
     runs.loc[fine, "reason"] = (f"{why}; delivered as the finer level of the score's choice {coarse_name}, which "
                                 f"clusters.csv keeps as cluster_coarse")

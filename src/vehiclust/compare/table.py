@@ -211,8 +211,9 @@ def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray
     split shows and the finer one, measured inside it by the sweep, may not."""
     frame = frame.copy()
     coarse = coarse or {}
-    found = pd.DataFrame([excess(X, coarse.get(name, labels[name]), "permuted", seed) for name in frame["name"]],
-                         index=frame.index)
+    measured = [coarse.get(name, labels[name]) for name in frame["name"]]
+    found = pd.DataFrame([excess(X, lab, "permuted", seed) for lab in measured], index=frame.index)
+    frame["excess_k"] = [len(np.unique(lab[lab >= 0])) for lab in measured]
     frame["geometry_common"], frame["reference_common"] = found["geometry"], found["reference"]
     frame["excess"], frame["excess_std"] = found["excess"], found["excess_std"]
     weight = (1 - frame["noise_share"].astype(float)) * frame["stability"].astype(float).clip(0, 1).fillna(0.0)
@@ -310,9 +311,12 @@ def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame,
 
 def scored_runners_up(ranked: pd.DataFrame, measure: str) -> pd.DataFrame:
     """The ranked candidates after the best that the deciding measure scored (under the agreement
-    rule, mixtures and the consensus do not vote, so they have no agreement to compare)."""
+    rule, mixtures and the consensus do not vote, so they have no agreement to compare), the
+    eligible ones only when there are any (a descriptor that does not apply is no runner-up)."""
     rest = ranked.iloc[1:]
-    return rest[rest[measure].notna()]
+    rest = rest[rest[measure].notna()]
+    eligible = rest["eligible_note"].astype(object).fillna("").astype(str) == ""
+    return rest[eligible] if eligible.any() else rest
 
 
 def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible: bool) -> str:
@@ -322,7 +326,9 @@ def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible
     if measure == "agreement":
         voters = int(frame["agreement"].notna().sum())
         text += f" (mean AMI with the other {voters - 1} eligible single descriptors)"
-    text += f"; excess {top['excess']:.3f} over a structureless reference at k={int(top['n_clusters'])}"
+    level = " (its coarse level, cluster_coarse)" if top.get("excess_of") == "cluster_coarse" else ""
+    k = int(top.get("excess_k", top["n_clusters"]))
+    text += f"; excess {top['excess']:.3f} over a structureless reference at k={k}{level}"
     if "identity_lift" in frame.columns and pd.notna(top.get("identity_lift")):
         text += f"; check: identity_lift {top['identity_lift']:.3f}"
     tied = [str(n) for n in frame.loc[tie, "name"] if n != top["name"]]

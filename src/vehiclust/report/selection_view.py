@@ -14,9 +14,9 @@ from vehiclust.compare.best import BestChoice, read_runs
 from vehiclust.compare.table import MEASURE
 from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, COMPARISON, MIXTURE_RUNS, RunFolder
 
-FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "geometry_common", "reference_common", "excess",
-                   "excess_std", "stability", MEASURE, "agreement", "agreement_std", "applies", "eligible_note",
-                   "tie", "identity_lift", "best")
+FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "excess_of", "excess_k", "geometry_common",
+                   "reference_common", "excess", "excess_std", "stability", MEASURE, "agreement", "agreement_std",
+                   "applies", "eligible_note", "tie", "identity_lift", "best")
 
 
 def selection_context(run: RunFolder) -> dict | None:
