@@ -154,6 +154,18 @@ def test_asking_for_few_clusters_keeps_the_coarse_level(tmp_path):
     assert not COARSE_CLUSTERING.exists(run, "d")
 
 
+def test_too_few_images_inside_the_coarse_clusters_give_no_finer_level(tmp_path):
+    from vehiclust.cluster.levels import MIN_ROWS_INSIDE
+    from vehiclust.runfolder import COARSE_CLUSTERING
+
+    X, coarse, _ = hierarchy(n=72)  # 3 broad groups of about 24 images: too few to see a level inside
+    assert np.bincount(coarse).max() < MIN_ROWS_INSIDE
+    run = make_run(tmp_path, {"d": X})
+    runs = cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans",),
+                                               k_values=(2, 3, 4, 6, 9, 12)))
+    assert not COARSE_CLUSTERING.exists(run, "d") and runs.loc[runs["selected"], "k"].iloc[0] == 3
+
+
 def test_no_finer_level_on_flat_clusters(tmp_path):
     from vehiclust.runfolder import COARSE_CLUSTERING
 
