@@ -125,6 +125,16 @@ def hierarchy(n: int = 900, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
     return (fine_centres[fine] + rng.normal(size=(n, 12))).astype(np.float32), fine // 3, fine
 
 
+def test_the_nesting_share_is_the_contingency_tables_row_maxima():
+    from vehiclust.cluster.levels import nesting_share
+
+    rng = np.random.default_rng(5)
+    coarse, fine = rng.integers(-1, 4, 3000), rng.integers(-1, 11, 3000)
+    keep = (coarse >= 0) & (fine >= 0)
+    expected = pd.crosstab(fine[keep], coarse[keep]).max(axis=1).sum() / keep.sum()
+    assert nesting_share(coarse, fine) == expected and nesting_share(fine // 3, fine) == 1.0
+
+
 def test_a_real_finer_level_is_delivered_and_the_coarse_one_it_nests_in_is_kept(tmp_path):
     from vehiclust.cluster.levels import nesting_share
     from vehiclust.runfolder import COARSE_CLUSTERING

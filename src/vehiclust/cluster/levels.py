@@ -66,8 +66,11 @@ def nesting_share(coarse: np.ndarray, fine: np.ndarray) -> float:
     keep = (coarse >= 0) & (fine >= 0)
     if not keep.any():
         return 0.0
-    table = pd.crosstab(fine[keep], coarse[keep])
-    return float(table.max(axis=1).sum() / keep.sum())
+    fine_codes = np.unique(fine[keep], return_inverse=True)[1]
+    coarse_codes = np.unique(coarse[keep], return_inverse=True)[1]
+    width = int(coarse_codes.max()) + 1
+    table = np.bincount(fine_codes * width + coarse_codes, minlength=(int(fine_codes.max()) + 1) * width)
+    return float(table.reshape(-1, width).max(axis=1).sum() / keep.sum())
 
 
 def entropy_bits(labels: np.ndarray) -> float:
