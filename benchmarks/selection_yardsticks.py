@@ -9,8 +9,9 @@ is the tool's own oracle, and
     regret = NMI(oracle) - NMI(delivered)
 
 overall and per descriptor (its selected run against its own best run). Each delivered level
-has its own row: ``cluster`` (the regret of the summary and the targets) and ``cluster_fine``
-when clusters.csv has one; the better level is never picked by looking at the labels.
+has its own row: ``cluster`` (the regret of the summary and the targets) and ``cluster_coarse``
+(the broad level, when the delivered clustering is the finer level of a hierarchy); the better
+level is never picked by looking at the labels.
 Noise (-1) is scored as one more group: a clustering that refuses rows pays for it.
 
 The collections:
@@ -197,12 +198,12 @@ def every_run(run: RunFolder, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def delivered_levels(run: RunFolder) -> dict[str, np.ndarray]:
-    """clusters.csv's delivered columns (cluster, and cluster_fine where the file has one), in
+    """clusters.csv's delivered columns (cluster, and cluster_coarse where the file has one), in
     collection row order."""
     clusters = CLUSTERS.load(run)
     paths = run.load_collection()["path"].astype(str)
     clusters = clusters.set_index("path").reindex(paths)
-    return {c: clusters[c].fillna(-1).astype(int).to_numpy() for c in ("cluster", "cluster_fine")
+    return {c: clusters[c].fillna(-1).astype(int).to_numpy() for c in ("cluster", "cluster_coarse")
             if c in clusters.columns}
 
 

@@ -174,6 +174,15 @@ def test_best_rule_and_override():
         apply_best(frame, "zzz")
 
 
+def test_the_runner_up_named_is_eligible_and_a_finer_level_states_whose_excess_it_is():
+    frame = footing_frame(["deep", "vehicle_type", "colour"], [0.05, 0.04, 0.01],
+                          notes=["", "does not apply: 100% of the images hold no vehicle", ""],
+                          excess_of=["cluster_coarse", "cluster", "cluster"], excess_k=[2, 4, 4])
+    _, name, why, _ = apply_best(frame, None)
+    assert name == "deep" and "runner-up colour" in why and "runner-up vehicle_type" not in why
+    assert "at k=2 (its coarse level, cluster_coarse)" in why
+
+
 def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins():
     frame = footing_frame(["softmax", "deep", "colour", "noise", "consensus"], [0.09, 0.07, 0.08, 0.0, 0.08],
                           notes=["", "", "", "no structure", ""],

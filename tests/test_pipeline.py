@@ -42,7 +42,7 @@ def messy(photo_folder, tmp_path_factory):
 
 def test_outputs_of_a_clean_run(clean_run, photo_folder):
     clusters = pd.read_csv(clean_run.clusters_csv, keep_default_na=False)
-    leading = [c for c in clusters.columns[:6] if c != "cluster_fine"]  # the finer level, when one is real
+    leading = [c for c in clusters.columns[:6] if c != "cluster_coarse"]  # the broad level of a hierarchy
     assert leading[:5] == ["path", "cluster", "is_outlier", "outlier_score", "outlier_reasons"]
     assert "cluster_color_hist" in clusters.columns
     assert len(clusters) == len(list(photo_folder.rglob("*.jpg")))

@@ -109,39 +109,83 @@ def test_a_tie_is_declared_and_broken_the_same_way_whatever_the_seed(tmp_path):
 
 # -- the fine level (cluster.levels) -----------------------------------------------------------
 
+HIERARCHY_PCA = ("l2+pca:0.999",)
+
+
 def hierarchy(n: int = 900, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """3 broad groups far apart, each of 3 finer groups: (X, coarse, fine)."""
+    """3 broad groups far apart, each of 3 finer groups at equal distances from each other (random
+    offsets would make an accidental middle level: two close finer groups and a third further):
+    (X, coarse, fine). The finer groups hold about 2% of the variance, so the sweeps below keep
+    99.9% of it (``HIERARCHY_PCA``): PCA's default 90% would drop the fine level's directions."""
     rng = np.random.default_rng(seed)
     coarse_centres = rng.normal(size=(3, 12)) * 30
-    fine_centres = coarse_centres.repeat(3, axis=0) + rng.normal(size=(9, 12)) * 5
+    offsets = np.concatenate([np.linalg.qr(rng.normal(size=(12, 3)))[0].T for _ in range(3)]) * 8
+    fine_centres = coarse_centres.repeat(3, axis=0) + offsets
     fine = rng.integers(0, 9, n)
     return (fine_centres[fine] + rng.normal(size=(n, 12))).astype(np.float32), fine // 3, fine
 
 
-def test_a_real_finer_level_is_delivered_beside_the_coarse_one_and_nests_in_it(tmp_path):
+def test_the_nesting_share_is_the_contingency_tables_row_maxima():
     from vehiclust.cluster.levels import nesting_share
-    from vehiclust.runfolder import FINE_CLUSTERING
+
+    rng = np.random.default_rng(5)
+    coarse, fine = rng.integers(-1, 4, 3000), rng.integers(-1, 11, 3000)
+    keep = (coarse >= 0) & (fine >= 0)
+    expected = pd.crosstab(fine[keep], coarse[keep]).max(axis=1).sum() / keep.sum()
+    assert nesting_share(coarse, fine) == expected and nesting_share(fine // 3, fine) == 1.0
+
+
+def test_a_real_finer_level_is_delivered_and_the_coarse_one_it_nests_in_is_kept(tmp_path):
+    from vehiclust.cluster.levels import nesting_share
+    from vehiclust.runfolder import COARSE_CLUSTERING
 
     X, coarse, fine = hierarchy()
     run = make_run(tmp_path, {"d": X})
-    runs = cluster(run, ["d"], ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"),
+    runs = cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans", "ward"),
                                                k_values=(2, 3, 4, 6, 9, 12)))
-    delivered, finer = CLUSTERING.load(run, "d").labels, FINE_CLUSTERING.load(run, "d").labels
-    assert adjusted_rand_score(coarse, delivered) > 0.95 and adjusted_rand_score(fine, finer) > 0.9
-    assert nesting_share(delivered, finer) > 0.95
+    delivered, broad = CLUSTERING.load(run, "d").labels, COARSE_CLUSTERING.load(run, "d").labels
+    assert adjusted_rand_score(fine, delivered) > 0.9 and adjusted_rand_score(coarse, broad) > 0.95
+    assert nesting_share(broad, delivered) > 0.95
     assert list(runs["level"].value_counts().sort_index().items()) == [("", len(runs) - 2), ("coarse", 1), ("fine", 1)]
-    assert runs.loc[runs["level"] == "fine", "reason"].iloc[0].startswith("fine level of the selected run: k=9")
+    selected = runs[runs["selected"]]
+    assert len(selected) == 1 and selected["level"].iloc[0] == "fine" and selected["k"].iloc[0] == 9
+    assert selected["reason"].iloc[0].startswith("fine level of the score's choice: k=9")
+    assert runs.loc[runs["level"] == "coarse", "reason"].iloc[0].startswith("coarse level of the delivered run")
+
+
+def test_asking_for_few_clusters_keeps_the_coarse_level(tmp_path):
+    from vehiclust.runfolder import COARSE_CLUSTERING
+
+    X, coarse, _ = hierarchy()
+    run = make_run(tmp_path, {"d": X})
+    cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans", "ward"),
+                                        k_values=(2, 3, 4, 6, 9, 12), prefer_few_clusters=True))
+    assert adjusted_rand_score(coarse, CLUSTERING.load(run, "d").labels) > 0.95
+    assert not COARSE_CLUSTERING.exists(run, "d")
+
+
+def test_too_few_images_inside_the_coarse_clusters_give_no_finer_level(tmp_path):
+    from vehiclust.cluster.levels import MIN_ROWS_INSIDE
+    from vehiclust.runfolder import COARSE_CLUSTERING
+
+    X, coarse, _ = hierarchy(n=72)  # 3 broad groups of about 24 images: too few to see a level inside
+    assert np.bincount(coarse).max() < MIN_ROWS_INSIDE
+    run = make_run(tmp_path, {"d": X})
+    runs = cluster(run, ["d"], ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans",),
+                                               k_values=(2, 3, 4, 6, 9, 12)))
+    assert not COARSE_CLUSTERING.exists(run, "d") and runs.loc[runs["selected"], "k"].iloc[0] == 3
 
 
 def test_no_finer_level_on_flat_clusters(tmp_path):
-    from vehiclust.runfolder import FINE_CLUSTERING
+    from vehiclust.runfolder import COARSE_CLUSTERING
 
     X, coarse, _ = hierarchy()
     noise = np.random.default_rng(1).normal(size=X.shape)
     flat = (np.eye(12, dtype=np.float32)[coarse * 4] * 60 + noise).astype(np.float32)
     run = make_run(tmp_path, {"d": flat})
     runs = cluster(run, ["d"], ClusterSettings(**SMALL_SWEEP))
-    assert not FINE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+    assert not COARSE_CLUSTERING.exists(run, "d") and (runs["level"] != "fine").all()
+    assert adjusted_rand_score(coarse, CLUSTERING.load(run, "d").labels) > 0.95
 
 
 def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_path):
@@ -154,7 +198,7 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
 
     X, _, _ = hierarchy(seed=3)
     run = make_run(tmp_path, {"d": X, "noise": np.random.default_rng(2).normal(size=X.shape).astype(np.float32)})
-    settings = ClusterSettings(preprocessing=("l2+pca",), algorithms=("kmeans", "ward"), k_values=(2, 3, 4, 6, 9, 12))
+    settings = ClusterSettings(preprocessing=HIERARCHY_PCA, algorithms=("kmeans", "ward"), k_values=(2, 3, 4, 6, 9, 12))
     cluster(run, ["d", "noise"], settings)
     compare(run, ["d", "noise"], settings, CompareSettings(consensus=False))
     context = selection_context(run)
@@ -163,7 +207,7 @@ def test_the_report_says_how_the_choice_was_made_and_how_the_levels_nest(tmp_pat
     html = Environment(loader=PackageLoader("vehiclust.report", "templates")).get_template(
         "_selection.html").render(selection=context)
     assert "Two levels: 3 broad clusters, 9 finer ones" in html and "noise: no structure" in html
-    assert "excess_score" in html and "cluster_fine" in html
+    assert "excess_score" in html and "cluster_coarse" in html
     assert context["sweep_ties"] == [(d, t) for d, t in zip(*[read_runs(run).query("selected")[c].fillna("")
                                                              for c in ("descriptor", "tie_with")]) if t]
 

@@ -113,7 +113,8 @@ ALGORITHMS_OPTION = typer.Option(
 PREPROCESSING_OPTION = typer.Option(
     None, "--preprocessing", "-p", help="Comma-separated; steps joined by '+': none, std, l2, "
     "pca[:0.9|:50]\\[w], umap[:8]. Default: {default_preprocessing}.")
-PREFER_FEW_OPTION = typer.Option(False, "--prefer-few", help="Select the fewest clusters within 10% of the best score.")
+PREFER_FEW_OPTION = typer.Option(False, "--prefer-few", help="Select the fewest clusters within 10% of the best score "
+                                 "(and keep the broad level of a hierarchy).")
 CONTAMINATION_OPTION = typer.Option(
     None, help="Flag exactly this share of images as outliers (default: the share follows from "
                "the scores, so a clean collection gets almost none).")

@@ -360,8 +360,9 @@ RUNS = Artifact("runs.csv", "cluster", "one row per run of the single descriptor
 CLUSTERING = Artifact("clusterings/{name}.npz", "cluster", "the selected run of one descriptor, mixture or "
                       "the consensus (compare writes those two): a vehiclust.cluster.clustering.Clustering",
                       ("labels", "distance"), codec="vehiclust.cluster.clustering:Clustering")
-FINE_CLUSTERING = Artifact("clusterings/{name}.fine.npz", "cluster", "the finer level of one descriptor's "
-                           "selected run, when there is one (vehiclust.cluster.levels): a Clustering",
+COARSE_CLUSTERING = Artifact("clusterings/{name}.coarse.npz", "cluster", "the coarse level of one descriptor's "
+                             "delivered run, when that run is the finer level of a hierarchy "
+                             "(vehiclust.cluster.levels): a Clustering",
                            ("labels", "distance"), codec="vehiclust.cluster.clustering:Clustering")
 RUN_LABELS = Artifact("clusterings/{name}.runs.npz", "cluster", "every run's labels of one descriptor or "
                       "mixture (one row per its runs.csv / mixture_runs.csv row, -1 outside the rows "

@@ -5,8 +5,8 @@ overall, the consensus's cut and the k values that tune the mixture weights.
   density-based algorithms are not told k, their grids are in :mod:`.algorithms`;
 * :func:`selection_score` the one score (the cluster stage's, and the comparison's
   ``common_score`` with silhouette and Davies-Bouldin from the common space);
-* :func:`select_run` per descriptor (steps 1-4 below), :func:`overall_choice` across
-  descriptors when no comparison has run (step 5); the comparison's rule is in
+* :func:`select_run` per descriptor (steps 1-5 below), :func:`overall_choice` across
+  descriptors when no comparison has run (step 7); the comparison's rule is in
   :mod:`vehiclust.compare.table`;
 * :func:`consensus_k` the consensus's k, :func:`tuning_ks` the k values of the weight search.
 
@@ -38,7 +38,11 @@ The rule
    stability's over refits, :func:`score_spread`), it is a tie, said in both rows' ``tie_with``,
    and it goes to the family first in the settings' order (preprocessing as listed, then
    algorithm as listed): a rule no measurement enters, so seed, threads or load cannot flip it.
-6. **Overall**: the selected run with the highest score across descriptors.
+6. **Levels**: when the selected run is the coarse level of a hierarchy (a finer run of its
+   preprocessing nests in it and has structure inside its clusters), the finer run is delivered
+   and the selected one kept as its coarse level: :mod:`vehiclust.cluster.levels`, applied by
+   the sweep after this rule.
+7. **Overall**: the selected run with the highest score across descriptors.
 
 A selected run scoring below ``WEAK_SCORE`` says so in its reason: every rule picks *some*
 partition of structureless data, and the user should know when that is what happened.

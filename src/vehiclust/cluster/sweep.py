@@ -27,7 +27,7 @@ from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centr
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.clustering import Clustering
-from vehiclust.cluster.levels import mark_fine_level
+from vehiclust.cluster.levels import deliver_levels
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
@@ -35,9 +35,9 @@ from vehiclust.executor.base import result_settings
 from vehiclust.executor.rows import assign_rows, drop_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
-from vehiclust.runfolder import CLUSTERING, FINE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
+from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
-SWEEP_VERSION = 6  # part of the stage fingerprint: bump when results change for equal settings
+SWEEP_VERSION = 7  # part of the stage fingerprint: bump when results change for equal settings
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow. The choice
 # across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs
@@ -132,14 +132,15 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     frame = pd.DataFrame(records)
     frame["k"] = frame["k"].astype("Int64")
     frame["threads"] = threads
-    runs, fine = mark_fine_level(select_run(frame, settings), labels_of, settings.seed)
+    runs, coarse = deliver_levels(select_run(frame, settings), labels_of, settings.seed,
+                                  promote=not settings.prefer_few_clusters)
     chosen = int(np.flatnonzero(runs["selected"].to_numpy())[0])
     space, labels = labels_of[chosen]
     save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[chosen])
-    remove_file(FINE_CLUSTERING.path(run, name))
-    if fine is not None:  # a finer level of the same structure (see vehiclust.cluster.levels)
-        space, labels = labels_of[fine]
-        save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[fine], FINE_CLUSTERING)
+    remove_file(COARSE_CLUSTERING.path(run, name))
+    if coarse is not None:  # the delivered run is the finer level of a hierarchy (see vehiclust.cluster.levels)
+        space, labels = labels_of[coarse]
+        save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[coarse], COARSE_CLUSTERING)
     if settings.keep_run_labels:
         save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
     return runs

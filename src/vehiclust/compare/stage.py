@@ -47,11 +47,11 @@ from vehiclust.compare.table import (
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.executor.base import result_settings
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COMPARE_INFO, COMPARISON, MIXTURE_RUNS, RUNS, RunFolder,
-                                fingerprint)
+from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COARSE_CLUSTERING, COMPARE_INFO, COMPARISON,
+                                MIXTURE_RUNS, RUNS, RunFolder, fingerprint)
 from vehiclust.stage import RunContext, Stage
 
-COMPARE_VERSION = 5  # part of the fingerprint: bump when results change for equal settings
+COMPARE_VERSION = 6  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO, MIXTURE_RUNS)
 
 
@@ -116,8 +116,10 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
     selected = pd.concat([runs, own_runs], ignore_index=True) if own else runs
     selected = selected[selected["selected"].astype(bool)].drop_duplicates("descriptor").set_index("descriptor")
     with reporter.task("Comparing clusterings", 3) as task:
+        coarse = {n: Clustering.load_labels(COARSE_CLUSTERING.path(run, n)) for n in labels
+                  if COARSE_CLUSTERING.exists(run, n)}
         comparison = comparison_table(run, singles, labels, selected, evaluation, table, settings,
-                                      cluster_settings.label_columns, identity)
+                                      cluster_settings.label_columns, identity, coarse)
         task.advance()
         agreement = agreement_table({n: lab[evaluation] for n, lab in labels.items()}, settings.agreement_sample,
                                     settings.seed)

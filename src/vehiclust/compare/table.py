@@ -128,9 +128,11 @@ def label_frame(table: pd.DataFrame, label_columns: tuple[str, ...]) -> tuple[pd
 
 def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.ndarray], selected: pd.DataFrame,
                      evaluation: np.ndarray, table: pd.DataFrame, settings: CompareSettings,
-                     label_columns: tuple[str, ...], identity_column: str) -> pd.DataFrame:
+                     label_columns: tuple[str, ...], identity_column: str,
+                     coarse: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per clustering in ``labels`` (full-length label arrays); ``selected`` holds each
-    one's runs.csv row (own-space metrics, stability), indexed by name."""
+    one's runs.csv row (own-space metrics, stability), indexed by name; ``coarse`` the broad level
+    of those delivered as the finer level of a hierarchy, whose structure the footing measures."""
     shared = sample_rows(evaluation, settings.shared_sample, settings.seed + 3)
     X = common_space(run, singles, shared, settings)
     frame, columns = label_frame(table, label_columns)
@@ -159,8 +161,10 @@ def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.nd
         records.append(record)
     out = pd.DataFrame(records)
     out["common_score"] = common_score(out)
+    coarse = coarse or {}
+    out["excess_of"] = ["cluster_coarse" if n in coarse else "cluster" for n in out["name"]]
     out = add_footing(out, X, {n: lab[shared] for n, lab in labels.items()}, settings.seed,
-                      not_applicable(run, table, singles))
+                      not_applicable(run, table, singles), {n: lab[shared] for n, lab in coarse.items()})
     if "identity_consistency" in out.columns:
         chance = out["identity_consistency_chance"]
         out["identity_lift"] = (out["identity_consistency"] - chance) / (1 - chance).clip(lower=1e-9)
@@ -199,10 +203,17 @@ def resolve_name(name: str, names: list[str]) -> str:
 
 
 def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray], seed: int,
-                inapplicable: dict[str, str]) -> pd.DataFrame:
-    """The footing columns (:mod:`vehiclust.cluster.reference`, permuted reference) and ``eligible_note``."""
+                inapplicable: dict[str, str], coarse: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The footing columns (:mod:`vehiclust.cluster.reference`, permuted reference) and ``eligible_note``.
+
+    The excess of a clustering delivered as the finer level of a hierarchy is its broad level's
+    (``coarse``): the common space keeps each descriptor's main directions, where the broad
+    split shows and the finer one, measured inside it by the sweep, may not."""
     frame = frame.copy()
-    found = pd.DataFrame([excess(X, labels[name], "permuted", seed) for name in frame["name"]], index=frame.index)
+    coarse = coarse or {}
+    measured = [coarse.get(name, labels[name]) for name in frame["name"]]
+    found = pd.DataFrame([excess(X, lab, "permuted", seed) for lab in measured], index=frame.index)
+    frame["excess_k"] = [len(np.unique(lab[lab >= 0])) for lab in measured]
     frame["geometry_common"], frame["reference_common"] = found["geometry"], found["reference"]
     frame["excess"], frame["excess_std"] = found["excess"], found["excess_std"]
     weight = (1 - frame["noise_share"].astype(float)) * frame["stability"].astype(float).clip(0, 1).fillna(0.0)
@@ -300,9 +311,12 @@ def apply_best(frame: pd.DataFrame, override: str | None) -> tuple[pd.DataFrame,
 
 def scored_runners_up(ranked: pd.DataFrame, measure: str) -> pd.DataFrame:
     """The ranked candidates after the best that the deciding measure scored (under the agreement
-    rule, mixtures and the consensus do not vote, so they have no agreement to compare)."""
+    rule, mixtures and the consensus do not vote, so they have no agreement to compare), the
+    eligible ones only when there are any (a descriptor that does not apply is no runner-up)."""
     rest = ranked.iloc[1:]
-    return rest[rest[measure].notna()]
+    rest = rest[rest[measure].notna()]
+    eligible = rest["eligible_note"].astype(object).fillna("").astype(str) == ""
+    return rest[eligible] if eligible.any() else rest
 
 
 def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible: bool) -> str:
@@ -312,7 +326,9 @@ def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible
     if measure == "agreement":
         voters = int(frame["agreement"].notna().sum())
         text += f" (mean AMI with the other {voters - 1} eligible single descriptors)"
-    text += f"; excess {top['excess']:.3f} over a structureless reference at k={int(top['n_clusters'])}"
+    level = " (its coarse level, cluster_coarse)" if top.get("excess_of") == "cluster_coarse" else ""
+    k = int(top.get("excess_k", top["n_clusters"]))
+    text += f"; excess {top['excess']:.3f} over a structureless reference at k={k}{level}"
     if "identity_lift" in frame.columns and pd.notna(top.get("identity_lift")):
         text += f"; check: identity_lift {top['identity_lift']:.3f}"
     tied = [str(n) for n in frame.loc[tie, "name"] if n != top["name"]]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from vehiclust.compare.best import best_in
-from vehiclust.runfolder import CLUSTERING, CLUSTERS, FINE_CLUSTERING, RunFolder
+from vehiclust.runfolder import CLUSTERING, CLUSTERS, COARSE_CLUSTERING, RunFolder
 
-LEADING = ["path", "cluster", "cluster_fine", "is_outlier", "outlier_score", "outlier_reasons", "cluster_name"]
+LEADING = ["path", "cluster", "cluster_coarse", "is_outlier", "outlier_score", "outlier_reasons", "cluster_name"]
 CARRIED = ["vehicle_id", "width", "height", "camera_id", "type", "color", "brisque"]
 
 
@@ -21,8 +21,8 @@ def build_clusters_table(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame
     labels = {name: CLUSTERING.load(run, name).labels for name in names}
     chosen = best or best_in(runs)
     frame["cluster"] = labels[chosen]
-    if FINE_CLUSTERING.exists(run, chosen):  # its finer level (see vehiclust.cluster.levels)
-        frame["cluster_fine"] = FINE_CLUSTERING.load(run, chosen).labels
+    if COARSE_CLUSTERING.exists(run, chosen):  # the broad level it refines (see vehiclust.cluster.levels)
+        frame["cluster_coarse"] = COARSE_CLUSTERING.load(run, chosen).labels
     for column in ("is_outlier", "outlier_score", "outlier_reasons"):
         frame[column] = verdicts[column].to_numpy()
     if descriptions is not None:  # the generated short name of each cluster of the best clustering

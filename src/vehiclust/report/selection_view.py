@@ -12,11 +12,11 @@ import pandas as pd
 
 from vehiclust.compare.best import BestChoice, read_runs
 from vehiclust.compare.table import MEASURE
-from vehiclust.runfolder import CLUSTERING, COMPARISON, FINE_CLUSTERING, MIXTURE_RUNS, RunFolder
+from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, COMPARISON, MIXTURE_RUNS, RunFolder
 
-FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "geometry_common", "reference_common", "excess",
-                   "excess_std", "stability", MEASURE, "agreement", "agreement_std", "applies", "eligible_note",
-                   "tie", "identity_lift", "best")
+FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "excess_of", "excess_k", "geometry_common",
+                   "reference_common", "excess", "excess_std", "stability", MEASURE, "agreement", "agreement_std",
+                   "applies", "eligible_note", "tie", "identity_lift", "best")
 
 
 def selection_context(run: RunFolder) -> dict | None:
@@ -47,14 +47,14 @@ def sweep_ties(run: RunFolder) -> list[tuple[str, str]]:
 
 
 def levels_view(run: RunFolder, name: str) -> dict | None:
-    """The coarse and fine level of the delivered clustering and how the fine clusters nest."""
-    if not FINE_CLUSTERING.exists(run, name):
+    """The delivered (fine) level, the coarse level it refines, and how the fine clusters nest."""
+    if not COARSE_CLUSTERING.exists(run, name):
         return None
-    coarse, fine = CLUSTERING.load(run, name).labels, FINE_CLUSTERING.load(run, name).labels
+    coarse, fine = COARSE_CLUSTERING.load(run, name).labels, CLUSTERING.load(run, name).labels
     runs = pd.concat([read_runs(run)] + ([read_runs(run, MIXTURE_RUNS)] if MIXTURE_RUNS.exists(run) else []))
     level = runs[(runs["descriptor"] == name) & (runs.get("level", pd.Series("", index=runs.index)) == "fine")]
     keep = (coarse >= 0) & (fine >= 0)
-    nesting = pd.crosstab(pd.Series(fine[keep], name="cluster_fine"), pd.Series(coarse[keep], name="cluster"))
+    nesting = pd.crosstab(pd.Series(fine[keep], name="cluster"), pd.Series(coarse[keep], name="cluster_coarse"))
     return {"coarse_k": int(len(set(coarse[coarse >= 0]))), "fine_k": int(len(set(fine[fine >= 0]))),
             "reason": str(level["reason"].iloc[0]) if len(level) else "",
             "nesting_html": nesting.to_html(border=0, classes="runs")}
