@@ -558,6 +558,9 @@ def test_the_overall_choice_without_a_comparison_takes_the_highest_score_then_st
     assert index == 3 and why == "best overall: highest score among the 3 descriptors' selected runs"
     assert overall_choice(runs.iloc[[1]]) == (1, "best overall (the only descriptor)")
     assert overall_choice(runs.assign(selected=False)) == (None, "")
+    # a delivering its finer level (0.5) of a coarse choice that scored 0.9: it competes with 0.9
+    levels = runs.assign(level=["coarse", "fine", "coarse", "coarse"])
+    assert overall_choice(levels)[0] == 1
 
 
 def test_the_consensus_k_is_the_first_cut_that_agrees_most_within_the_grid():

@@ -233,8 +233,14 @@ def _reason(runs: pd.DataFrame, i, why: str, ranked: list) -> str:
 def overall_choice(runs: pd.DataFrame):
     """Across descriptors (no comparison has run): the index of the selected run with the highest
     score (every descriptor went through the same preprocessings, so the scores are on one
-    footing), ties to stability, and the phrase saying why; None when nothing is selected."""
-    chosen = runs[runs["selected"].astype(bool)].sort_values(["score", "stability"], ascending=[False, False])
+    footing), ties to stability, and the phrase saying why; None when nothing is selected. A
+    descriptor that delivers the finer level of a hierarchy competes with its coarse level's
+    score, the score's own choice (step 6): the finer level scores lower by construction."""
+    chosen = runs[runs["selected"].astype(bool)].copy()
+    if "level" in runs.columns:
+        coarse = runs[runs["level"].fillna("").astype(str) == "coarse"].drop_duplicates("descriptor")
+        chosen["score"] = chosen["descriptor"].map(coarse.set_index("descriptor")["score"]).fillna(chosen["score"])
+    chosen = chosen.sort_values(["score", "stability"], ascending=[False, False])
     if chosen.empty:
         return None, ""
     if len(chosen) > 1:
