@@ -153,6 +153,21 @@ def test_a_real_finer_level_is_delivered_and_the_coarse_one_it_nests_in_is_kept(
     assert runs.loc[runs["level"] == "coarse", "reason"].iloc[0].startswith("coarse level of the delivered run")
 
 
+def test_a_density_based_coarse_choice_without_k_can_have_a_finer_level():
+    from vehiclust.cluster.levels import deliver_levels
+    from vehiclust.cluster.preprocess import Space
+
+    X, coarse, fine = hierarchy()
+    runs = pd.DataFrame({"preprocessing": ["p", "p"], "algorithm": ["hdbscan", "kmeans"], "params": ["m=5", "k=9"],
+                         "k": pd.array([pd.NA, 9], dtype="Int64"), "n_clusters": [3, 9], "score": [0.9, 0.7],
+                         "selected": [True, False], "note": ["best of its family", "best of its family"],
+                         "reason": ["the score's choice", ""]})
+    space = Space("p", X, {})
+    delivered, kept = deliver_levels(runs, [(space, coarse.astype(np.int32)), (space, fine.astype(np.int32))], 0)
+    assert kept == 0 and delivered["selected"].tolist() == [False, True]
+    assert "the score's choice hdbscan on p (3 clusters)" in delivered.at[1, "reason"]
+
+
 def test_asking_for_few_clusters_keeps_the_coarse_level(tmp_path):
     from vehiclust.runfolder import COARSE_CLUSTERING
 

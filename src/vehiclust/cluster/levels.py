@@ -154,7 +154,7 @@ def deliver_levels(runs: pd.DataFrame, labels_of: list, seed: int,
     if fine is None:
         return runs, None
     coarse_name = (f"{runs.at[chosen, 'algorithm']} on {runs.at[chosen, 'preprocessing']} "
-                   f"(k={int(runs.at[chosen, 'k'])})")
+                   f"({int(runs.at[chosen, 'n_clusters'])} clusters)")  # a density-based choice has no k
     runs.loc[fine, "level"], runs.loc[fine, "selected"] = "fine", True
     runs.loc[fine, "reason"] = (f"{why}; delivered as the finer level of the score's choice {coarse_name}, which "
                                 f"clusters.csv keeps as cluster_coarse")
