@@ -6,18 +6,26 @@ peak resident memory of the process. Run:
 The default is what a user gets: N images of the default demo kind, vehiclust's default
 descriptors and k grid. ``--source photos`` generates JPEG crops (200-400 px) of scikit-image's
 photographs instead.
+
+``--demo`` times what ``make run`` runs (``vehiclust demo``, the default demo, its collection
+built or reused from the user cache) in a fresh run folder: each stage, the demo's own steps
+around the pipeline, and the rest of the process (imports):
+``.venv/bin/python benchmarks/end_to_end.py --demo``
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import resource
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+PROCESS_STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 from PIL import Image
@@ -50,14 +58,74 @@ def make_demo_images(root: Path, count: int, seed: int = 0) -> Path:
     return build_demo(root, size=count, seed=seed).root
 
 
+class Clock:
+    """Seconds spent in each wrapped function (summed over its calls)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner, attribute: str, label: str) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+
+
+def demo_benchmark(out: Path | None) -> None:
+    """``vehiclust demo`` as ``make run`` runs it, with every part of its wall time."""
+    import vehiclust.demo
+    import vehiclust.demo_run
+    from vehiclust.thirdparty import configure_process
+
+    configure_process()
+    imported = time.perf_counter() - PROCESS_STARTED
+    clock = Clock()
+    clock.wrap(vehiclust.demo, "build_demo", "demo collection (build or reuse)")
+    clock.wrap(vehiclust.demo_run, "run_pipeline", "pipeline")
+    clock.wrap(vehiclust.demo_run, "report_folder", "report, the full pass")
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = out or Path(tmp) / "run"
+        started = time.perf_counter()
+        result = vehiclust.demo_run.run_demo(run_dir)
+        total = time.perf_counter() - started
+        stages = result.run.stage_timings()
+        parts = result.run.stage_record("report").get("parts", {})
+    pipeline = clock.seconds.pop("pipeline")
+    order = ("ingest", "describe", "cluster", "compare", "outliers")
+    in_pipeline = {name: stages[name] for name in order if name in stages}
+    in_pipeline["report, the pipeline's pass (clusters.csv)"] = pipeline - sum(in_pipeline.values())
+    rows = {"imports (before the run)": imported, **in_pipeline, **clock.seconds}
+    rows["scores, contact sheet, the rest"] = total - pipeline - sum(clock.seconds.values())
+    whole = total + imported
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    for name, seconds in rows.items():
+        print(f"  {name:45s} {seconds:8.2f} s  {seconds / whole:5.0%}")
+    print("  report parts (full pass): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
+    print(f"vehiclust demo: {whole:.1f} s in this process (target for `make run` with .venv present: <= 240 s)")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help="time `vehiclust demo` (what `make run` runs), part by part")
+    parser.add_argument("--out", type=Path, default=None, help="--demo: the run folder (default: a temporary one)")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--source", choices=("demo", "photos"), default="demo",
                         help="demo: the default demo kind (vehicles); photos: crops of scikit-image's photographs")
     parser.add_argument("--descriptors", default=None, help="comma-separated; default: vehiclust's defaults")
     parser.add_argument("--k", default=None, help="MIN:MAX; default: vehiclust's default grid")
     args = parser.parse_args()
+    if args.demo:
+        demo_benchmark(args.out)
+        return
     from vehiclust.thirdparty import configure_process
 
     configure_process()  # as the `vehiclust` command does first (state folders, numba's cache)

@@ -389,3 +389,26 @@ def test_demo_and_compare_commands_take_the_mix_options():
         result = runner.invoke(app, [command, "--help"], terminal_width=200)
         assert result.exit_code == 0, result.output
         assert "--mix" in result.output and "--best" in result.output and "--mix-tune" in result.output
+
+
+def test_a_block_is_fitted_once_for_the_same_rows_and_the_fit_is_the_one_a_new_fit_gives(tmp_path, monkeypatch):
+    from vehiclust.compare import fusion
+
+    rng = np.random.default_rng(5)
+    run = run_folder_with(tmp_path, wide=rng.normal(size=(400, 90)).astype(np.float32),
+                          narrow=rng.normal(size=(400, 6)).astype(np.float32))
+    fits = []
+    real_fit = fusion.BlockScaler.fit
+    monkeypatch.setattr(fusion.BlockScaler, "fit", lambda self, X: fits.append(X.shape) or real_fit(self, X))
+    rows = np.arange(0, 400, 2)
+    first = fusion.fit_blocks(run, ("wide", "narrow"), rows, "variance", 32, 0)
+    again = fusion.fit_blocks(run, ("narrow", "wide"), rows, "variance", 32, 0)  # another mixture, same blocks
+    assert fits == [(200, 90), (200, 6)] and again[0] is first[1] and again[1] is first[0]
+    fresh = real_fit(fusion.BlockScaler("variance", 32, 0), run.load_descriptor("wide")[rows])
+    X = run.load_descriptor("wide")[:50]
+    assert np.array_equal(first[0].transform(X), fresh.transform(X))
+    fusion.fit_blocks(run, ("wide",), rows[1:], "variance", 32, 0)  # other rows: fitted anew
+    fusion.fit_blocks(run, ("wide",), rows, "unit", 32, 0)  # other settings: fitted anew
+    run.save_descriptor("wide", rng.normal(size=(400, 90)).astype(np.float32), {"fingerprint": "wide-v2"})
+    fusion.fit_blocks(run, ("wide",), rows, "variance", 32, 0)  # the descriptor changed: fitted anew
+    assert len(fits) == 5

@@ -242,6 +242,22 @@ def test_a_failing_notebook_is_kept_unexecuted(demo_run, tmp_path, monkeypatch):
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
+def test_a_deliverables_only_pass_writes_the_same_clusters_csv_and_nothing_of_the_page(demo_run, tmp_path):
+    from vehiclust.report.stage import ReportSettings, report
+
+    copy = RunFolder(tmp_path / "copy")
+    shutil.copytree(demo_run.root, copy.root)
+    for name in ("clusters.csv", "cluster_descriptions.csv", "report.html", "report.ipynb"):
+        copy.path(name).unlink()
+    shutil.rmtree(copy.path("maps"))
+    shutil.rmtree(copy.path("thumbs"))
+    report(copy, settings=ReportSettings(deliverables_only=True))
+    for name in ("clusters.csv", "cluster_descriptions.csv"):
+        assert copy.path(name).read_bytes() == demo_run.path(name).read_bytes(), name
+    assert not any(copy.path(name).exists() for name in ("report.html", "report.ipynb", "maps", "thumbs"))
+
+
 # -- the page in a real browser --------------------------------------------------------------
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

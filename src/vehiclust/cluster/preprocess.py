@@ -45,7 +45,7 @@ MAX_SPACE_BYTES = 2 << 30  # an unreduced 416k x 2560 float32 space (4 GB) is re
 IN_MEMORY_SPACE_BYTES = 512 << 20
 UMAP_ROWS_PER_NEIGHBOUR = 20  # below 20 x n_neighbors rows a "neighbourhood" is a tenth of the data
 UMAP_INTERPOLATION_NEIGHBOURS = 10
-DISTANCE_CACHE_BYTES = 256 << 20  # three 3000-row silhouette samples (36 MB each as float32) fit
+DISTANCE_CACHE_BYTES = 256 << 20  # three 3000-row silhouette samples (72 MB each as float64) fit
 FLOATS = (np.float32, np.float64)  # kept as given: converting a 50k x 2560 sample costs memory
 
 
@@ -303,15 +303,17 @@ class Space:
         return np.sort(rng.choice(pool, size=size, replace=False))
 
     def pairwise_distances(self, idx: np.ndarray) -> np.ndarray:
-        """scikit-learn's Euclidean distances between the rows ``idx`` of X. The silhouette
+        """scikit-learn's Euclidean distances between the rows ``idx`` of X, widened to float64
+        (exactly: every float32 is a float64) for the silhouette's matrix product. The silhouette
         samples depend on the seed and on which rows are clustered, not on the labels, so every
         run of a space without noise reads the same few matrices; at most
-        ``DISTANCE_CACHE_BYTES`` of them are kept (the oldest go first)."""
+        ``DISTANCE_CACHE_BYTES`` of them are kept (the oldest go first). Widened once here
+        rather than once per run: the copy cost three times the product it feeds."""
         from sklearn.metrics import pairwise_distances
 
         key = (len(idx), hash(idx.tobytes()))
         if key not in self._distances:
-            matrix = pairwise_distances(self.X[idx])
+            matrix = pairwise_distances(self.X[idx]).astype(np.float64, copy=False)
             while self._distances and sum(m.nbytes for m in self._distances.values()) + matrix.nbytes \
                     > DISTANCE_CACHE_BYTES:
                 self._distances.pop(next(iter(self._distances)))
@@ -327,6 +329,7 @@ class Space:
         float64 rounded to float32 as there, so only the order of the additions differs: a
         float32 result changes in its last bit about once in 10^5 sums."""
         distances = self.pairwise_distances(idx)
+        dtype = np.result_type(self.X.dtype, np.float32)  # scikit-learn's distances keep float32 / float64
         classes, codes = np.unique(labels, return_inverse=True)
         n = len(codes)
         if not 1 < len(classes) < n:
@@ -334,7 +337,7 @@ class Space:
         freqs = np.bincount(codes)
         onehot = np.zeros((n, len(classes)))
         onehot[np.arange(n), codes] = 1.0
-        sums = (distances.astype(np.float64) @ onehot).astype(distances.dtype)
+        sums = (distances @ onehot).astype(dtype)
         own = (np.arange(n), codes)
         intra = sums[own]
         sums[own] = np.inf

@@ -13,6 +13,7 @@ that fit the PCAs are at most ``FIT_ROWS`` rows.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from vehiclust.runfolder import RunFolder, atomic_path, fingerprint
 CHUNK = 16384
 FIT_ROWS = 50_000
 FUSION_VERSION = 1
+MAX_KEPT_SCALERS = 32  # fitted block scalers kept per process (each at most 64 x D floats)
+_SCALERS: dict[tuple, BlockScaler] = {}
 
 
 @dataclass
@@ -70,7 +73,25 @@ def common_valid_rows(run: RunFolder, blocks: tuple[str, ...]) -> np.ndarray:
 
 def fit_blocks(run: RunFolder, blocks: tuple[str, ...], fit_rows: np.ndarray, norm: str, max_dims: int,
                seed: int) -> list[BlockScaler]:
-    return [BlockScaler(norm, max_dims, seed).fit(run.load_descriptor(name)[fit_rows]) for name in blocks]
+    return [_fitted_scaler(run, name, fit_rows, norm, max_dims, seed) for name in blocks]
+
+
+def _fitted_scaler(run: RunFolder, name: str, fit_rows: np.ndarray, norm: str, max_dims: int,
+                   seed: int) -> BlockScaler:
+    """One block's scaler, fitted once per process for the same descriptor file, rows and settings:
+    the compare stage fits each block for every mixture it is in and again for the common space,
+    on the same sample when the blocks have the same valid rows (the demo's ``all``, its pair and
+    the common space: 10 fits, 4 different). The fit is deterministic, so a kept one is the one
+    a new fit would give."""
+    path = run.descriptor_path(name)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, run.descriptor_meta(name).get("fingerprint"),
+           len(fit_rows), hashlib.sha1(np.ascontiguousarray(fit_rows).tobytes()).hexdigest(), norm, max_dims, seed)
+    if key not in _SCALERS:
+        while len(_SCALERS) >= MAX_KEPT_SCALERS:
+            _SCALERS.pop(next(iter(_SCALERS)))
+        _SCALERS[key] = BlockScaler(norm, max_dims, seed).fit(run.load_descriptor(name)[fit_rows])
+    return _SCALERS[key]
 
 
 def normalised_blocks(run: RunFolder, blocks: tuple[str, ...], scalers: list[BlockScaler],

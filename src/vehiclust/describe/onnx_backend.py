@@ -177,6 +177,10 @@ class OnnxImageModel:
         # One graph, run sequentially: inter-op threads would only compete for the cores.
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle intra-op threads sleep instead of spinning: the decoding threads and the numpy
+        # describers share these cores. Measured on the shared 2-core machine (768 demo images,
+        # features identical): the default pass 15.0 s -> 13.3 s, the network alone 12.9 -> 10.9 s.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(onnx_path)
         self.session = ort.InferenceSession(str(self.path), options, providers=_providers())

@@ -37,6 +37,9 @@ class ReportSettings:
     notebook: bool = True
     execute_notebook: bool = True
     threads: int = 4
+    # clusters.csv and the cluster descriptions only, no maps, thumbnails, report.html or notebook:
+    # what `vehiclust demo` scores against its ground truth before the one full report pass
+    deliverables_only: bool = False
 
 
 def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSettings | None = None) -> None:
@@ -51,14 +54,14 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
     verdicts = OUTLIERS.load(run)
     best = best_in(runs)
     best_clustering = CLUSTERING.load(run, best)
+    if settings.deliverables_only:
+        _deliverables(run, table, runs, verdicts, best, best_clustering.labels, seconds)
+        run.record_stage("report", "always", time.perf_counter() - started, parts=seconds,
+                         notebook="not written (deliverables only)")
+        return
     with reporter.task("Writing the report", 6) as task:
-        with _timed(seconds, "descriptions"):
-            frame = attributes(run, table)
-            descriptions = _descriptions(run, frame, best_clustering.labels)
-        task.advance()
-        with _timed(seconds, "clusters.csv"):
-            write_clusters_csv(run, table, runs, verdicts, descriptions, best)
-        task.advance()
+        frame, descriptions = _deliverables(run, table, runs, verdicts, best, best_clustering.labels, seconds)
+        task.advance(2)
         with _timed(seconds, "maps"):
             names = [n for n in dict.fromkeys(runs["descriptor"]) if n in run.descriptor_names()]
             map_meta = compute_maps(run, names, settings.maps, reporter.message)
@@ -93,6 +96,17 @@ def _timed(seconds: dict[str, float], part: str):
     started = time.perf_counter()
     yield
     seconds[part] = round(time.perf_counter() - started, 2)
+
+
+def _deliverables(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame, best: str,
+                  labels: np.ndarray, seconds: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cluster descriptions and clusters.csv; returns the attribute frame and the descriptions."""
+    with _timed(seconds, "descriptions"):
+        frame = attributes(run, table)
+        descriptions = _descriptions(run, frame, labels)
+    with _timed(seconds, "clusters.csv"):
+        write_clusters_csv(run, table, runs, verdicts, descriptions, best)
+    return frame, descriptions
 
 
 def _descriptions(run: RunFolder, frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
