@@ -107,6 +107,16 @@ def test_a_tie_is_declared_and_broken_the_same_way_whatever_the_seed(tmp_path):
         assert comparison["tie"].all() and "TIE with second" in best["reason"]
 
 
+def test_references_measured_once_per_k_give_the_same_excess():
+    from vehiclust.cluster.reference import excess
+
+    X, groups = planted(300, 8, 4, seed=2)
+    other = (groups + 1) % 4  # the same k, other labels
+    known: dict = {}
+    shared = [excess(X, lab, "permuted", 0, known=known) for lab in (groups, other)]
+    assert shared == [excess(X, lab, "permuted", 0) for lab in (groups, other)] and len(known) == 1
+
+
 # -- the fine level (cluster.levels) -----------------------------------------------------------
 
 HIERARCHY_PCA = ("l2+pca:0.999",)

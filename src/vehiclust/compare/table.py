@@ -212,7 +212,8 @@ def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray
     frame = frame.copy()
     coarse = coarse or {}
     measured = [coarse.get(name, labels[name]) for name in frame["name"]]
-    found = pd.DataFrame([excess(X, lab, "permuted", seed) for lab in measured], index=frame.index)
+    known: dict = {}  # the references at each k, shared by the clusterings of that k
+    found = pd.DataFrame([excess(X, lab, "permuted", seed, known=known) for lab in measured], index=frame.index)
     frame["excess_k"] = [len(np.unique(lab[lab >= 0])) for lab in measured]
     frame["geometry_common"], frame["reference_common"] = found["geometry"], found["reference"]
     frame["excess"], frame["excess_std"] = found["excess"], found["excess_std"]
