@@ -81,8 +81,8 @@ def entropy_bits(labels: np.ndarray) -> float:
 
 def within_structure(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, seed: int) -> dict:
     """The fine level's size-weighted excess inside the coarse clusters, its spread, the bits it
-    adds (the entropy of fine given coarse), the share of rows measured and ``weakest``, the
-    smallest lower bound (excess - 2 standard errors) over the coarse clusters it divides. A coarse
+    adds (the entropy of fine given coarse) and ``weakest``, the smallest lower bound
+    (excess - 2 standard errors) over the coarse clusters it divides. A coarse
     cluster the fine level leaves whole counts with excess 0 (no finer structure found there);
     excess 0 when the measured coarse clusters hold fewer than ``MIN_MEASURED_SHARE`` of the rows."""
     total_excess, variance, weight, bits, weakest = 0.0, 0.0, 0, 0.0, np.inf
@@ -101,9 +101,9 @@ def within_structure(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, seed: 
         weakest = min(weakest, found["excess"] - 2 * found["excess_std"])
         bits += n / total * entropy_bits(fine[inside])
     if weight < MIN_MEASURED_SHARE * total:
-        return {"excess": 0.0, "excess_std": 0.0, "bits": bits, "measured": weight / max(total, 1), "weakest": 0.0}
+        return {"excess": 0.0, "excess_std": 0.0, "bits": bits, "weakest": 0.0}
     return {"excess": total_excess / weight, "excess_std": float(np.sqrt(variance) / weight), "bits": bits,
-            "measured": weight / total, "weakest": float(weakest) if np.isfinite(weakest) else 0.0}
+            "weakest": float(weakest) if np.isfinite(weakest) else 0.0}
 
 
 def fine_level(runs: pd.DataFrame, chosen, X: np.ndarray, labels: list[np.ndarray], seed: int) -> tuple:

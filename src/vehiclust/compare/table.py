@@ -161,10 +161,8 @@ def comparison_table(run: RunFolder, singles: list[str], labels: dict[str, np.nd
         records.append(record)
     out = pd.DataFrame(records)
     out["common_score"] = common_score(out)
-    coarse = coarse or {}
-    out["excess_of"] = ["cluster_coarse" if n in coarse else "cluster" for n in out["name"]]
     out = add_footing(out, X, {n: lab[shared] for n, lab in labels.items()}, settings.seed,
-                      not_applicable(run, table, singles), {n: lab[shared] for n, lab in coarse.items()})
+                      not_applicable(run, table, singles), {n: lab[shared] for n, lab in (coarse or {}).items()})
     if "identity_consistency" in out.columns:
         chance = out["identity_consistency_chance"]
         out["identity_lift"] = (out["identity_consistency"] - chance) / (1 - chance).clip(lower=1e-9)
@@ -211,6 +209,7 @@ def add_footing(frame: pd.DataFrame, X: np.ndarray, labels: dict[str, np.ndarray
     split shows and the finer one, measured inside it by the sweep, may not."""
     frame = frame.copy()
     coarse = coarse or {}
+    frame["excess_of"] = ["cluster_coarse" if n in coarse else "cluster" for n in frame["name"]]
     measured = [coarse.get(name, labels[name]) for name in frame["name"]]
     known: dict = {}  # the references at each k, shared by the clusterings of that k
     found = pd.DataFrame([excess(X, lab, "permuted", seed, known=known) for lab in measured], index=frame.index)
