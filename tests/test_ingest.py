@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -235,3 +236,21 @@ def test_ingest_is_skipped_when_nothing_changed(tmp_path, photo_folder):
     first = run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns
     ingest(photo_folder, run)
     assert (run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns) == first
+
+
+def test_a_matrix_stored_as_float16_is_checked_on_every_row(tmp_path, monkeypatch):
+    ingest_module = sys.modules["vehiclust.collection.ingest"]  # the package exports the function
+
+    monkeypatch.setattr(ingest_module, "FLOAT16_ABOVE_BYTES", 1)  # every matrix counts as big
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    small = np.ones((10_000, 4), np.float32)
+    np.save(folder / "fits.npy", small)
+    beyond = small.copy()
+    beyond[1, 0] = 70_000.0  # beyond float16 (65504), on a row a sample of every other row misses
+    np.save(folder / "beyond.npy", beyond)
+    run = RunFolder(tmp_path / "run")
+    ingest(folder, run)
+    assert run.load_descriptor("fits").dtype == np.float16
+    stored = run.load_descriptor("beyond")
+    assert stored.dtype == np.float32 and stored[1, 0] == 70_000.0

@@ -361,12 +361,19 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
     })
 
 
-def storage_dtype(matrix: np.ndarray) -> type:
+def storage_dtype(matrix: np.ndarray, chunk: int = 32768) -> type:
     """float16 for big matrices whose values fit it (none too large, and rows not so small that
-    float16 would round them to zero), float32 otherwise."""
+    float16 would round them to zero), float32 otherwise. Every row is scanned, chunk by chunk: a
+    single row beyond float16's range would otherwise be stored as inf."""
     if matrix.shape[0] * matrix.shape[1] * 4 <= FLOAT16_ABOVE_BYTES:
         return np.float32
-    sample = np.abs(np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64))
-    row_max = np.nanmax(sample, axis=1)
-    fits = np.nanmax(row_max) < FLOAT16_MAX and np.nanmin(row_max[row_max > 0], initial=1.0) > 1024 * FLOAT16_TINY
+    if matrix.dtype == np.float16:  # a spilled matrix, or a float16 file
+        return np.float16
+    largest, smallest_row = 0.0, np.inf
+    for start in range(0, matrix.shape[0], chunk):
+        block = np.abs(np.asarray(matrix[start:start + chunk], dtype=np.float32))
+        row_max = np.where(np.isfinite(block), block, 0).max(axis=1)
+        largest = max(largest, float(row_max.max()))
+        smallest_row = min(smallest_row, float(np.min(row_max[row_max > 0], initial=np.inf)))
+    fits = largest < FLOAT16_MAX and smallest_row > 1024 * FLOAT16_TINY
     return np.float16 if fits else np.float32
