@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -235,3 +236,65 @@ def test_ingest_is_skipped_when_nothing_changed(tmp_path, photo_folder):
     first = run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns
     ingest(photo_folder, run)
     assert (run.stage_record("ingest")["finished"], run.collection_path.stat().st_mtime_ns) == first
+
+
+def test_nan_rows_of_a_file_matched_by_path_are_named_by_collection_row(tmp_path, photo_folder, photo_paths):
+    rng = np.random.default_rng(2)
+    matrix = rng.normal(size=(len(photo_paths), 4))
+    matrix[7, 2] = np.nan  # the collection's row 7
+    order = rng.permutation(len(photo_paths))
+    keys = [str(photo_folder / photo_paths[i]) for i in order]
+    path = write_descriptor_file(tmp_path / "keyed.parquet", matrix[order], keys, "parquet_wide")
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run, [path], IngestSettings(allow_invalid_rows=True))
+    assert run.invalid_rows("keyed") == {7: "NaN or inf in the descriptor file"}
+    np.testing.assert_allclose(np.delete(run.load_descriptor("keyed"), 7, 0), np.delete(matrix, 7, 0), rtol=1e-6)
+
+
+def test_one_descriptor_file_s_values_are_in_memory_at_a_time(tmp_path, monkeypatch):
+    """The case's four pickles are 6.2 GB at float32 together: each is moved to a memory-mapped
+    file before the next is read, so only one is ever held."""
+    import weakref
+
+    ingest_module = sys.modules["vehiclust.collection.ingest"]  # the package exports the function
+
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    for i, width in enumerate((5, 3, 4)):
+        with open(folder / f"d{i}.pickle", "wb") as fh:
+            pickle.dump(np.random.default_rng(i).normal(size=(40, width)), fh)
+    alive, most = [], []
+    read = ingest_module.load_descriptor_file
+
+    def counting(*args, **kwargs):
+        most.append(sum(ref() is not None for ref in alive))
+        loaded = read(*args, **kwargs)
+        alive.append(weakref.ref(loaded.matrix))
+        return loaded
+
+    monkeypatch.setattr(ingest_module, "load_descriptor_file", counting)
+    run = RunFolder(tmp_path / "run")
+    ingest(folder, run)
+    assert most == [0, 0, 0]
+    assert run.descriptor_names() == ["d0", "d1", "d2"]
+    np.testing.assert_allclose(run.load_descriptor("d1"), np.random.default_rng(1).normal(size=(40, 3)), rtol=1e-6)
+    assert run.descriptor_meta("d1")["source_dtype"] == "float64"
+    assert not [p.name for p in run.descriptor_path("d0").parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_a_matrix_stored_as_float16_is_checked_on_every_row(tmp_path, monkeypatch):
+    ingest_module = sys.modules["vehiclust.collection.ingest"]  # the package exports the function
+
+    monkeypatch.setattr(ingest_module, "FLOAT16_ABOVE_BYTES", 1)  # every matrix counts as big
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    small = np.ones((10_000, 4), np.float32)
+    np.save(folder / "fits.npy", small)
+    beyond = small.copy()
+    beyond[1, 0] = 70_000.0  # beyond float16 (65504), on a row a sample of every other row misses
+    np.save(folder / "beyond.npy", beyond)
+    run = RunFolder(tmp_path / "run")
+    ingest(folder, run)
+    assert run.load_descriptor("fits").dtype == np.float16
+    stored = run.load_descriptor("beyond")
+    assert stored.dtype == np.float32 and stored[1, 0] == 70_000.0

@@ -48,22 +48,31 @@ FILE_MODE = 0o666 & ~_umask()  # mkstemp creates 0600; artifacts should read lik
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    ownership.before_write(path)  # never replaces a file of the run folder vehiclust did not write
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def temporary_path(beside: Path) -> Iterator[Path]:
+    """Yield a new temporary file in ``beside``'s folder (so a rename onto it is atomic), logged
+    so that a killed run's leftover can go; removed on exit unless renamed away."""
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     ownership.temporary(tmp_path)
     try:
         yield tmp_path
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    ownership.before_write(path)  # never replaces a file of the run folder vehiclust did not write
+    with temporary_path(path) as tmp_path:
+        yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
         ownership.written(path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -231,15 +240,24 @@ def write_matrix(path: Path, source: np.ndarray, dtype, rows: np.ndarray | None 
 
     The source may be a memmap larger than memory; only one chunk is ever resident.
     """
-    n = source.shape[0] if rows is None else len(rows)
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, source.shape[1]))
+        copy_matrix(tmp, source, dtype, rows, chunk)
+
+
+def copy_matrix(path: Path, source: np.ndarray, dtype, rows: np.ndarray | None = None,
+                chunk: int = 32768) -> None:
+    """:func:`write_matrix` into ``path`` as it is (a temporary file the caller owns). Written
+    with plain writes, not through a memmap, whose written pages would stay in the process's
+    memory until the end (2 GB for the case's EfficientNet-B7 matrix at float16)."""
+    n = source.shape[0] if rows is None else len(rows)
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n, source.shape[1])}
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             block = source[start:stop] if rows is None else source[rows[start:stop]]
-            out[start:stop] = block
-        out.flush()
-        del out
+            fh.write(np.ascontiguousarray(block, dtype=dtype).data)
 
 
 # -- the artifacts ----------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ class DescriptorFile:
     source: Path
     matrix: np.ndarray  # N x D, any float dtype; may be a read-only memmap
     keys: list[str] | None = None
+    file_dtype: str | None = None  # the file's own dtype, when ``matrix`` is a converted copy
+
+    @property
+    def source_dtype(self) -> str:
+        return self.file_dtype or str(self.matrix.dtype)
 
 
 @dataclass(frozen=True)

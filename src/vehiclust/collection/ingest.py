@@ -6,6 +6,8 @@ The collection has one row per image in input order; an unusable file stays as a
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +47,16 @@ from vehiclust.collection.metadata import (
 from vehiclust.collection.sources import InputSpec, bundle_posix, detect_input
 from vehiclust.errors import InputError
 from vehiclust.progress import NullReporter, Reporter
-from vehiclust.runfolder import INGEST_STAMPS, STAGE_RECORD, RunFolder, fingerprint, write_matrix, write_parquet
+from vehiclust.runfolder import (
+    INGEST_STAMPS,
+    STAGE_RECORD,
+    RunFolder,
+    copy_matrix,
+    fingerprint,
+    temporary_path,
+    write_matrix,
+    write_parquet,
+)
 
 FLOAT16_ABOVE_BYTES = 1 << 30  # matrices above 1 GiB at float32 are stored as float16
 FLOAT16_MAX = 60000.0
@@ -96,17 +107,19 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
     started = time.perf_counter()
     ownership.remove_file(STAGE_RECORD.path(run, stage="ingest"))  # an interrupted re-ingest never looks complete
     skipped: list[InputError] = []
-    loaded = _each_or_skip(lambda p: load_descriptor_file(p, limits=settings.descriptor_limits),
-                           spec.descriptor_files, skipped, spec.has_images)
-    _check_unique_names(loaded)
-    stamps = file_stamps(spec.locations)
-    previous = reusable_probes(run, spec.locations, stamps, probe_key(settings))
-    table = build_table(spec, loaded, settings, reporter, previous)
-    def import_one(descriptor: DescriptorFile) -> DescriptorFile:
-        import_descriptor(run, descriptor, table, settings, reporter)
-        return descriptor
+    with contextlib.ExitStack() as spills:
+        loaded = _each_or_skip(lambda p: spill(run, load_descriptor_file(p, limits=settings.descriptor_limits), spills),
+                               spec.descriptor_files, skipped, spec.has_images)
+        _check_unique_names(loaded)
+        stamps = file_stamps(spec.locations)
+        previous = reusable_probes(run, spec.locations, stamps, probe_key(settings))
+        table = build_table(spec, loaded, settings, reporter, previous)
 
-    imported = _each_or_skip(import_one, loaded, skipped, spec.has_images)
+        def import_one(descriptor: DescriptorFile) -> DescriptorFile:
+            import_descriptor(run, descriptor, table, settings, reporter)
+            return descriptor
+
+        imported = _each_or_skip(import_one, loaded, skipped, spec.has_images)
     _forget_skipped(run, skipped, {d.name for d in imported})
     for warning in filter(None, [*(check_width(d) for d in imported), *spec.warnings, refused_summary(spec),
                                  *(f"descriptor file skipped, its other rows kept: {e}" for e in skipped)]):
@@ -122,6 +135,20 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         skipped_descriptor_files=[str(e) for e in skipped],
     )
     return table
+
+
+def spill(run: RunFolder, descriptor: DescriptorFile, spills: contextlib.ExitStack) -> DescriptorFile:
+    """A matrix held in memory (unpickled, parsed from a table) moved to a temporary memory-
+    mapped file in its storage dtype, removed when ``spills`` closes: the table is built from
+    every file's rows first, and the case's four pickles hold 6.2 GB at float32 together."""
+    if isinstance(descriptor.matrix, np.memmap):
+        return descriptor
+    final = run.descriptor_path(descriptor.name)
+    ownership.before_write(final)
+    path = spills.enter_context(temporary_path(final))
+    copy_matrix(path, descriptor.matrix, storage_dtype(descriptor.matrix))
+    return dataclasses.replace(descriptor, matrix=np.load(path, mmap_mode="r"),
+                               file_dtype=descriptor.source_dtype)
 
 
 def _forget_skipped(run: RunFolder, skipped: list[InputError], kept: set[str]) -> None:
@@ -331,7 +358,9 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
                       settings: IngestSettings, reporter: Reporter) -> None:
     rows = match_rows(descriptor, table)
     matrix = descriptor.matrix
-    bad = nonfinite_rows(matrix if rows is None else matrix[rows])
+    bad = nonfinite_rows(matrix)
+    if rows is not None:  # the collection's rows whose vector is bad (matrix[rows] would be a copy)
+        bad = np.flatnonzero(np.isin(rows, bad))
     if len(bad) and not settings.allow_invalid_rows:
         first = ", ".join(str(i) for i in bad[:5])
         raise InputError(descriptor.source, f"{len(bad):,} rows contain NaN or inf (first rows: "
@@ -353,7 +382,7 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
         "source": str(descriptor.source.resolve()),
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
-        "source_dtype": str(matrix.dtype),
+        "source_dtype": descriptor.source_dtype,
         "dtype": np.dtype(dtype).name,
         "shape": [len(table), int(matrix.shape[1])],
         "matched_by": "order" if rows is None else "path",
@@ -361,12 +390,19 @@ def import_descriptor(run: RunFolder, descriptor: DescriptorFile, table: pd.Data
     })
 
 
-def storage_dtype(matrix: np.ndarray) -> type:
+def storage_dtype(matrix: np.ndarray, chunk: int = 32768) -> type:
     """float16 for big matrices whose values fit it (none too large, and rows not so small that
-    float16 would round them to zero), float32 otherwise."""
+    float16 would round them to zero), float32 otherwise. Every row is scanned, chunk by chunk: a
+    single row beyond float16's range would otherwise be stored as inf."""
     if matrix.shape[0] * matrix.shape[1] * 4 <= FLOAT16_ABOVE_BYTES:
         return np.float32
-    sample = np.abs(np.asarray(matrix[:: max(1, matrix.shape[0] // 4096)], dtype=np.float64))
-    row_max = np.nanmax(sample, axis=1)
-    fits = np.nanmax(row_max) < FLOAT16_MAX and np.nanmin(row_max[row_max > 0], initial=1.0) > 1024 * FLOAT16_TINY
+    if matrix.dtype == np.float16:  # a spilled matrix, or a float16 file
+        return np.float16
+    largest, smallest_row = 0.0, np.inf
+    for start in range(0, matrix.shape[0], chunk):
+        block = np.abs(np.asarray(matrix[start:start + chunk], dtype=np.float32))
+        row_max = np.where(np.isfinite(block), block, 0).max(axis=1)
+        largest = max(largest, float(row_max.max()))
+        smallest_row = min(smallest_row, float(np.min(row_max[row_max > 0], initial=np.inf)))
+    fits = largest < FLOAT16_MAX and smallest_row > 1024 * FLOAT16_TINY
     return np.float16 if fits else np.float32
