@@ -311,3 +311,16 @@ def test_report_in_headless_chromium(demo_run):
         page.select_option("#map-colour", index=1)
         browser.close()
     assert not problems, problems
+
+
+def test_the_default_umap_map_keeps_the_neighbourhoods_of_real_data():
+    """Digits (real scans) at the default settings: trustworthiness 0.988 measured; 30 epochs
+    give 0.980, 5 give 0.765, so too few epochs fail here."""
+    from sklearn.datasets import load_digits
+    from sklearn.manifold import trustworthiness
+
+    from vehiclust.report import maps
+
+    X = load_digits().data.astype(np.float32)
+    xy = maps.embed(X, np.ones(len(X), bool), 2, MapSettings())
+    assert trustworthiness(X, xy, n_neighbors=10) > 0.983

@@ -28,7 +28,7 @@ from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import MAP, MAP_META, RunFolder, fingerprint
 
 METHODS = ("umap", "pca", "tsne")
-MAPS_VERSION = 5  # 4: the 2D and 3D UMAP maps share one neighbour search; 5: an exact one
+MAPS_VERSION = 6  # 4: the 2D and 3D UMAP maps share one neighbour search; 5: an exact one; 6: 200 epochs
 CHUNK = 20_000
 NEIGHBOURS = 10
 
@@ -39,6 +39,9 @@ class MapSettings:
     fit_sample: int = 10_000  # rows the embedding is fitted on; the rest are placed among them
     pca_dims: int = 50  # linear reduction before UMAP / t-SNE (speed; little effect on the map)
     n_neighbors: int = 15
+    # umap-learn's own default is 500 epochs up to 10,000 rows, 200 above: measured on the demo's
+    # 5,000-row samples, 200 took 0.42x the time with trustworthiness within 0.002 (2D) and equal (3D)
+    n_epochs: int = 200
     seed: int = 0
 
     def __post_init__(self):
@@ -156,7 +159,8 @@ def _fit_umap(sample: np.ndarray, dims: int, settings: MapSettings, graph=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs/random_state and numba notices, not problems
         return umap.UMAP(n_components=dims, n_neighbors=_umap_neighbours(sample, settings),
-                         random_state=settings.seed, low_memory=True, precomputed_knn=graph or (None, None, None)
+                         n_epochs=settings.n_epochs, random_state=settings.seed, low_memory=True,
+                         precomputed_knn=graph or (None, None, None)
                          ).fit(sample)
 
 
