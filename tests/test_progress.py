@@ -111,3 +111,25 @@ def test_the_command_prints_plain_progress_and_names_warnings_once_at_the_end(tm
     assert lines[1].endswith(", done") and lines[2].startswith("error: stopped here")
     assert lines[3:] == ["1 warning from the libraries vehiclust uses:",
                          "  1 x UserWarning: Number of distinct clusters (3) found smaller than n_clusters (4)."]
+
+
+def test_the_sweep_reports_its_spaces_before_its_families(tmp_path):
+    """At 416k rows one UMAP space takes minutes: a log shows that step, not a silent gap."""
+    import numpy as np
+    import pandas as pd
+
+    from vehiclust.cluster import ClusterSettings, cluster
+    from vehiclust.runfolder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    pd.DataFrame({"row": range(300), "path": [f"{i}.jpg" for i in range(300)], "location": "", "error": ""}
+                 ).to_parquet(run.collection_path)
+    run.save_descriptor("a", np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32),
+                        {"name": "a", "kind": "imported", "invalid": {}})
+    lines = []
+    cluster(run, ["a"], ClusterSettings(k_min=2, k_max=3, algorithms=("kmeans",), preprocessing=("l2+pca", "std+pca")),
+            LineReporter(lines.append, every_s=0.0))
+    preparing = [line for line in lines if line.startswith("Preparing a (2 preprocessings)")]
+    assert preparing[0].endswith("started, 2 to do") and preparing[-1].startswith("Preparing a (2 preprocessings): 2/2")
+    assert lines.index(preparing[-1]) < next(i for i, line in enumerate(lines) if line.startswith("Clustering a"))

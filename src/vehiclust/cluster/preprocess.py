@@ -371,38 +371,48 @@ def valid_rows(matrix: np.ndarray, invalid: dict[int, str]) -> np.ndarray:
 
 
 def build_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], settings: ClusterSettings,
-                 reporter_message=lambda text: None) -> list[Space]:
+                 reporter_message=lambda text: None, spec_done=lambda: None) -> list[Space]:
     """Every preprocessing of ``specs`` applied to ``matrix[rows]``; specs that share a linear
-    prefix (``l2+pca`` and ``l2+pca+umap``) share its computation."""
-    linear_cache: dict[str, tuple[np.ndarray, dict]] = {}
+    prefix (``l2+pca`` and ``l2+pca+umap``) share its computation. ``spec_done`` is called after
+    each spec, built or skipped (progress: at 416k rows one UMAP space takes minutes)."""
     spaces = []
+    linear_cache: dict[str, tuple[np.ndarray, dict]] = {}
     for spec in specs:
-        steps = parse(spec)
-        linear = [s for s in steps if s.name != "umap"]
-        key = "+".join(f"{s.name}:{s.arg}" for s in linear)
-        if key not in linear_cache:
-            width = _output_width(linear, settings, matrix.shape[1])
-            if len(rows) * width * 4 > MAX_SPACE_BYTES:
-                reporter_message(f"preprocessing {spec}: skipped, {len(rows):,} x {width} float32 would need "
-                                 f"{len(rows) * width * 4 / 2**30:.1f} GB; add a pca step")
-                continue
-            linear_cache[key] = apply_linear(matrix, rows, linear, settings)
-        X, info = linear_cache[key]
-        info = dict(info, preprocessing=spec)
-        exact, input_X = None, None
-        if steps and steps[-1].name == "umap":
-            need = UMAP_ROWS_PER_NEIGHBOUR * settings.umap_neighbors
-            if not has_umap():
-                reporter_message(f"preprocessing {spec}: skipped, umap-learn is not installed")
-                continue
-            if len(X) < need:
-                reporter_message(f"preprocessing {spec}: skipped, {len(X)} rows are too few for UMAP "
-                                 f"with {settings.umap_neighbors} neighbours (needs {need})")
-                continue
-            input_X = X
-            X, info, exact = apply_umap(X, make_step(steps[-1], settings), info, settings)
-        spaces.append(Space(spec, X, info, exact, input_X))
+        space = _build_space(matrix, rows, spec, settings, reporter_message, linear_cache)
+        if space is not None:
+            spaces.append(space)
+        spec_done()
     return spaces
+
+
+def _build_space(matrix: np.ndarray, rows: np.ndarray, spec: str, settings: ClusterSettings,
+                 reporter_message, linear_cache: dict) -> Space | None:
+    """One spec's space, or None (with a message) when it cannot be built."""
+    steps = parse(spec)
+    linear = [s for s in steps if s.name != "umap"]
+    key = "+".join(f"{s.name}:{s.arg}" for s in linear)
+    if key not in linear_cache:
+        width = _output_width(linear, settings, matrix.shape[1])
+        if len(rows) * width * 4 > MAX_SPACE_BYTES:
+            reporter_message(f"preprocessing {spec}: skipped, {len(rows):,} x {width} float32 would need "
+                             f"{len(rows) * width * 4 / 2**30:.1f} GB; add a pca step")
+            return None
+        linear_cache[key] = apply_linear(matrix, rows, linear, settings)
+    X, info = linear_cache[key]
+    info = dict(info, preprocessing=spec)
+    exact, input_X = None, None
+    if steps and steps[-1].name == "umap":
+        need = UMAP_ROWS_PER_NEIGHBOUR * settings.umap_neighbors
+        if not has_umap():
+            reporter_message(f"preprocessing {spec}: skipped, umap-learn is not installed")
+            return None
+        if len(X) < need:
+            reporter_message(f"preprocessing {spec}: skipped, {len(X)} rows are too few for UMAP "
+                             f"with {settings.umap_neighbors} neighbours (needs {need})")
+            return None
+        input_X = X
+        X, info, exact = apply_umap(X, make_step(steps[-1], settings), info, settings)
+    return Space(spec, X, info, exact, input_X)
 
 
 def allocate_space(n: int, width: int, scratch: str | None) -> np.ndarray:

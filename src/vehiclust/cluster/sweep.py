@@ -110,8 +110,10 @@ def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, repor
 
 def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
            reporter: Reporter, labels_table: pd.DataFrame | None, threads: int) -> pd.DataFrame:
-    spaces = build_spaces(matrix, rows, settings.preprocessing, settings,
-                          lambda text: reporter.message(f"{name}: {text}"))
+    with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
+                       len(settings.preprocessing)) as task:
+        spaces = build_spaces(matrix, rows, settings.preprocessing, settings,
+                              lambda text: reporter.message(f"{name}: {text}"), task.advance)
     if not spaces:
         raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
                              f"could run (see the messages above)")
