@@ -438,3 +438,21 @@ def test_a_clustering_that_does_not_fit_the_collection_is_named(full_run, tmp_pa
     path.write_bytes(b"not a zip")
     with pytest.raises(VehiclustError, match=r"color_hist\.npz: unreadable .*`vehiclust cluster"):
         outliers(run, CONTRACT_NAMES)
+
+
+def test_a_row_s_projection_does_not_depend_on_the_batch_it_is_scored_in():
+    """Shards of other sizes (the Ray executor) and duplicates of sample rows must rank the same:
+    in float32 the PCA product's last bit depended on the batch's row count (OpenBLAS, AMD EPYC),
+    and ECOD's ranks then moved (tests/test_ray.py failed there)."""
+    from sklearn.decomposition import PCA
+
+    from vehiclust.outliers.detectors import reduce_exactly
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 48)).astype(np.float32)
+    pca = PCA(8, random_state=0).fit(X[:1500])
+    whole = reduce_exactly(pca, X)
+    assert whole.dtype == np.float32
+    for size in (1, 7, 500, 1500, 2999):
+        parts = np.concatenate([reduce_exactly(pca, X[s:s + size]) for s in range(0, len(X), size)])
+        np.testing.assert_array_equal(parts, whole)

@@ -258,8 +258,9 @@ class Projection:
     def transform(self, block: np.ndarray) -> np.ndarray:
         from vehiclust.cluster.preprocess import L2Normalize
 
-        block = L2Normalize().transform(block)
-        return (block if self.pca is None else self.pca.transform(block)).astype(np.float32)
+        from vehiclust.outliers.detectors import reduce_exactly
+
+        return reduce_exactly(self.pca, L2Normalize().transform(block))
 
 
 def score_rows(matrix_path: Path, rows: np.ndarray, settings, out: Path,

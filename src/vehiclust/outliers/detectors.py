@@ -271,8 +271,15 @@ def project(matrix: np.ndarray, rows: np.ndarray, fit_rows: np.ndarray, componen
     out = np.empty((len(rows), n_comp if pca is not None else sample.shape[1]), dtype=np.float32)
     for start in range(0, len(rows), CHUNK):
         block = normalise(matrix[rows[start:start + CHUNK]])
-        out[start:start + len(block)] = pca.transform(block) if pca is not None else block
+        out[start:start + len(block)] = reduce_exactly(pca, block)
     return out
+
+
+def reduce_exactly(pca, block: np.ndarray) -> np.ndarray:
+    """``pca.transform`` in float64, rounded to float32: in float32 the product's last bit depends
+    on how many rows a batch holds (BLAS blocking), so a row scored in a shard of other rows, or a
+    duplicate of a sample row, would step past its equal in ECOD's ranks."""
+    return block if pca is None else pca.transform(block.astype(np.float64)).astype(np.float32)
 
 
 def score_descriptor(matrix: np.ndarray, rows: np.ndarray, settings: DetectorSettings = DetectorSettings()
