@@ -313,6 +313,7 @@ def test_report_in_headless_chromium(demo_run):
     assert not problems, problems
 
 
+@pytest.mark.slow
 def test_the_default_umap_map_keeps_the_neighbourhoods_of_real_data():
     """Digits (real scans) at the default settings: trustworthiness 0.988 measured; 30 epochs
     give 0.980, 5 give 0.765, so too few epochs fail here."""

@@ -621,6 +621,19 @@ def test_a_linked_folder_in_out_does_not_carry_writes_out(tmp_path, images):
     assert list(elsewhere.iterdir()) == []
 
 
+def test_a_temporary_file_is_never_made_through_a_link_out_of_the_run_folder(tmp_path, images):
+    from vehiclust.runfolder import temporary_path
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ingest(images, RunFolder(out))
+    (out / "descriptors").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(VehiclustError, match="link out of the run folder"):
+        with temporary_path(out / "descriptors" / "spilled.npy"):
+            pass
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_run_folder_deleted_and_made_again_is_written_as_new(tmp_path, images):
     out = tmp_path / "run"
     ingest(images, RunFolder(out))

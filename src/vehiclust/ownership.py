@@ -135,15 +135,19 @@ def manifest_for(path: Path | str) -> Manifest | None:
         return _manifests[root]
 
 
-def before_write(path: Path | str) -> None:
-    """Stop before replacing a file of a run folder that vehiclust did not write."""
+def check_folder(path: Path | str) -> None:
+    """Stop before writing through a folder of a run folder that links out of it."""
     manifest = manifest_for(path)
-    if manifest is None:
-        return
-    if not manifest.resolves_inside(os.path.dirname(os.path.abspath(path))):
+    if manifest is not None and not manifest.resolves_inside(os.path.dirname(os.path.abspath(path))):
         raise VehiclustError(f"{path}: its folder is a link out of the run folder {manifest.root}; "
                              f"vehiclust writes only inside it. Remove the link, or choose another --out")
-    if os.path.lexists(path) and not manifest.owns(path):
+
+
+def before_write(path: Path | str) -> None:
+    """Stop before replacing a file of a run folder that vehiclust did not write."""
+    check_folder(path)
+    manifest = manifest_for(path)
+    if manifest is not None and os.path.lexists(path) and not manifest.owns(path):
         raise VehiclustError(f"{path}: exists and was not written by vehiclust; it is left as it is. "
                              f"Move it away, or choose another --out")
 

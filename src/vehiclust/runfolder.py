@@ -52,6 +52,7 @@ def temporary_path(beside: Path) -> Iterator[Path]:
     """Yield a new temporary file in ``beside``'s folder (so a rename onto it is atomic), logged
     so that a killed run's leftover can go; removed on exit unless renamed away."""
     beside = Path(beside)
+    ownership.check_folder(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent)
     os.close(fd)
