@@ -111,7 +111,7 @@ def describer_for(name: str, monkeypatch, tmp_path):
     return create_describer(name, threads=2)
 
 
-def torch_on_cpu(name, device, threads, cache_dir):
+def torch_on_cpu(name, device, threads, cache_dir, precision="auto"):
     from vehiclust.describe.onnx_backend import build_pipeline
     from vehiclust.describe.torch_backend import TorchImageModel
 

@@ -26,7 +26,7 @@ def photos() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def onnx_outputs(photos):
-    return BackboneDescriber(NAME, threads=2).model.run(photos)
+    return BackboneDescriber(NAME, threads=2, precision="fp32").model.run(photos)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

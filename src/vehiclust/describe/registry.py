@@ -84,12 +84,15 @@ def available() -> dict[str, DescriptorSpec]:
     return {spec.name: spec for spec in DESCRIPTORS.specs()}
 
 
-def create_describer(name: str, threads: int | None = None, device: str = "cpu") -> Describer:
-    """The describer that computes descriptor ``name`` (and the others of its pass)."""
+def create_describer(name: str, threads: int | None = None, device: str = "cpu",
+                     precision: str = "auto") -> Describer:
+    """The describer that computes descriptor ``name`` (and the others of its pass);
+    ``precision`` reaches the describers that run a backbone (auto | fp32)."""
     spec = get_spec(name)
+    options = {"precision": precision} if spec.backbone else {}
     if "cuda" in spec.devices:
-        return spec.factory(threads=threads, device=device)
-    return spec.factory(threads=threads)
+        return spec.factory(threads=threads, device=device, **options)
+    return spec.factory(threads=threads, **options)
 
 
 def default_descriptors() -> tuple[str, ...]:

@@ -22,21 +22,35 @@ def rows_key(table: pd.DataFrame) -> str:
     return fingerprint("rows", table["path"].tolist(), table["content_hash"].tolist())
 
 
-def chunk_keys(name: str, table: pd.DataFrame, chunks: list[tuple[int, int]]) -> list[str]:
+def chunk_keys(name: str, table: pd.DataFrame, chunks: list[tuple[int, int]], precision: str = "") -> list[str]:
     """One fingerprint per chunk of rows: what a stored chunk of ``name`` was computed from (the
     descriptor's identity, the chunk's bounds, its rows' paths and content hashes). A chunk
     whose key did not change since the last matrix is copied from it, not described again."""
-    spec = get_spec(name)
-    identity = (name, spec.version, _weights_identity(spec))
+    identity = _identity(name, precision)
     paths, hashes = table["path"].tolist(), table["content_hash"].tolist()
     return [fingerprint("chunk", identity, start, stop, paths[start:stop], hashes[start:stop])
             for start, stop in chunks]
 
 
-def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None) -> str:
-    """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path)."""
+def descriptor_key(name: str, table: pd.DataFrame, rows: str | None = None, precision: str = "") -> str:
+    """``rows``: ``rows_key(table)`` when the caller already has it (it hashes every path);
+    ``precision``: ``pass_precision`` of the pass that computes it."""
+    return fingerprint("describe", *_identity(name, precision), rows or rows_key(table))
+
+
+def _identity(name: str, precision: str) -> tuple:
+    """What computes descriptor ``name``: its code's version, its weights and, when not the
+    float network, its precision (so int8 and fp32 features are never mixed in one matrix)."""
     spec = get_spec(name)
-    return fingerprint("describe", name, spec.version, _weights_identity(spec), rows or rows_key(table))
+    return (name, spec.version, _weights_identity(spec), *([precision] if precision else []))
+
+
+def pass_precision(name: str, precision: str, device: str) -> str:
+    """"int8" when descriptor ``name`` comes from a backbone that runs in int8 on ``device``."""
+    from vehiclust.describe.describers import runs_int8
+
+    spec = get_spec(name)
+    return "int8" if spec.backbone and runs_int8(spec.backbone, device, precision) else ""
 
 
 def _weights_identity(spec: DescriptorSpec) -> str:
@@ -66,20 +80,24 @@ def is_current(run: RunFolder, name: str, key: str | None = None, *, table: pd.D
     meta = run.descriptor_meta(name)
     if meta.get("kind") == "imported":
         return True
-    if key is None:
-        if name not in DESCRIPTORS:
-            return False
-        key = descriptor_key(name, run.load_collection() if table is None else table, rows)
-    return meta.get("fingerprint") == key
+    if key is not None:
+        return meta.get("fingerprint") == key
+    if name not in DESCRIPTORS:
+        return False
+    table = run.load_collection() if table is None else table
+    rows = rows or rows_key(table)
+    return meta.get("fingerprint") in {descriptor_key(name, table, rows, p) for p in ("", "int8")}
 
 
 def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
              reporter: Reporter | None = None) -> list[str]:
     """Compute every requested descriptor that is not already stored; returns those computed."""
+    from vehiclust.describe.torch_backend import resolve_device
+
     reporter = reporter or NullReporter()
     table = run.load_collection()
-    rows = rows_key(table)
-    keys = {name: descriptor_key(name, table, rows) for name in names}
+    settings = settings.for_device(resolve_device(settings.device))
+    keys = run_keys(names, table, settings)
     pending = [n for n in names if not is_current(run, n, keys[n])]
     if not pending:
         reporter.message(f"describe: up to date ({', '.join(names)})")
@@ -87,11 +105,11 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     if not (table["location"] != "").any():
         raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
                              f"none (descriptor files only); pass descriptor files instead")
-    from vehiclust.describe.torch_backend import resolve_device
-
-    settings = settings.for_device(resolve_device(settings.device))
     planned = plan(pending, settings)
     computed = [n for p in planned for n in p.describer.outputs if n in pending]
+
+    def precision_of(name: str) -> str:
+        return pass_precision(name, settings.precision, settings.device)
 
     def record(name: str, planned: Planned, facts: dict) -> None:
         spec = get_spec(name)
@@ -102,8 +120,15 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
         })
 
     extract(run, table, planned, computed, keys, settings, reporter, record,
-            chunk_keys=lambda name, chunks: chunk_keys(name, table, chunks))
+            chunk_keys=lambda name, chunks: chunk_keys(name, table, chunks, precision_of(name)))
     return pending
+
+
+def run_keys(names: list[str], table: pd.DataFrame, settings: DescribeSettings) -> dict[str, str]:
+    """The key each descriptor is computed with by ``settings`` (its device resolved)."""
+    rows = rows_key(table)
+    return {name: descriptor_key(name, table, rows, pass_precision(name, settings.precision, settings.device))
+            for name in names}
 
 
 def plan(names: list[str], settings: DescribeSettings) -> list[Planned]:
@@ -111,7 +136,7 @@ def plan(names: list[str], settings: DescribeSettings) -> list[Planned]:
     first_of_pass: dict[str, str] = {}
     for name in names:
         first_of_pass.setdefault(get_spec(name).describer, name)
-    return [Planned(get_spec(name), create_describer(name, settings.model_threads, settings.device))
+    return [Planned(get_spec(name), create_describer(name, settings.model_threads, settings.device, settings.precision))
             for name in first_of_pass.values()]
 
 
@@ -136,9 +161,10 @@ class DescribeStage(Stage):
         names = self._names(ctx)
         if not names:
             return fingerprint("describe", {})
-        table = ctx.run.load_collection()
-        rows = rows_key(table)
-        return fingerprint("describe", {n: descriptor_key(n, table, rows) for n in names})
+        from vehiclust.describe.torch_backend import resolve_device
+
+        settings = self.settings.for_device(resolve_device(self.settings.device))
+        return fingerprint("describe", run_keys(names, ctx.run.load_collection(), settings))
 
     def outputs(self, ctx: RunContext) -> list[Path]:
         names = self._names(ctx)
