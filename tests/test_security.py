@@ -144,6 +144,36 @@ def test_links_out_of_the_input_and_special_files_are_rows_with_reasons(tmp_path
     assert followed.loc["00001/zero.jpg", "error"].startswith("not_a_regular_file")
 
 
+def bundle_with_a_linked_descriptor(tmp_path, good: dict[str, np.ndarray]) -> tuple[Path, Path]:
+    """A bundle without images whose descriptors/vdc_type.pickle links to a valid pickle of the
+    right shape outside it: imported only if the link were followed."""
+    paths = [f"veriwild/1/{i:05d}/{i:06d}.jpg" for i in range(6)]
+    bundle = write_case_bundle(tmp_path / "case", paths, good)
+    outside = tmp_path / "outside.pickle"
+    outside.write_bytes(pickle.dumps(np.ones((len(paths), 3))))
+    link = bundle / "descriptors" / "vdc_type.pickle"
+    link.symlink_to(outside)
+    return bundle, link
+
+
+def test_a_descriptor_linked_out_of_the_bundle_is_skipped_and_the_others_kept(tmp_path):
+    osnet = np.random.default_rng(0).normal(size=(6, 4))
+    bundle, link = bundle_with_a_linked_descriptor(tmp_path, {"osnet": osnet})
+    run = RunFolder(tmp_path / "run")
+    table = ingest(bundle, run)
+    assert len(table) == 6 and run.descriptor_names() == ["osnet"]
+    np.testing.assert_allclose(np.asarray(run.load_descriptor("osnet")), osnet, rtol=1e-6)
+    (message,) = run.stage_record("ingest")["skipped_descriptor_files"]
+    assert str(link) in message and "refused: outside_input" in message and "\n" not in message
+
+
+def test_a_bundle_whose_only_descriptor_links_out_of_it_is_one_line_error(tmp_path):
+    bundle, link = bundle_with_a_linked_descriptor(tmp_path, {})
+    with pytest.raises(InputError, match="refused: outside_input") as info:
+        ingest(bundle, RunFolder(tmp_path / "run"))
+    assert str(link) in one_line(info)
+
+
 def test_vehicle_info_beside_the_input_is_not_read(tmp_path, images):
     (tmp_path / "vehicle_info.txt").write_text("id/image;Camera ID;Time;Model;Type;Color\n")
     table = ingest(images, RunFolder(tmp_path / "run"))

@@ -39,6 +39,10 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def refusal(path: Path | str, reason: str) -> InputError:
+    return InputError(path, f"refused: {reason}")
+
+
 class Confinement:
     """Checks paths against one input root; caches resolved folders, so checking the 416k paths
     of a bundle costs one lstat per file and one realpath per folder."""
@@ -79,7 +83,7 @@ class Confinement:
         """A file the input brings along (descriptors, metadata, archives): refused loudly."""
         reason = self.problem(path)
         if reason:
-            raise InputError(path, f"refused: {reason}")
+            raise refusal(path, reason)
         return path
 
     def require_table(self, path: Path) -> Path:

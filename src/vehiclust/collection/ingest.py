@@ -19,6 +19,7 @@ import pandas as pd
 
 from vehiclust import ownership
 from vehiclust.collection.changes import PROBE_FIELDS, file_stamps, reusable_probes, stat_stamp
+from vehiclust.collection.confine import refusal
 from vehiclust.collection.descriptor_files import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
@@ -106,7 +107,7 @@ def _ingest(input_path: Path | str, run: RunFolder, descriptor_files: list[Path]
         return run.load_collection()
     started = time.perf_counter()
     ownership.remove_file(STAGE_RECORD.path(run, stage="ingest"))  # an interrupted re-ingest never looks complete
-    skipped: list[InputError] = []
+    skipped = [refusal(path, reason) for path, reason in spec.refused_descriptor_files.items()]
     with contextlib.ExitStack() as spills:
         loaded = _each_or_skip(lambda p: spill(run, load_descriptor_file(p, limits=settings.descriptor_limits), spills),
                                spec.descriptor_files, skipped, spec.has_images)
@@ -161,14 +162,15 @@ def _forget_skipped(run: RunFolder, skipped: list[InputError], kept: set[str]) -
 def _each_or_skip(step, items: list, skipped: list[InputError], has_images: bool) -> list:
     """``step`` of every item; an item whose file is bad is left out and its error kept in
     ``skipped`` (one bad descriptor file never stops the others, nor the images). With no images
-    and no descriptor left there is nothing to ingest: the first error is raised."""
+    and no descriptor left there is nothing to ingest: the first error is raised, a file skipped
+    before this step included."""
     done = []
     for item in items:
         try:
             done.append(step(item))
         except InputError as error:
             skipped.append(error)
-    if items and not done and not has_images:
+    if skipped and not done and not has_images:
         raise skipped[0]
     return done
 
@@ -194,6 +196,7 @@ def input_signature(spec: InputSpec) -> str:
             digest.update(f"{location}|{stat_stamp(location)}\n".encode())
     digest.update("\n".join(spec.paths).encode())
     digest.update(repr(sorted(spec.refused.items())).encode())
+    digest.update(repr(sorted(spec.refused_descriptor_files.items())).encode())
     return digest.hexdigest()[:16]
 
 

@@ -33,6 +33,7 @@ class InputSpec:
     transport_csv: Path | None = None
     notes: list[str] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)  # row -> why it is never read
+    refused_descriptor_files: dict[Path, str] = field(default_factory=dict)  # file -> why it is never read
     warnings: list[str] = field(default_factory=list)  # printed by ingest, one line each
 
     @property
@@ -62,12 +63,21 @@ def detect_input(path: Path | str, extra_descriptor_files: list[Path] | None = N
     spec = _image_folder(confine, extras)
     if spec is not None:
         return spec
-    descriptor_files = sorted(confine.require(p) for p in root.iterdir()
-                              if is_descriptor_file(p) and not p.is_dir())
-    if descriptor_files or extras:
-        return InputSpec(kind="descriptors", root=root, descriptor_files=descriptor_files + extras)
+    descriptor_files, refused = confined_descriptor_files(root, confine)
+    if descriptor_files or refused or extras:
+        return InputSpec(kind="descriptors", root=root, descriptor_files=descriptor_files + extras,
+                         refused_descriptor_files=refused)
     raise InputError(path, "empty input: no images (.jpg, .png, ...), no images_paths.csv and "
                            "no descriptor files (.npy, .parquet, .csv, .pickle) found")
+
+
+def confined_descriptor_files(folder: Path, confine: Confinement) -> tuple[list[Path], dict[Path, str]]:
+    """The descriptor files in ``folder`` that may be read, sorted, and those refused with why:
+    one refused file is skipped like an unreadable one, it does not stop the others."""
+    found = sorted(p for p in (folder.iterdir() if folder.is_dir() else [])
+                   if is_descriptor_file(p) and not p.is_dir())
+    refused = {p: reason for p in found if (reason := confine.problem(p))}
+    return [p for p in found if p not in refused], refused
 
 
 def _image_folder(confine: Confinement, extras: list[Path]) -> InputSpec | None:
@@ -172,11 +182,7 @@ def _case_bundle(confine: Confinement, extras: list[Path]) -> InputSpec:
     locations, note = _locate_bundle_images(root, posix, confine)
     refused = {i: reason for i, loc in enumerate(locations)
                if loc and not loc.startswith("zip:") and (reason := confine.problem(loc))}
-    descriptor_dir = root / "descriptors"
-    descriptor_files = sorted(
-        confine.require(p) for p in (descriptor_dir.iterdir() if descriptor_dir.is_dir() else [])
-        if is_descriptor_file(p) and not p.is_dir()
-    )
+    descriptor_files, refused_descriptors = confined_descriptor_files(root / "descriptors", confine)
     transport = next((confine.require_table(p) for p in (root / TRANSPORT_CSV, root / "data" / TRANSPORT_CSV)
                       if p.is_file()), None)
     return InputSpec(
@@ -189,6 +195,7 @@ def _case_bundle(confine: Confinement, extras: list[Path]) -> InputSpec:
         transport_csv=transport,
         notes=[note],
         refused=refused,
+        refused_descriptor_files=refused_descriptors,
     )
 
 
