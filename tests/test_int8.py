@@ -79,7 +79,7 @@ def test_int8_and_fp32_features_have_different_keys_and_both_are_current(tmp_pat
 
     describe(run, [NAME], DescribeSettings(device="cpu", precision="fp32"))
     exact = np.asarray(run.load_descriptor(NAME))
-    assert run.descriptor_meta(NAME)["precision"] == "float32" and is_current(run, NAME)
+    assert run.descriptor_meta(NAME)["precision"] == "fp32" and is_current(run, NAME)
     assert describe(run, [NAME], DescribeSettings(device="cpu")) == [NAME]  # fp32 is not reused as int8
     meta = run.descriptor_meta(NAME)
     assert meta["precision"] == "int8" and meta["chunks_reused"] == 0 and is_current(run, NAME)
@@ -89,3 +89,54 @@ def test_int8_and_fp32_features_have_different_keys_and_both_are_current(tmp_pat
 def test_an_unknown_precision_is_refused():
     with pytest.raises(VehiclustError, match="precision 'int4'"):
         DescribeSettings(precision="int4")
+
+
+def test_a_bad_precision_on_the_command_line_stops_before_the_ingest(tmp_path, photo_folder):
+    from typer.testing import CliRunner
+
+    from vehiclust.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["describe", str(photo_folder), "--out", str(out), "--precision", "int4"])
+    assert result.exit_code != 0 and "--precision" in result.output and "expected one of auto, fp32" in result.output
+    assert not out.exists()
+
+
+def test_quantising_leaves_a_bare_root_logger_bare(fp32_path, tmp_path):
+    """``logging.warning`` on a root logger without handlers would install one for good."""
+    import logging
+
+    root = logging.getLogger()
+    kept = list(root.handlers)
+    for handler in kept:
+        root.removeHandler(handler)
+    try:
+        int8.quantise(fp32_path, tmp_path / "int8.onnx", 224)
+        assert root.handlers == [] and root.filters == []
+    finally:
+        for handler in kept:
+            root.addHandler(handler)
+
+
+def test_a_gpu_actor_describes_int8_keyed_networks_on_its_cpu(tmp_path):
+    from vehiclust.executor.describe_job import DescribeShards
+
+    def given(names, precision="auto"):
+        job = DescribeShards(str(tmp_path), names, {}, [], DescribeSettings(device="cpu", precision=precision),
+                             worker_gpus=(0,))
+        return job.device_settings(job.settings).device
+
+    assert given([NAME, "vehicle_type"]) == "cpu"  # fp16 features under an int8 key otherwise
+    assert given([NAME], precision="fp32") == "cuda"
+    assert given(["color_hist"]) == "cuda"
+
+
+def test_the_recipe_is_part_of_the_key(tmp_path, photo_folder, monkeypatch):
+    from vehiclust.describe import stage
+
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    table = run.load_collection()
+    now = run_keys([NAME], table, DescribeSettings(device="cpu"))[NAME]
+    monkeypatch.setattr(stage, "INT8_KEY", "int8q2")
+    assert run_keys([NAME], table, DescribeSettings(device="cpu"))[NAME] != now

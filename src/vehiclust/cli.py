@@ -102,9 +102,19 @@ DEVICE_OPTION = typer.Option(
     "auto", help="Where the networks run: auto (a CUDA GPU when PyTorch sees one), cpu (ONNX "
                  "Runtime) or cuda[:N]. On a GPU, JPEGs are decoded there too (nvjpeg) when every "
                  "descriptor of the pass runs on it.")
+def _precision(value: str) -> str:
+    """Checked before any work (``vehiclust describe --out`` ingests first)."""
+    from vehiclust.describe.extract import PRECISIONS
+
+    if value not in PRECISIONS:
+        raise typer.BadParameter(f"{value!r}: expected one of {', '.join(PRECISIONS)}")
+    return value
+
+
 PRECISION_OPTION = typer.Option(
-    "auto", help="Numbers the networks compute in on the CPU: auto (int8 for EfficientNet-Lite0, "
-                 "about 1.4x faster; on the demo its clustering has ARI 0.955 with fp32's) or fp32.")
+    "auto", callback=_precision,
+    help="Numbers the networks compute in on the CPU: auto (int8 for EfficientNet-Lite0, about 1.4x "
+         "faster; on the demo its clustering has ARI 0.955 with fp32's) or fp32.")
 DESCRIPTORS_OPTION = typer.Option(
     None, "--descriptors", "-d",
     help="Comma-separated descriptor names (see `vehiclust descriptors`). Default: the ones the "

@@ -26,6 +26,7 @@ from vehiclust.errors import VehiclustError
 
 # Bump when the recipe (calibration images, excluded nodes, quantisation options) changes.
 INT8_FORMAT = "q1"
+INT8_KEY = f"int8{INT8_FORMAT}"  # in the descriptor keys: features of another recipe are recomputed
 # Photographs of scikit-image's data folder (shipped with the package, no download). The test
 # suite's photos (astronaut, chelsea, coffee, rocket, the left motorcycle, ...) are not among
 # them, so the tests check the int8 graph on images it was not calibrated on.
@@ -45,7 +46,7 @@ class Int8QuantisationError(VehiclustError):
 
 
 def int8_path(fp32_path: Path) -> Path:
-    return Path(fp32_path).with_name(f"{Path(fp32_path).stem}-int8{INT8_FORMAT}.onnx")
+    return Path(fp32_path).with_name(f"{Path(fp32_path).stem}-{INT8_KEY}.onnx")
 
 
 def cached_int8_model(fp32_path: Path, size: int) -> Path:
@@ -57,7 +58,7 @@ def cached_int8_model(fp32_path: Path, size: int) -> Path:
     return path
 
 
-def quantise(fp32_path: Path, path: Path, size: int) -> Path:
+def quantise(fp32_path: Path, path: Path, size: int) -> None:
     """Quantise ``fp32_path`` to ``path``: written beside it, checked, then moved into place."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -74,12 +75,12 @@ def quantise(fp32_path: Path, path: Path, size: int) -> Path:
         verify_int8(fp32_path, quantised, size)
         quantised.chmod(0o644)
         os.replace(quantised, path)
-    return path
 
 
 def float_nodes(model_path: Path, size: int) -> list[str]:
     """Nodes kept in float32: convolutions whose input is at least half the image side, the last
-    convolution (its output is the pooled features), the pooling and the classifier."""
+    convolution (its output is the pooled features), the pooling and the classifier. A rule for
+    convolutional backbones of the EfficientNet kind only: it is what was measured."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))
@@ -156,11 +157,20 @@ def feature_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet_quantiser() -> Iterator[None]:
-    """The quantiser logs one warning per layer on the root logger (bias scales it adjusts)."""
+    """Drop the quantiser's records: one warning per layer (bias scales it adjusts), logged on
+    the root logger itself. The handler keeps ``logging.warning`` from installing a stderr
+    handler for the rest of the process; the filter sees only records of the root logger."""
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    handler, quiet = logging.NullHandler(), _BelowError()
+    root.addHandler(handler)
+    root.addFilter(quiet)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(quiet)
+        root.removeHandler(handler)
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR

@@ -167,7 +167,7 @@ def available_cpus() -> int:
 class OnnxImageModel:
     """An ONNX Runtime session over an exported pipeline: uint8 NHWC in, float32 out."""
 
-    def __init__(self, onnx_path: Path, threads: int | None = None, precision: str = "float32") -> None:
+    def __init__(self, onnx_path: Path, threads: int | None = None, precision: str = "fp32") -> None:
         from vehiclust.thirdparty import import_onnxruntime
 
         ort = import_onnxruntime()  # telemetry off, its device id under vehiclust's cache

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from vehiclust.describe.extract import DescribeSettings, Planned, extract
+from vehiclust.describe.int8 import INT8_KEY
 from vehiclust.describe.registry import DESCRIPTORS, DescriptorSpec, create_describer, get_spec
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import NullReporter, Reporter
@@ -46,11 +47,12 @@ def _identity(name: str, precision: str) -> tuple:
 
 
 def pass_precision(name: str, precision: str, device: str) -> str:
-    """"int8" when descriptor ``name`` comes from a backbone that runs in int8 on ``device``."""
+    """The int8 recipe (``int8q1``) when descriptor ``name`` comes from a backbone that runs in
+    int8 on ``device``, else '' (the float network: keys as before int8 existed)."""
     from vehiclust.describe.describers import runs_int8
 
     spec = get_spec(name)
-    return "int8" if spec.backbone and runs_int8(spec.backbone, device, precision) else ""
+    return INT8_KEY if spec.backbone and runs_int8(spec.backbone, device, precision) else ""
 
 
 def _weights_identity(spec: DescriptorSpec) -> str:
@@ -86,7 +88,7 @@ def is_current(run: RunFolder, name: str, key: str | None = None, *, table: pd.D
         return False
     table = run.load_collection() if table is None else table
     rows = rows or rows_key(table)
-    return meta.get("fingerprint") in {descriptor_key(name, table, rows, p) for p in ("", "int8")}
+    return meta.get("fingerprint") in {descriptor_key(name, table, rows, p) for p in ("", INT8_KEY)}
 
 
 def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),

@@ -67,7 +67,8 @@ class TorchImageModel:
         return features[:n].float(), logits[:n].float()
 
     def provenance(self) -> dict:
-        return {"runtime": f"torch {self.device}" + (" fp16" if self.half else "")}
+        return {"runtime": f"torch {self.device}" + (" fp16" if self.half else ""),
+                "precision": "fp16" if self.half else "fp32"}
 
     def run(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         tensor = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch

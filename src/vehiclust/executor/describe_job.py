@@ -48,11 +48,18 @@ class DescribeShards(ShardJob):
     def device_settings(self, settings):
         """This worker's settings: a GPU actor of a driver that has none describes on its GPU.
         Ray gave the actor one GPU and set CUDA_VISIBLE_DEVICES to it, so ``cuda`` is that GPU."""
-        if self.worker_gpus and settings.device == "cpu":
+        if self.worker_gpus and settings.device == "cpu" and not self.keyed_int8(settings):
             from vehiclust.describe.extract import GPU_BATCH
 
             return replace(settings, device="cuda", batch_size=max(settings.batch_size or 0, GPU_BATCH))
         return settings
+
+    def keyed_int8(self, settings) -> bool:
+        """The driver keyed a network of this pass as int8: the GPU (PyTorch fp16) would store
+        other numbers under that key, so the actor describes on its CPU."""
+        from vehiclust.describe.stage import pass_precision
+
+        return any(pass_precision(name, settings.precision, "cpu") for name in self.names)
 
     def run(self, index: int) -> dict:
         from vehiclust.describe.extract import _decoded_chunks, _gpu_decoded_chunks, describe_chunk
