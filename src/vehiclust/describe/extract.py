@@ -30,8 +30,8 @@ from PIL import Image
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
 from vehiclust.executor.base import ExecutorSettings, provenance, worker_identity
-from vehiclust.progress import Reporter
 from vehiclust.errors import VehiclustError
+from vehiclust.progress import Reporter
 from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
 
 
@@ -54,7 +54,7 @@ class DescribeSettings:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise VehiclustError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+            raise VehiclustError(f"precision {self.precision!r} (--precision): expected one of {', '.join(PRECISIONS)}")
 
     def for_device(self, device: str) -> DescribeSettings:
         """Fill the automatic batch size for the device the pass runs on."""
