@@ -24,7 +24,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
-from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
+from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouettes_on_samples
 from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
 from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.levels import deliver_levels
@@ -189,10 +189,18 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         return
     X_fit = space.X[fit_idx]
     refits, stability_seconds = stability_refits(space, algorithm, grid, len(fit_idx), settings)
-    for i, (model, fit_labels, seconds) in enumerate(fit_grid(algorithm, X_fit, grid, seed)):
+    fits = []
+    for model, fit_labels, seconds in fit_grid(algorithm, X_fit, grid, seed):
         started = time.perf_counter()
         labels = (assign(space, algorithm, model, fit_idx, fit_labels) if settings.executor.kind == "local"
                   else assign_rows(space.X, algorithm.assign, model, fit_idx, fit_labels, settings.executor))
+        fits.append((model, labels, seconds + time.perf_counter() - started))
+    started = time.perf_counter()
+    silhouettes = silhouettes_on_samples(space.X, [labels for _, labels, _ in fits], settings.silhouette_sample,
+                                         settings.silhouette_repeats, seed, space.silhouettes)
+    shared_seconds = (stability_seconds + time.perf_counter() - started) / len(grid)
+    for i, (model, labels, seconds) in enumerate(fits):
+        started = time.perf_counter()
         record = {
             "preprocessing": space.name,
             "algorithm": algorithm.name,
@@ -200,8 +208,7 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
             "k": grid[i].get("k", np.nan),
             "n_rows": space.n,
             **clustering_metrics(space.X, labels, settings.executor),
-            **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
-                                    seed, space.silhouette),
+            **silhouettes[i],
             **stability(labels, [(sub, lab[i]) for sub, lab in refits]),
             "fit_rows": len(fit_idx),
             "sampled": len(fit_idx) < space.n,
@@ -212,7 +219,7 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         }
         if checks is not None:
             record.update(checks(labels))
-        record["seconds"] = round(seconds + stability_seconds / len(grid) + time.perf_counter() - started, 3)
+        record["seconds"] = round(seconds + shared_seconds + time.perf_counter() - started, 3)
         yield record, labels
 
 
