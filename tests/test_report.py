@@ -325,3 +325,20 @@ def test_the_default_umap_map_keeps_the_neighbourhoods_of_real_data():
     X = load_digits().data.astype(np.float32)
     xy = maps.embed(X, np.ones(len(X), bool), 2, MapSettings())
     assert trustworthiness(X, xy, n_neighbors=10) > 0.983
+
+
+def test_a_montage_draws_every_image_in_its_tile_with_its_caption():
+    from PIL import Image
+
+    from vehiclust.report.figures import plot_montage
+
+    images = [Image.new("RGB", (112, 80), (255, 0, 0)), None, Image.new("RGB", (400, 400), (0, 0, 255))]
+    figure = plot_montage(images, ["a/red.jpg", "missing.jpg", "big/blue.jpg"], columns=2, title="t")
+    (ax,) = figure.axes
+    canvas = ax.images[0].get_array()
+    assert canvas.shape == (2 * 116, 2 * 116, 3)
+    assert tuple(canvas[56, 56]) == (255, 0, 0)  # the red image, centred in the first tile
+    assert tuple(canvas[56, 116 + 56]) == (220, 220, 220)  # no image: a grey tile
+    assert tuple(canvas[116 + 56, 56]) == (0, 0, 255)  # the big image, shrunk into the third tile
+    assert tuple(canvas[116 + 56, 116 + 56]) == (255, 255, 255)  # nothing in the fourth
+    assert [t.get_text() for t in ax.texts] == ["a/red.jpg", "missing.jpg", "big/blue.jpg"]
