@@ -591,3 +591,19 @@ def test_a_stored_clustering_names_its_arrays_and_round_trips(tmp_path):
                                                                                                "k=2", None)
     np.testing.assert_array_equal(loaded.distance, stored.distance)
     np.testing.assert_array_equal(Clustering.load_labels(CLUSTERING.path(run, "x")), stored.labels)
+
+
+@pytest.mark.parametrize("method, dims", [("ward", 8), ("ward", 40), ("average", 8), ("complete", 40)])
+def test_linkage_trees_are_scipys(method, dims):
+    """fastcluster builds the trees (its vector variant for Ward on few dimensions): the same
+    merges and heights as scipy's linkage, so every cut is the same."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.datasets import make_blobs
+
+    from vehiclust.cluster.algorithms import linkage_tree
+
+    X, _ = make_blobs(1500, dims, centers=7, cluster_std=2.0, random_state=dims)
+    ours, theirs = linkage_tree(X, method), linkage(X, method=method)
+    np.testing.assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-9)
+    for k in (2, 3, 7, 12, 30):
+        assert adjusted_rand_score(fcluster(ours, k, "maxclust"), fcluster(theirs, k, "maxclust")) == 1.0
