@@ -607,3 +607,41 @@ def test_linkage_trees_are_scipys(method, dims):
     np.testing.assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-9)
     for k in (2, 3, 7, 12, 30):
         assert adjusted_rand_score(fcluster(ours, k, "maxclust"), fcluster(theirs, k, "maxclust")) == 1.0
+
+
+def test_families_run_side_by_side_in_worker_processes_with_the_same_runs(tmp_path, monkeypatch):
+    """Small N: every family runs in a worker process (the parent runs none), and the runs are
+    those of one process."""
+    import vehiclust.cluster.sweep as sweep
+
+    X, y = planted(900, 32, 4, seed=21)
+    settings = ClusterSettings(preprocessing=LINEAR, algorithms=("kmeans", "ward"), k_max=8)
+    monkeypatch.setattr(sweep, "family_workers", lambda threads, settings: 1)
+    inline = cluster(make_run(tmp_path / "inline", {"x": X}, labels={"type": y.astype(str)}), ["x"], settings)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a family ran in the parent process")
+
+    monkeypatch.setattr(sweep, "family_workers", lambda threads, settings: 2)
+    monkeypatch.setattr(sweep, "run_family", not_here)
+    pooled = cluster(make_run(tmp_path / "pooled", {"x": X}, labels={"type": y.astype(str)}), ["x"], settings)
+    timing = [c for c in inline.columns if c.endswith("seconds")]
+    pd.testing.assert_frame_equal(inline.drop(columns=timing), pooled.drop(columns=timing))
+    assert len(pooled) == 2 * 2 * len(settings.ks())
+
+
+def test_a_workers_warnings_reach_the_parent_once_each(monkeypatch):
+    import vehiclust.cluster.sweep as sweep
+
+    def warns(*args):
+        for _ in range(3):
+            warnings.warn("did not converge", RuntimeWarning)
+        return iter([({"k": 2}, np.zeros(3))])
+
+    monkeypatch.setattr(sweep, "run_family", warns)
+    result = sweep._family_in_worker(None, None, None, None)  # what a worker sends back
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = sweep._unpacked(result)
+    assert [r for r, _ in runs] == [{"k": 2}]
+    assert [(w.category, str(w.message)) for w in caught] == [(RuntimeWarning, "did not converge")]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -295,6 +296,11 @@ class Space:
     def n(self) -> int:
         return len(self.X)
 
+    def __getstate__(self) -> dict:
+        """Pickled (for a worker process) without its caches: the distance matrices alone may
+        weigh hundreds of MB, and a worker computes what it needs again."""
+        return {**self.__dict__, "_neighbours": {}, "_distances": {}}
+
     def sample(self, size: int | None, seed: int) -> np.ndarray:
         """Sorted indices of ``size`` rows (all rows when ``size`` is None or >= n)."""
         if size is None or size >= self.n:
@@ -410,17 +416,22 @@ def valid_rows(matrix: np.ndarray, invalid: dict[int, str]) -> np.ndarray:
 
 def build_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], settings: ClusterSettings,
                  reporter_message=lambda text: None, spec_done=lambda: None) -> list[Space]:
-    """Every preprocessing of ``specs`` applied to ``matrix[rows]``; specs that share a linear
-    prefix (``l2+pca`` and ``l2+pca+umap``) share its computation. ``spec_done`` is called after
-    each spec, built or skipped (progress: at 416k rows one UMAP space takes minutes)."""
-    spaces = []
+    """Every preprocessing of ``specs`` applied to ``matrix[rows]`` (see :func:`iter_spaces`)."""
+    return list(iter_spaces(matrix, rows, specs, settings, reporter_message, spec_done))
+
+
+def iter_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], settings: ClusterSettings,
+                reporter_message=lambda text: None, spec_done=lambda: None) -> Iterator[Space]:
+    """Each preprocessing of ``specs`` applied to ``matrix[rows]``, as soon as it is built; specs
+    that share a linear prefix (``l2+pca`` and ``l2+pca+umap``) share its computation.
+    ``spec_done`` is called after each spec, built or skipped (progress: at 416k rows one UMAP
+    space takes minutes)."""
     linear_cache: dict[str, tuple[np.ndarray, dict]] = {}
     for spec in specs:
         space = _build_space(matrix, rows, spec, settings, reporter_message, linear_cache)
-        if space is not None:
-            spaces.append(space)
         spec_done()
-    return spaces
+        if space is not None:
+            yield space
 
 
 def _build_space(matrix: np.ndarray, rows: np.ndarray, spec: str, settings: ClusterSettings,

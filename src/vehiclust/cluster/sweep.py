@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,13 @@ from sklearn.metrics import adjusted_rand_score
 from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
 from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouettes_on_samples
-from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
+from vehiclust.cluster.preprocess import Space, has_umap, iter_spaces, valid_rows
 from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.levels import deliver_levels
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
-from vehiclust.executor.base import result_settings
+from vehiclust.executor.base import available_cpus, result_settings
 from vehiclust.executor.rows import assign_rows, drop_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
@@ -110,22 +111,24 @@ def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, repor
 
 def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
            reporter: Reporter, labels_table: pd.DataFrame | None, threads: int) -> pd.DataFrame:
-    with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
-                       len(settings.preprocessing)) as task:
-        spaces = build_spaces(matrix, rows, settings.preprocessing, settings,
-                              lambda text: reporter.message(f"{name}: {text}"), task.advance)
-    if not spaces:
-        raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
-                             f"could run (see the messages above)")
     checks = LabelChecks(labels_table.iloc[rows].reset_index(drop=True) if labels_table is not None else None,
                          settings.label_columns, settings.identity_column, settings.seed)
-    families = [(space, get_algorithm(a)) for space in spaces for a in settings.algorithms
-                if _runs_in(get_algorithm(a), space, settings)]
+    runner = FamilyRunner(threads, settings, checks)
+    families = []  # (space, the family's runs when asked for): each space's families start once it is built
+    with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
+                       len(settings.preprocessing)) as task:
+        for space in iter_spaces(matrix, rows, settings.preprocessing, settings,
+                                 lambda text: reporter.message(f"{name}: {text}"), task.advance):
+            families += [(space, runner.start(space, get_algorithm(a))) for a in settings.algorithms
+                         if _runs_in(get_algorithm(a), space, settings)]
+    if not families:
+        raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
+                             f"could run (see the messages above)")
     records, labels_of = [], []
     with reporter.task(f"Clustering {name} ({len(families)} algorithm x preprocessing families)",
                        len(families)) as task:
-        for space, algorithm in families:
-            for record, labels in run_family(space, algorithm, settings, checks):
+        for space, runs in families:
+            for record, labels in runs():
                 records.append({"descriptor": name, **record})
                 labels_of.append((space, labels.astype(np.int32)))
             task.advance()
@@ -146,6 +149,62 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     if settings.keep_run_labels:
         save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
     return runs
+
+
+class FamilyRunner:
+    """Runs families (:func:`run_family`): :meth:`start` hands back a call that returns the
+    family's runs. Where every fit takes one thread (small N, see ``thread_budget``) the families
+    run side by side in worker processes, one per free core, and start as soon as their space
+    is built, so the linear spaces' families run while UMAP builds the next space: fits of
+    milliseconds gain nothing from more threads, and UMAP's and HDBSCAN's numba code holds the
+    GIL, so threads would not run them at once. Otherwise a family runs when its runs are asked
+    for. The runs are the same either way: every family's seeds are its own."""
+
+    def __init__(self, threads: int, settings: ClusterSettings, checks: LabelChecks):
+        self.settings, self.checks = settings, checks
+        workers = family_workers(threads, settings)
+        self.pool = None
+        if workers > 1:
+            from joblib.externals.loky import get_reusable_executor
+
+            self.pool = get_reusable_executor(max_workers=workers)  # kept across descriptors and stages
+
+    def start(self, space: Space, algorithm: AlgorithmSpec) -> Callable[[], list[tuple[dict, np.ndarray]]]:
+        if self.pool is None:
+            return lambda: list(run_family(space, algorithm, self.settings, self.checks))
+        future = self.pool.submit(_family_in_worker, space, algorithm, self.settings, self.checks)
+        return lambda: _unpacked(future.result())
+
+
+def _unpacked(result: tuple[list, list[tuple]]) -> list[tuple[dict, np.ndarray]]:
+    runs, caught = result
+    for category, message, filename, lineno in caught:  # the CLI tallies them (vehiclust.progress)
+        warnings.warn_explicit(message, category, filename, lineno)
+    return runs
+
+
+def family_workers(threads: int, settings: ClusterSettings) -> int:
+    """Worker processes for the families: one per core when each fit runs on one thread and the
+    executor is this process, else 1 (no pool). Not fewer on a busy machine, as ``thread_budget``
+    does for threads: processes share the cores without spinning, and the load average counts
+    this run's own workers."""
+    if threads > 1 or settings.executor.kind != "local":
+        return 1
+    return available_cpus()
+
+
+def _family_in_worker(space: Space, algorithm: AlgorithmSpec, settings: ClusterSettings,
+                      checks: LabelChecks) -> tuple[list[tuple[dict, np.ndarray]], list[tuple]]:
+    """:func:`run_family` in a worker process: one thread, numba's compiled code from the user
+    cache, and the warnings sent back to the parent instead of to the worker's stderr."""
+    from vehiclust.thirdparty import configure_process
+
+    configure_process()
+    with warnings.catch_warnings(record=True) as caught, limited_threads(1):
+        warnings.simplefilter("always")
+        runs = list(run_family(space, algorithm, settings, checks))
+    unique = dict.fromkeys((w.category, str(w.message), w.filename, w.lineno) for w in caught)
+    return runs, list(unique)
 
 
 def _runs_in(algorithm: AlgorithmSpecSpec, space: Space, settings: ClusterSettings) -> bool:
