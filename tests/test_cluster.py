@@ -630,18 +630,16 @@ def test_families_run_side_by_side_in_worker_processes_with_the_same_runs(tmp_pa
     assert len(pooled) == 2 * 2 * len(settings.ks())
 
 
-def test_a_workers_warnings_reach_the_parent_once_each(monkeypatch):
-    import vehiclust.cluster.sweep as sweep
+def test_a_workers_warnings_reach_the_parent_once_each():
+    from vehiclust.executor.processes import in_worker, unpacked
 
-    def warns(*args):
+    def warns():
         for _ in range(3):
             warnings.warn("did not converge", RuntimeWarning)
-        return iter([({"k": 2}, np.zeros(3))])
+        return "runs"
 
-    monkeypatch.setattr(sweep, "run_family", warns)
-    result = sweep._family_in_worker(None, None, None, None)  # what a worker sends back
+    sent = in_worker(warns)  # what a worker sends back
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runs = sweep._unpacked(result)
-    assert [r for r, _ in runs] == [{"k": 2}]
+        assert unpacked(sent) == "runs"
     assert [(w.category, str(w.message)) for w in caught] == [(RuntimeWarning, "did not converge")]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import available_cpus, result_settings
+from vehiclust.executor.processes import start, worker_pool
 from vehiclust.executor.rows import assign_rows, drop_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
@@ -152,35 +152,24 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
 
 
 class FamilyRunner:
-    """Runs families (:func:`run_family`): :meth:`start` hands back a call that returns the
-    family's runs. Where every fit takes one thread (small N, see ``thread_budget``) the families
-    run side by side in worker processes, one per free core, and start as soon as their space
-    is built, so the linear spaces' families run while UMAP builds the next space: fits of
-    milliseconds gain nothing from more threads, and UMAP's and HDBSCAN's numba code holds the
-    GIL, so threads would not run them at once. Otherwise a family runs when its runs are asked
-    for. The runs are the same either way: every family's seeds are its own."""
+    """Runs families (:func:`run_family`): :meth:`start` hands back the call that returns a
+    family's runs. Where every fit takes one thread (small N, see ``thread_budget``) the
+    families run side by side in worker processes (:mod:`vehiclust.executor.processes`), one
+    per core, and start as soon as their space is built, so the linear spaces' families run
+    while UMAP builds the next space; otherwise a family runs when its runs are asked for. The
+    runs are the same either way: every family's seeds are its own."""
 
     def __init__(self, threads: int, settings: ClusterSettings, checks: LabelChecks):
         self.settings, self.checks = settings, checks
-        workers = family_workers(threads, settings)
-        self.pool = None
-        if workers > 1:
-            from joblib.externals.loky import get_reusable_executor
-
-            self.pool = get_reusable_executor(max_workers=workers)  # kept across descriptors and stages
+        self.pool = worker_pool(family_workers(threads, settings))
 
     def start(self, space: Space, algorithm: AlgorithmSpec) -> Callable[[], list[tuple[dict, np.ndarray]]]:
-        if self.pool is None:
-            return lambda: list(run_family(space, algorithm, self.settings, self.checks))
-        future = self.pool.submit(_family_in_worker, space, algorithm, self.settings, self.checks)
-        return lambda: _unpacked(future.result())
+        return start(self.pool, family_runs, space, algorithm, self.settings, self.checks)
 
 
-def _unpacked(result: tuple[list, list[tuple]]) -> list[tuple[dict, np.ndarray]]:
-    runs, caught = result
-    for category, message, filename, lineno in caught:  # the CLI tallies them (vehiclust.progress)
-        warnings.warn_explicit(message, category, filename, lineno)
-    return runs
+def family_runs(space: Space, algorithm: AlgorithmSpec, settings: ClusterSettings,
+                checks: LabelChecks) -> list[tuple[dict, np.ndarray]]:
+    return list(run_family(space, algorithm, settings, checks))
 
 
 def family_workers(threads: int, settings: ClusterSettings) -> int:
@@ -191,20 +180,6 @@ def family_workers(threads: int, settings: ClusterSettings) -> int:
     if threads > 1 or settings.executor.kind != "local":
         return 1
     return available_cpus()
-
-
-def _family_in_worker(space: Space, algorithm: AlgorithmSpec, settings: ClusterSettings,
-                      checks: LabelChecks) -> tuple[list[tuple[dict, np.ndarray]], list[tuple]]:
-    """:func:`run_family` in a worker process: one thread, numba's compiled code from the user
-    cache, and the warnings sent back to the parent instead of to the worker's stderr."""
-    from vehiclust.thirdparty import configure_process
-
-    configure_process()
-    with warnings.catch_warnings(record=True) as caught, limited_threads(1):
-        warnings.simplefilter("always")
-        runs = list(run_family(space, algorithm, settings, checks))
-    unique = dict.fromkeys((w.category, str(w.message), w.filename, w.lineno) for w in caught)
-    return runs, list(unique)
 
 
 def _runs_in(algorithm: AlgorithmSpecSpec, space: Space, settings: ClusterSettings) -> bool:
