@@ -68,6 +68,29 @@ def test_maps_are_reused_until_their_inputs_change(tmp_path):
     assert MAP_META.load(run, "blobs")["fingerprint"] != first
 
 
+@pytest.mark.slow
+def test_a_map_is_the_same_computed_alone_or_beside_others_in_worker_processes(tmp_path, monkeypatch):
+    """Several stale maps are computed side by side in worker processes, a lone one here: the
+    coordinates must not depend on which (both run on one thread)."""
+    import vehiclust.report.maps as maps
+
+    run = _vector_run(tmp_path, n=4500)  # above UMAP_EXACT_BELOW: the exact neighbour graph of the sample
+    run.save_descriptor("blobs_again", run.load_descriptor("blobs"), {"fingerprint": "blobs-v1-again"})
+    settings = MapSettings(fit_sample=4200)
+    pooled_with = []
+    real_pool = maps.worker_pool
+    monkeypatch.setattr(maps, "worker_pool", lambda workers: pooled_with.append(max(workers, 2)) or real_pool(2))
+    compute_maps(run, ["blobs", "blobs_again"], settings)
+    beside = {d: load_map(run, "blobs", d) for d in (2, 3)}
+    MAP_META.path(run, "blobs").unlink()  # stale again, alone this time
+    monkeypatch.setattr(maps, "worker_pool", lambda workers: pooled_with.append(workers) or real_pool(workers))
+    compute_maps(run, ["blobs", "blobs_again"], settings)
+    assert pooled_with == [2, 1]  # side by side in workers, then alone in this process
+    for dims in (2, 3):
+        np.testing.assert_array_equal(load_map(run, "blobs", dims), beside[dims])
+        np.testing.assert_array_equal(load_map(run, "blobs_again", dims), beside[dims])  # the same matrix
+
+
 def test_unknown_map_method_is_refused():
     with pytest.raises(VehiclustError, match="umap, pca, tsne"):
         MapSettings(method="isomap")
