@@ -80,7 +80,7 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
         with ThreadPoolExecutor(1, thread_name_prefix="vehiclust-notebook") as background:
             # everything the notebook reads is written by now; its kernel is a process of its own,
             # so this one only waits on it and writes the page meanwhile
-            notebook = background.submit(_notebook, run, settings) if settings.notebook else None
+            notebook = _start_notebook(background, run, settings) if settings.notebook else None
             with _timed(seconds, "report.html"):
                 data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
                 write_report(run, table, runs, verdicts, data)
@@ -91,6 +91,13 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
                 reporter.message(f"notebook: {notebook_status}")
         task.advance()
     run.record_stage("report", "always", time.perf_counter() - started, parts=seconds, notebook=notebook_status)
+
+
+def _start_notebook(background: ThreadPoolExecutor, run: RunFolder, settings: ReportSettings):
+    from vehiclust.report.notebook import import_client
+
+    import_client()
+    return background.submit(_notebook, run, settings)
 
 
 def _notebook(run: RunFolder, settings: ReportSettings) -> tuple[str, float]:
