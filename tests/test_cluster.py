@@ -591,3 +591,55 @@ def test_a_stored_clustering_names_its_arrays_and_round_trips(tmp_path):
                                                                                                "k=2", None)
     np.testing.assert_array_equal(loaded.distance, stored.distance)
     np.testing.assert_array_equal(Clustering.load_labels(CLUSTERING.path(run, "x")), stored.labels)
+
+
+@pytest.mark.parametrize("method, dims", [("ward", 8), ("ward", 40), ("average", 8), ("complete", 40)])
+def test_linkage_trees_are_scipys(method, dims):
+    """fastcluster builds the trees (its vector variant for Ward on few dimensions): the same
+    merges and heights as scipy's linkage, so every cut is the same."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.datasets import make_blobs
+
+    from vehiclust.cluster.algorithms import linkage_tree
+
+    X, _ = make_blobs(1500, dims, centers=7, cluster_std=2.0, random_state=dims)
+    ours, theirs = linkage_tree(X, method), linkage(X, method=method)
+    np.testing.assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-9)
+    for k in (2, 3, 7, 12, 30):
+        assert adjusted_rand_score(fcluster(ours, k, "maxclust"), fcluster(theirs, k, "maxclust")) == 1.0
+
+
+def test_families_run_side_by_side_in_worker_processes_with_the_same_runs(tmp_path, monkeypatch):
+    """Small N: every family runs in a worker process (the parent runs none), and the runs are
+    those of one process."""
+    import vehiclust.cluster.sweep as sweep
+
+    X, y = planted(900, 32, 4, seed=21)
+    settings = ClusterSettings(preprocessing=LINEAR, algorithms=("kmeans", "ward"), k_max=8)
+    monkeypatch.setattr(sweep, "family_workers", lambda threads, settings: 1)
+    inline = cluster(make_run(tmp_path / "inline", {"x": X}, labels={"type": y.astype(str)}), ["x"], settings)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a family ran in the parent process")
+
+    monkeypatch.setattr(sweep, "family_workers", lambda threads, settings: 2)
+    monkeypatch.setattr(sweep, "run_family", not_here)
+    pooled = cluster(make_run(tmp_path / "pooled", {"x": X}, labels={"type": y.astype(str)}), ["x"], settings)
+    timing = [c for c in inline.columns if c.endswith("seconds")]
+    pd.testing.assert_frame_equal(inline.drop(columns=timing), pooled.drop(columns=timing))
+    assert len(pooled) == 2 * 2 * len(settings.ks())
+
+
+def test_a_workers_warnings_reach_the_parent_once_each():
+    from vehiclust.executor.processes import in_worker, unpacked
+
+    def warns():
+        for _ in range(3):
+            warnings.warn("did not converge", RuntimeWarning)
+        return "runs"
+
+    sent = in_worker(warns)  # what a worker sends back
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert unpacked(sent) == "runs"
+    assert [(w.category, str(w.message)) for w in caught] == [(RuntimeWarning, "did not converge")]

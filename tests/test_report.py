@@ -68,6 +68,29 @@ def test_maps_are_reused_until_their_inputs_change(tmp_path):
     assert MAP_META.load(run, "blobs")["fingerprint"] != first
 
 
+@pytest.mark.slow
+def test_a_map_is_the_same_computed_alone_or_beside_others_in_worker_processes(tmp_path, monkeypatch):
+    """Several stale maps are computed side by side in worker processes, a lone one here: the
+    coordinates must not depend on which (both run on one thread)."""
+    import vehiclust.report.maps as maps
+
+    run = _vector_run(tmp_path, n=4500)  # above UMAP_EXACT_BELOW: the exact neighbour graph of the sample
+    run.save_descriptor("blobs_again", run.load_descriptor("blobs"), {"fingerprint": "blobs-v1-again"})
+    settings = MapSettings(fit_sample=4200)
+    pooled_with = []
+    real_pool = maps.worker_pool
+    monkeypatch.setattr(maps, "worker_pool", lambda workers: pooled_with.append(max(workers, 2)) or real_pool(2))
+    compute_maps(run, ["blobs", "blobs_again"], settings)
+    beside = {d: load_map(run, "blobs", d) for d in (2, 3)}
+    MAP_META.path(run, "blobs").unlink()  # stale again, alone this time
+    monkeypatch.setattr(maps, "worker_pool", lambda workers: pooled_with.append(workers) or real_pool(workers))
+    compute_maps(run, ["blobs", "blobs_again"], settings)
+    assert pooled_with == [2, 1]  # side by side in workers, then alone in this process
+    for dims in (2, 3):
+        np.testing.assert_array_equal(load_map(run, "blobs", dims), beside[dims])
+        np.testing.assert_array_equal(load_map(run, "blobs_again", dims), beside[dims])  # the same matrix
+
+
 def test_unknown_map_method_is_refused():
     with pytest.raises(VehiclustError, match="umap, pca, tsne"):
         MapSettings(method="isomap")
@@ -325,3 +348,20 @@ def test_the_default_umap_map_keeps_the_neighbourhoods_of_real_data():
     X = load_digits().data.astype(np.float32)
     xy = maps.embed(X, np.ones(len(X), bool), 2, MapSettings())
     assert trustworthiness(X, xy, n_neighbors=10) > 0.983
+
+
+def test_a_montage_draws_every_image_in_its_tile_with_its_caption():
+    from PIL import Image
+
+    from vehiclust.report.figures import plot_montage
+
+    images = [Image.new("RGB", (112, 80), (255, 0, 0)), None, Image.new("RGB", (400, 400), (0, 0, 255))]
+    figure = plot_montage(images, ["a/red.jpg", "missing.jpg", "big/blue.jpg"], columns=2, title="t")
+    (ax,) = figure.axes
+    canvas = ax.images[0].get_array()
+    assert canvas.shape == (2 * 116, 2 * 116, 3)
+    assert tuple(canvas[56, 56]) == (255, 0, 0)  # the red image, centred in the first tile
+    assert tuple(canvas[56, 116 + 56]) == (220, 220, 220)  # no image: a grey tile
+    assert tuple(canvas[116 + 56, 56]) == (0, 0, 255)  # the big image, shrunk into the third tile
+    assert tuple(canvas[116 + 56, 116 + 56]) == (255, 255, 255)  # nothing in the fourth
+    assert [t.get_text() for t in ax.texts] == ["a/red.jpg", "missing.jpg", "big/blue.jpg"]

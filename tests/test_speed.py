@@ -117,7 +117,7 @@ def test_the_sweep_s_umap_is_fitted_on_the_exact_neighbour_graph(monkeypatch):
 def test_the_runs_of_one_space_share_the_silhouette_distances_and_score_the_same(monkeypatch):
     import sklearn.metrics
 
-    from vehiclust.cluster.metrics import silhouette_on_samples
+    from vehiclust.cluster.metrics import silhouette_on_samples, silhouettes_on_samples
     from vehiclust.cluster.preprocess import Space
 
     rng = np.random.default_rng(3)
@@ -126,12 +126,14 @@ def test_the_runs_of_one_space_share_the_silhouette_distances_and_score_the_same
     computed = []
     real = sklearn.metrics.pairwise_distances
     monkeypatch.setattr(sklearn.metrics, "pairwise_distances", lambda A: computed.append(len(A)) or real(A))
-    for k in (2, 3, 5, 8):
-        labels = rng.integers(0, k, len(X))
-        cached = silhouette_on_samples(X, labels, 1000, 3, 0, space.silhouette)
-        assert cached == silhouette_on_samples(X, labels, 1000, 3, 0)  # scikit-learn's own, to the bit
-    assert computed == [1000, 1000, 1000]  # one matrix per sample, not per run
+    family = [rng.integers(0, k, len(X)) for k in (2, 3, 5, 8, 300, 400)]  # two products of <= 512 columns
     noisy = np.where(np.arange(len(X)) % 7 == 0, -1, rng.integers(0, 3, len(X)))  # other rows clustered
+    one_label = np.zeros(len(X), dtype=np.int64)  # no silhouette: NaN, as alone
+    together = silhouettes_on_samples(X, [*family, noisy, one_label], 1000, 3, 0, space.silhouettes)
+    for labels, shared in zip([*family, noisy, one_label], together):
+        alone = silhouette_on_samples(X, labels, 1000, 3, 0)  # scikit-learn's own, one call each
+        assert shared.keys() == alone.keys()
+        np.testing.assert_equal(list(shared.values()), list(alone.values()))  # to the bit
+    assert computed == [1000] * 6  # one matrix per sample of each set of clustered rows, not per run
     assert silhouette_on_samples(X, noisy, 1000, 3, 0, space.silhouette) == \
         silhouette_on_samples(X, noisy, 1000, 3, 0)
-    assert len(computed) == 6

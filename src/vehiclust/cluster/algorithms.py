@@ -232,25 +232,23 @@ class GaussianMixtureClusterer(ModelPredict, ClusterMixin, BaseEstimator):
 
 
 @ALGORITHMS.add("complete", summary="complete-linkage hierarchy cut at k", fit_rows="quadratic", assign="knn",
-                path=True, backend="scipy", fixed={"linkage": "complete"})
+                path=True, backend="fastcluster", fixed={"linkage": "complete"})
 @ALGORITHMS.add("average", summary="average-linkage hierarchy cut at k", fit_rows="quadratic", assign="knn",
-                path=True, backend="scipy", fixed={"linkage": "average"})
+                path=True, backend="fastcluster", fixed={"linkage": "average"})
 @ALGORITHMS.add("ward", summary="Ward hierarchy cut at k (one tree serves every k)", fit_rows="quadratic",
-                assign="centroid", path=True, backend="scipy", fixed={"linkage": "ward"})
+                assign="centroid", path=True, backend="fastcluster", fixed={"linkage": "ward"})
 class LinkageClusterer(ClusterMixin, BaseEstimator):
-    """Hierarchical clustering (scipy's linkage: ward, average, complete, single), cut at
-    ``n_clusters``. O(N^2) memory and time: the sweep fits it on a sample. One tree serves every
-    k (:meth:`fit_path`)."""
+    """Hierarchical clustering (ward, average, complete, single linkage), cut at ``n_clusters``.
+    O(N^2) time (and memory, but for Ward on few dimensions): the sweep fits it on a sample. One
+    tree serves every k (:meth:`fit_path`)."""
 
     def __init__(self, n_clusters: int = 8, linkage: str = "ward"):
         self.n_clusters = n_clusters
         self.linkage = linkage
 
     def fit_tree(self, X) -> LinkageClusterer:
-        from scipy.cluster.hierarchy import linkage
-
         X = validate_data(self, X, dtype=FLOATS, ensure_min_samples=2)
-        self.tree_ = linkage(np.asarray(X, dtype=np.float64), method=self.linkage)
+        self.tree_ = linkage_tree(np.asarray(X, dtype=np.float64), self.linkage)
         return self
 
     def cut(self, k: int) -> np.ndarray:
@@ -267,6 +265,20 @@ class LinkageClusterer(ClusterMixin, BaseEstimator):
         """Labels at every k of ``ks`` from one tree."""
         self.fit_tree(X)
         return [self.cut(k) for k in ks]
+
+
+WARD_VECTOR_MAX_DIMS = 24  # measured: up to here the vector variant is the faster one (7x at 8 dims)
+
+
+def linkage_tree(X: np.ndarray, method: str) -> np.ndarray:
+    """scipy's linkage matrix of ``X`` (Euclidean), computed by fastcluster, whose algorithms
+    scipy's own are (Müllner 2011) but run 2x faster here on 5,000 rows; for Ward on few
+    dimensions its vector variant, which needs no distance matrix, 7x faster at 8 dimensions."""
+    import fastcluster
+
+    if method == "ward" and X.shape[1] <= WARD_VECTOR_MAX_DIMS:
+        return fastcluster.linkage_vector(X, method="ward")
+    return fastcluster.linkage(X, method=method, preserve_input=True)
 
 
 @ALGORITHMS.add("birch", summary="BIRCH (a CF-tree of subclusters, merged into k)", fit_rows="fit",

@@ -151,16 +151,48 @@ def silhouette_on_samples(X: np.ndarray, labels: np.ndarray, sample_size: int, r
     ``score(idx, labels[idx])``: the silhouette of ``X[idx]`` from a caller that keeps the
     distances across the runs of one space (:meth:`vehiclust.cluster.preprocess.Space.silhouette`).
     """
-    members = np.flatnonzero(labels >= 0)
-    size = min(sample_size, len(members))
-    exact = size == len(members)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(1 if exact else repeats):
-        idx = members if exact else np.sort(rng.choice(members, size=size, replace=False))
-        if len(np.unique(labels[idx])) < 2 or len(idx) < 3:
-            continue
-        values.append(float(silhouette_score(X[idx], labels[idx]) if score is None else score(idx, labels[idx])))
+    many = None if score is None else (lambda idx, labelings: [score(idx, lab) for lab in labelings])
+    return silhouettes_on_samples(X, [labels], sample_size, repeats, seed, many)[0]
+
+
+def silhouettes_on_samples(X: np.ndarray, labelings: list[np.ndarray], sample_size: int, repeats: int, seed: int,
+                           score: Callable[[np.ndarray, list[np.ndarray]], list[float]] | None = None,
+                           ) -> list[dict[str, float]]:
+    """:func:`silhouette_on_samples` of each labeling of the same rows, the same numbers as one
+    call each (every labeling draws its samples from the same seed), but the labelings that
+    cluster the same rows share their samples, so ``score(idx, [labels[idx], ...])``
+    (:meth:`vehiclust.cluster.preprocess.Space.silhouettes`) scores them together."""
+    out: list[dict[str, float] | None] = [None] * len(labelings)
+    for members, group in _by_members(labelings).items():
+        members = np.frombuffer(members, dtype=np.int64)
+        size = min(sample_size, len(members))
+        exact = size == len(members)
+        rng = np.random.default_rng(seed)
+        values: dict[int, list[float]] = {i: [] for i in group}
+        for _ in range(1 if exact else repeats):
+            idx = members if exact else np.sort(rng.choice(members, size=size, replace=False))
+            scored = [i for i in group if len(idx) >= 3 and len(np.unique(labelings[i][idx])) >= 2]
+            if not scored:
+                continue
+            sampled = [labelings[i][idx] for i in scored]
+            results = score(idx, sampled) if score is not None else \
+                [silhouette_score(X[idx], lab) for lab in sampled]
+            for i, value in zip(scored, results):
+                values[i].append(float(value))
+        for i in group:
+            out[i] = _silhouette_summary(values[i], size)
+    return out
+
+
+def _by_members(labelings: list[np.ndarray]) -> dict[bytes, list[int]]:
+    """Labelings grouped by the rows they cluster (label >= 0), keyed by those rows' bytes."""
+    groups: dict[bytes, list[int]] = {}
+    for i, labels in enumerate(labelings):
+        groups.setdefault(np.flatnonzero(labels >= 0).astype(np.int64).tobytes(), []).append(i)
+    return groups
+
+
+def _silhouette_summary(values: list[float], size: int) -> dict[str, float]:
     return {
         "silhouette": float(np.mean(values)) if values else NAN,
         "silhouette_std": float(np.std(values)) if len(values) > 1 else (0.0 if values else NAN),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ MAX_SPACE_BYTES = 2 << 30  # an unreduced 416k x 2560 float32 space (4 GB) is re
 IN_MEMORY_SPACE_BYTES = 512 << 20
 UMAP_ROWS_PER_NEIGHBOUR = 20  # below 20 x n_neighbors rows a "neighbourhood" is a tenth of the data
 UMAP_INTERPOLATION_NEIGHBOURS = 10
+SILHOUETTE_COLUMNS = 512  # one-hot columns per shared product: 3,000 x 512 float64 is 12 MB
 DISTANCE_CACHE_BYTES = 256 << 20  # three 3000-row silhouette samples (72 MB each as float64) fit
 FLOATS = (np.float32, np.float64)  # kept as given: converting a 50k x 2560 sample costs memory
 
@@ -294,6 +296,11 @@ class Space:
     def n(self) -> int:
         return len(self.X)
 
+    def __getstate__(self) -> dict:
+        """Pickled (for a worker process) without its caches: the distance matrices alone may
+        weigh hundreds of MB, and a worker computes what it needs again."""
+        return {**self.__dict__, "_neighbours": {}, "_distances": {}}
+
     def sample(self, size: int | None, seed: int) -> np.ndarray:
         """Sorted indices of ``size`` rows (all rows when ``size`` is None or >= n)."""
         if size is None or size >= self.n:
@@ -323,31 +330,32 @@ class Space:
         return self._distances[key]
 
     def silhouette(self, idx: np.ndarray, labels: np.ndarray) -> float:
-        """scikit-learn's ``silhouette_score(X[idx], labels)``, step for step, on the cached
-        distances, but with each row's per-cluster distance sums as one matrix product instead
-        of scikit-learn's bincount per row (ten times slower at 3,000 rows). The sums are
-        float64 rounded to float32 as there, so only the order of the additions differs: a
-        float32 result changes in its last bit about once in 10^5 sums."""
+        """scikit-learn's ``silhouette_score(X[idx], labels)`` on the cached distances (see
+        :meth:`silhouettes`)."""
+        return self.silhouettes(idx, [labels])[0]
+
+    def silhouettes(self, idx: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
+        """scikit-learn's ``silhouette_score(X[idx], labels)`` for each of ``labelings`` (labels
+        of the rows ``idx``), step for step, on the cached distances, but with each row's
+        per-cluster distance sums as one matrix product instead of scikit-learn's bincount per
+        row (ten times slower at 3,000 rows). The labelings share that product: their one-hot
+        columns sit side by side, so the distance matrix, whose reading is most of the cost, is
+        read once for a whole family instead of once per run. The sums are float64 rounded to
+        float32 as there, so only the order of the additions differs: a float32 result changes
+        in its last bit about once in 10^5 sums."""
         distances = self.pairwise_distances(idx)
         dtype = np.result_type(self.X.dtype, np.float32)  # scikit-learn's distances keep float32 / float64
-        classes, codes = np.unique(labels, return_inverse=True)
-        n = len(codes)
-        if not 1 < len(classes) < n:
-            raise ValueError(f"Number of labels is {len(classes)}. Valid values are 2 to n_samples - 1 (inclusive)")
-        freqs = np.bincount(codes)
-        onehot = np.zeros((n, len(classes)))
-        onehot[np.arange(n), codes] = 1.0
-        sums = (distances @ onehot).astype(dtype)
-        own = (np.arange(n), codes)
-        intra = sums[own]
-        sums[own] = np.inf
-        sums /= freqs
-        inter = sums.min(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            intra /= (freqs - 1).take(codes, mode="clip")
-            values = inter - intra
-            values /= np.maximum(intra, inter)
-        return float(np.mean(np.nan_to_num(values)))
+        encoded = [_codes_of(labels) for labels in labelings]
+        scores = []
+        for batch in _column_batches(encoded, SILHOUETTE_COLUMNS):
+            onehot = np.zeros((len(idx), sum(len(freqs) for _, freqs in batch)))
+            offsets = np.cumsum([0] + [len(freqs) for _, freqs in batch])
+            for (codes, _), offset in zip(batch, offsets):
+                onehot[np.arange(len(idx)), offset + codes] = 1.0
+            sums = (distances @ onehot).astype(dtype)
+            scores += [_silhouette_from_sums(sums[:, offset:offset + len(freqs)], codes, freqs)
+                       for (codes, freqs), offset in zip(batch, offsets)]
+        return scores
 
     def assign_knn(self, sample: np.ndarray, sample_labels: np.ndarray, k: int = 10) -> np.ndarray:
         """Labels for all rows: the sample keeps its own, every other row takes the majority
@@ -358,6 +366,42 @@ class Space:
         votes = knn_vote(sample_labels[self._neighbours[key]])
         votes[sample] = sample_labels
         return votes
+
+
+def _codes_of(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..k-1 of ``labels`` and each code's count; refused as scikit-learn refuses."""
+    classes, codes = np.unique(labels, return_inverse=True)
+    if not 1 < len(classes) < len(codes):
+        raise ValueError(f"Number of labels is {len(classes)}. Valid values are 2 to n_samples - 1 (inclusive)")
+    return codes, np.bincount(codes)
+
+
+def _column_batches(encoded: list, width: int) -> list[list]:
+    """Consecutive groups of labelings whose clusters add up to at most ``width`` columns
+    (a single labeling wider than that is a group of its own)."""
+    batches, current, used = [], [], 0
+    for item in encoded:
+        if current and used + len(item[1]) > width:
+            batches.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += len(item[1])
+    return batches + [current] if current else batches
+
+
+def _silhouette_from_sums(sums: np.ndarray, codes: np.ndarray, freqs: np.ndarray) -> float:
+    """The mean silhouette from each row's distance sum to every cluster (rows x clusters)."""
+    n = len(codes)
+    own = (np.arange(n), codes)
+    intra = sums[own]
+    sums[own] = np.inf
+    sums /= freqs
+    inter = sums.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= (freqs - 1).take(codes, mode="clip")
+        values = inter - intra
+        values /= np.maximum(intra, inter)
+    return float(np.mean(np.nan_to_num(values)))
 
 
 def valid_rows(matrix: np.ndarray, invalid: dict[int, str]) -> np.ndarray:
@@ -372,17 +416,22 @@ def valid_rows(matrix: np.ndarray, invalid: dict[int, str]) -> np.ndarray:
 
 def build_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], settings: ClusterSettings,
                  reporter_message=lambda text: None, spec_done=lambda: None) -> list[Space]:
-    """Every preprocessing of ``specs`` applied to ``matrix[rows]``; specs that share a linear
-    prefix (``l2+pca`` and ``l2+pca+umap``) share its computation. ``spec_done`` is called after
-    each spec, built or skipped (progress: at 416k rows one UMAP space takes minutes)."""
-    spaces = []
+    """Every preprocessing of ``specs`` applied to ``matrix[rows]`` (see :func:`iter_spaces`)."""
+    return list(iter_spaces(matrix, rows, specs, settings, reporter_message, spec_done))
+
+
+def iter_spaces(matrix: np.ndarray, rows: np.ndarray, specs: tuple[str, ...], settings: ClusterSettings,
+                reporter_message=lambda text: None, spec_done=lambda: None) -> Iterator[Space]:
+    """Each preprocessing of ``specs`` applied to ``matrix[rows]``, as soon as it is built; specs
+    that share a linear prefix (``l2+pca`` and ``l2+pca+umap``) share its computation.
+    ``spec_done`` is called after each spec, built or skipped (progress: at 416k rows one UMAP
+    space takes minutes)."""
     linear_cache: dict[str, tuple[np.ndarray, dict]] = {}
     for spec in specs:
         space = _build_space(matrix, rows, spec, settings, reporter_message, linear_cache)
-        if space is not None:
-            spaces.append(space)
         spec_done()
-    return spaces
+        if space is not None:
+            yield space
 
 
 def _build_space(matrix: np.ndarray, rows: np.ndarray, spec: str, settings: ClusterSettings,

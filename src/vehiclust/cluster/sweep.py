@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +24,15 @@ from sklearn.metrics import adjusted_rand_score
 
 from vehiclust.cluster.algorithms import AlgorithmSpec, GridContext, format_params, get_algorithm
 from vehiclust.cluster.backends import has_faiss, limited_threads, nearest_centroid, thread_budget
-from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouette_on_samples
-from vehiclust.cluster.preprocess import Space, build_spaces, has_umap, valid_rows
+from vehiclust.cluster.metrics import LabelChecks, cluster_geometry, clustering_metrics, silhouettes_on_samples
+from vehiclust.cluster.preprocess import Space, has_umap, iter_spaces, valid_rows
 from vehiclust.cluster.clustering import Clustering
 from vehiclust.cluster.levels import deliver_levels
 from vehiclust.cluster.select import select_run
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
-from vehiclust.executor.base import result_settings
+from vehiclust.executor.base import available_cpus, result_settings
+from vehiclust.executor.processes import start, worker_pool
 from vehiclust.executor.rows import assign_rows, drop_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
@@ -110,22 +111,24 @@ def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, repor
 
 def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
            reporter: Reporter, labels_table: pd.DataFrame | None, threads: int) -> pd.DataFrame:
-    with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
-                       len(settings.preprocessing)) as task:
-        spaces = build_spaces(matrix, rows, settings.preprocessing, settings,
-                              lambda text: reporter.message(f"{name}: {text}"), task.advance)
-    if not spaces:
-        raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
-                             f"could run (see the messages above)")
     checks = LabelChecks(labels_table.iloc[rows].reset_index(drop=True) if labels_table is not None else None,
                          settings.label_columns, settings.identity_column, settings.seed)
-    families = [(space, get_algorithm(a)) for space in spaces for a in settings.algorithms
-                if _runs_in(get_algorithm(a), space, settings)]
+    runner = FamilyRunner(threads, settings, checks)
+    families = []  # (space, the family's runs when asked for): each space's families start once it is built
+    with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
+                       len(settings.preprocessing)) as task:
+        for space in iter_spaces(matrix, rows, settings.preprocessing, settings,
+                                 lambda text: reporter.message(f"{name}: {text}"), task.advance):
+            families += [(space, runner.start(space, get_algorithm(a))) for a in settings.algorithms
+                         if _runs_in(get_algorithm(a), space, settings)]
+    if not families:
+        raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
+                             f"could run (see the messages above)")
     records, labels_of = [], []
     with reporter.task(f"Clustering {name} ({len(families)} algorithm x preprocessing families)",
                        len(families)) as task:
-        for space, algorithm in families:
-            for record, labels in run_family(space, algorithm, settings, checks):
+        for space, runs in families:
+            for record, labels in runs():
                 records.append({"descriptor": name, **record})
                 labels_of.append((space, labels.astype(np.int32)))
             task.advance()
@@ -146,6 +149,37 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     if settings.keep_run_labels:
         save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
     return runs
+
+
+class FamilyRunner:
+    """Runs families (:func:`run_family`): :meth:`start` hands back the call that returns a
+    family's runs. Where every fit takes one thread (small N, see ``thread_budget``) the
+    families run side by side in worker processes (:mod:`vehiclust.executor.processes`), one
+    per core, and start as soon as their space is built, so the linear spaces' families run
+    while UMAP builds the next space; otherwise a family runs when its runs are asked for. The
+    runs are the same either way: every family's seeds are its own."""
+
+    def __init__(self, threads: int, settings: ClusterSettings, checks: LabelChecks):
+        self.settings, self.checks = settings, checks
+        self.pool = worker_pool(family_workers(threads, settings))
+
+    def start(self, space: Space, algorithm: AlgorithmSpec) -> Callable[[], list[tuple[dict, np.ndarray]]]:
+        return start(self.pool, family_runs, space, algorithm, self.settings, self.checks)
+
+
+def family_runs(space: Space, algorithm: AlgorithmSpec, settings: ClusterSettings,
+                checks: LabelChecks) -> list[tuple[dict, np.ndarray]]:
+    return list(run_family(space, algorithm, settings, checks))
+
+
+def family_workers(threads: int, settings: ClusterSettings) -> int:
+    """Worker processes for the families: one per core when each fit runs on one thread and the
+    executor is this process, else 1 (no pool). Not fewer on a busy machine, as ``thread_budget``
+    does for threads: processes share the cores without spinning, and the load average counts
+    this run's own workers."""
+    if threads > 1 or settings.executor.kind != "local":
+        return 1
+    return available_cpus()
 
 
 def _runs_in(algorithm: AlgorithmSpecSpec, space: Space, settings: ClusterSettings) -> bool:
@@ -189,10 +223,18 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         return
     X_fit = space.X[fit_idx]
     refits, stability_seconds = stability_refits(space, algorithm, grid, len(fit_idx), settings)
-    for i, (model, fit_labels, seconds) in enumerate(fit_grid(algorithm, X_fit, grid, seed)):
+    fits = []
+    for model, fit_labels, seconds in fit_grid(algorithm, X_fit, grid, seed):
         started = time.perf_counter()
         labels = (assign(space, algorithm, model, fit_idx, fit_labels) if settings.executor.kind == "local"
                   else assign_rows(space.X, algorithm.assign, model, fit_idx, fit_labels, settings.executor))
+        fits.append((model, labels, seconds + time.perf_counter() - started))
+    started = time.perf_counter()
+    silhouettes = silhouettes_on_samples(space.X, [labels for _, labels, _ in fits], settings.silhouette_sample,
+                                         settings.silhouette_repeats, seed, space.silhouettes)
+    shared_seconds = (stability_seconds + time.perf_counter() - started) / len(grid)
+    for i, (model, labels, seconds) in enumerate(fits):
+        started = time.perf_counter()
         record = {
             "preprocessing": space.name,
             "algorithm": algorithm.name,
@@ -200,8 +242,7 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
             "k": grid[i].get("k", np.nan),
             "n_rows": space.n,
             **clustering_metrics(space.X, labels, settings.executor),
-            **silhouette_on_samples(space.X, labels, settings.silhouette_sample, settings.silhouette_repeats,
-                                    seed, space.silhouette),
+            **silhouettes[i],
             **stability(labels, [(sub, lab[i]) for sub, lab in refits]),
             "fit_rows": len(fit_idx),
             "sampled": len(fit_idx) < space.n,
@@ -212,7 +253,7 @@ def run_family(space: Space, algorithm: AlgorithmSpecSpec, settings: ClusterSett
         }
         if checks is not None:
             record.update(checks(labels))
-        record["seconds"] = round(seconds + stability_seconds / len(grid) + time.perf_counter() - started, 3)
+        record["seconds"] = round(seconds + shared_seconds + time.perf_counter() - started, 3)
         yield record, labels
 
 

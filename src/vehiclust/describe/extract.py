@@ -29,7 +29,7 @@ from PIL import Image
 
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
-from vehiclust.executor.base import ExecutorSettings, provenance, worker_identity
+from vehiclust.executor.base import ExecutorSettings, available_cpus, provenance, worker_identity
 from vehiclust.errors import VehiclustError
 from vehiclust.progress import Reporter
 from vehiclust.runfolder import DESCRIPTOR_PARTS, RunFolder, atomic_path, fingerprint, write_json, write_npy
@@ -65,8 +65,6 @@ class DescribeSettings:
         """Decoding threads: 2 beside the CPU model (which takes the other cores); every core
         for PIL beside a GPU; 4 for nvjpeg, measured best on an H100 (2: 3.9k, 4: 7.1k images/s
         end to end; more only fight over the GIL)."""
-        from vehiclust.describe.onnx_backend import available_cpus
-
         if self.decode_threads:
             return self.decode_threads
         if self.device == "cpu":

@@ -22,6 +22,7 @@ import torch
 from vehiclust.describe.backbones import BACKBONES
 from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import available_cpus
 from vehiclust.rules import sha256_file as weights_sha256
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
@@ -155,13 +156,6 @@ def _providers() -> list[str]:
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return [p for p in wanted if p in available]
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on: in containers the affinity mask is what is really lent."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 class OnnxImageModel:

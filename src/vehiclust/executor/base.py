@@ -29,6 +29,13 @@ class ExecutorSettings:
     after_shard: ShardHook | None = field(default=None, compare=False, repr=False)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on: in containers the affinity mask is what is really lent."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def result_settings(settings) -> dict[str, Any]:
     """``asdict(settings)`` without the executor settings it holds (at any depth): where the
     rows were computed does not change the result, so it is no part of a stage's key."""

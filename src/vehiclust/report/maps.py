@@ -22,13 +22,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vehiclust.cluster.backends import UMAP_EXACT_BELOW, umap_neighbour_graph
+from vehiclust.cluster.backends import UMAP_EXACT_BELOW, limited_threads, umap_neighbour_graph
 from vehiclust.cluster.preprocess import KNNPlacement, valid_rows
 from vehiclust.errors import VehiclustError
+from vehiclust.executor.base import available_cpus
+from vehiclust.executor.processes import start, worker_pool
 from vehiclust.runfolder import MAP, MAP_META, RunFolder, fingerprint
 
 METHODS = ("umap", "pca", "tsne")
-MAPS_VERSION = 6  # 4: the 2D and 3D UMAP maps share one neighbour search; 5: an exact one; 6: 200 epochs
+# 4: the 2D and 3D UMAP maps share one neighbour search; 5: an exact one; 6: 200 epochs; 7: on one thread
+MAPS_VERSION = 7
 CHUNK = 20_000
 NEIGHBOURS = 10
 
@@ -62,17 +65,31 @@ def map_key(run: RunFolder, name: str, settings: MapSettings) -> str:
 def compute_maps(run: RunFolder, names: list[str], settings: MapSettings = MapSettings(),
                  message=lambda text: None) -> dict[str, dict]:
     """2D and 3D maps for every descriptor in ``names``; reuses stored maps whose inputs and
-    settings did not change. Returns each map's provenance."""
-    metas = {}
+    settings did not change. Returns each map's provenance. The descriptors' maps are computed
+    side by side in worker processes, one per core (UMAP's layout runs on one thread)."""
+    metas, stale = {}, {}
     for name in names:
         key = map_key(run, name, settings)
         if MAP_META.exists(run, name) and MAP_META.load(run, name).get("fingerprint") == key and all(
                 MAP.exists(run, name, dims=d) for d in (2, 3)):
             metas[name] = MAP_META.load(run, name)
-            continue
+        else:
+            stale[name] = key
+    pool = worker_pool(available_cpus() if len(stale) > 1 else 1)
+    pending = {}
+    for name, key in stale.items():
         message(f"maps: {name} ({settings.method})")
-        metas[name] = _compute_one(run, name, settings, key)
-    return metas
+        pending[name] = start(pool, _compute_on_one_thread, run, name, settings, key)
+    metas.update({name: result() for name, result in pending.items()})
+    return {name: metas[name] for name in names}
+
+
+def _compute_on_one_thread(run: RunFolder, name: str, settings: MapSettings, key: str) -> dict:
+    """:func:`_compute_one` on one thread, here or in a worker: UMAP turns the last bits in which
+    BLAS results of different thread counts differ into another layout, so a map must not depend
+    on whether it was computed alone or beside others."""
+    with limited_threads(1):
+        return _compute_one(run, name, settings, key)
 
 
 def _compute_one(run: RunFolder, name: str, settings: MapSettings, key: str) -> dict:

@@ -128,6 +128,17 @@ def kernel_env(run_dir: Path | str | None = None) -> dict[str, str]:
     return env
 
 
+def import_client() -> None:
+    """Import what executing imports in this process (nbclient, the kernelspec lookup, IPython),
+    before executing in a thread beside matplotlib: pyplot reads ``sys.modules["IPython"]``,
+    and a module half imported by the other thread breaks it."""
+    import IPython  # noqa: F401
+    import ipykernel.kernelspec  # noqa: F401
+    import nbclient  # noqa: F401
+
+    configure_process()
+
+
 def execute_notebook(notebook: nbformat.NotebookNode, run_dir: Path | str) -> None:
     """Run every cell in a kernel started in an empty private folder (see the module's note)."""
     from nbclient import NotebookClient

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,19 +77,36 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
             payload = _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
             _static_maps(run, runs, map_meta)
         notes = _map_notes(map_meta, payload, has_thumb, settings)
-        with _timed(seconds, "report.html"):
-            data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
-            write_report(run, table, runs, verdicts, data)
-        task.advance()
-        notebook_status = "not written (--no-notebook)"
-        if settings.notebook:
-            from vehiclust.report.notebook import write_notebook
-
-            with _timed(seconds, "report.ipynb"):
-                notebook_status = write_notebook(run, execute=settings.execute_notebook)
-            reporter.message(f"notebook: {notebook_status}")
+        with ThreadPoolExecutor(1, thread_name_prefix="vehiclust-notebook") as background:
+            # everything the notebook reads is written by now; its kernel is a process of its own,
+            # so this one only waits on it and writes the page meanwhile
+            notebook = _start_notebook(background, run, settings) if settings.notebook else None
+            with _timed(seconds, "report.html"):
+                data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
+                write_report(run, table, runs, verdicts, data)
+            task.advance()
+            notebook_status = "not written (--no-notebook)"
+            if notebook is not None:
+                notebook_status, seconds["report.ipynb"] = notebook.result()
+                reporter.message(f"notebook: {notebook_status}")
         task.advance()
     run.record_stage("report", "always", time.perf_counter() - started, parts=seconds, notebook=notebook_status)
+
+
+def _start_notebook(background: ThreadPoolExecutor, run: RunFolder, settings: ReportSettings):
+    from vehiclust.report.notebook import import_client
+
+    import_client()
+    return background.submit(_notebook, run, settings)
+
+
+def _notebook(run: RunFolder, settings: ReportSettings) -> tuple[str, float]:
+    """report.ipynb written (and executed when asked): what happened, and the seconds it took."""
+    from vehiclust.report.notebook import write_notebook
+
+    started = time.perf_counter()
+    status = write_notebook(run, execute=settings.execute_notebook)
+    return status, round(time.perf_counter() - started, 2)
 
 
 @contextlib.contextmanager
