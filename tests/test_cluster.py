@@ -643,3 +643,17 @@ def test_a_workers_warnings_reach_the_parent_once_each():
         warnings.simplefilter("always")
         assert unpacked(sent) == "runs"
     assert [(w.category, str(w.message)) for w in caught] == [(RuntimeWarning, "did not converge")]
+
+
+def test_a_space_too_big_to_copy_to_workers_is_clustered_here(monkeypatch):
+    import vehiclust.cluster.sweep as sweep
+    from vehiclust.cluster.preprocess import Space
+
+    monkeypatch.setattr(sweep, "family_workers", lambda threads, settings: 2)
+    runner = sweep.FamilyRunner(1, ClusterSettings(), None)
+    sent = []
+    monkeypatch.setattr(sweep, "start", lambda pool, *args: sent.append(pool) or (lambda: []))
+    monkeypatch.setattr(sweep, "WORKER_SPACE_BYTES", 1000)
+    runner.start(Space("small", np.zeros((10, 4), np.float32), {}), ALGORITHMS.get("kmeans"))
+    runner.start(Space("big", np.zeros((100, 4), np.float32), {}), ALGORITHMS.get("kmeans"))
+    assert sent == [runner.pool, None] and runner.pool is not None

@@ -39,6 +39,7 @@ from vehiclust.ownership import remove_file
 from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
 
 SWEEP_VERSION = 7  # part of the stage fingerprint: bump when results change for equal settings
+WORKER_SPACE_BYTES = 64 << 20  # a space sent to a worker is pickled once per family: 50k x 64 float32 is 13 MB
 ASSIGN_WORDS = {"predict": "the model's predict", "centroid": "nearest centroid", "knn": "10-NN vote"}
 # columns every consumer may rely on, in this order; metric and label columns follow. The choice
 # across descriptors is not here: best.json (compare stage), shown by vehiclust.compare.best.all_runs
@@ -164,7 +165,9 @@ class FamilyRunner:
         self.pool = worker_pool(family_workers(threads, settings))
 
     def start(self, space: Space, algorithm: AlgorithmSpec) -> Callable[[], list[tuple[dict, np.ndarray]]]:
-        return start(self.pool, family_runs, space, algorithm, self.settings, self.checks)
+        sent = space.X.nbytes + (space.input_X.nbytes if space.input_X is not None else 0)
+        pool = self.pool if sent <= WORKER_SPACE_BYTES else None  # an unreduced space: copied per family
+        return start(pool, family_runs, space, algorithm, self.settings, self.checks)
 
 
 def family_runs(space: Space, algorithm: AlgorithmSpec, settings: ClusterSettings,
