@@ -742,3 +742,18 @@ def test_size_options_read_binary_units_and_refuse_nonsense():
     for bad in ("abc", "", "-1M"):
         with pytest.raises(VehiclustError, match="--max-image-bytes"):
             parse_size(bad, "--max-image-bytes")
+
+
+def test_worker_processes_import_nothing_from_the_working_folder(tmp_path):
+    """The sweep's and the maps' worker processes, and loky's resource tracker, start in the
+    working folder, which may be the user's input or --out: a module lying there must not be
+    imported (PYTHONSAFEPATH). A fresh process (``-P``: it does not import from there itself)
+    starts a pool of its own there."""
+    for name in ("joblib", "numpy", "vehiclust"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'a').write('{name}')\n")
+    script = ("import os\nfrom vehiclust.executor.processes import start, worker_pool\n"
+              "assert start(worker_pool(2), os.getpid)() != os.getpid()\n")
+    done = subprocess.run([sys.executable, "-P", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "imported").exists()

@@ -42,7 +42,8 @@ def configure_process() -> None:
 
 
 @contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment(**values: str) -> Iterator[None]:
+    """These environment variables set for what runs inside, the old values back afterwards."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -62,7 +63,7 @@ def import_onnxruntime():
     import sys
 
     if "onnxruntime" not in sys.modules:
-        with _environment(XDG_CACHE_HOME=str(state_dir("onnxruntime"))):
+        with environment(XDG_CACHE_HOME=str(state_dir("onnxruntime"))):
             import onnxruntime
     import onnxruntime
 

@@ -21,7 +21,13 @@ def worker_pool(workers: int):
         return None
     from joblib.externals.loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=workers)
+    from vehiclust.thirdparty import environment
+
+    # the workers and loky's resource tracker start in the working folder, which may be the
+    # user's input or --out: with PYTHONSAFEPATH nothing lying there is imported in place of a
+    # module (as for the notebook's kernel)
+    with environment(PYTHONSAFEPATH="1"):
+        return get_reusable_executor(max_workers=workers, env={"PYTHONSAFEPATH": "1"})
 
 
 def start(pool, function: Callable, *args) -> Callable[[], Any]:
