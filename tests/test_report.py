@@ -316,6 +316,8 @@ def test_report_in_headless_chromium(demo_run):
         n_points = page.evaluate("() => document.getElementById('map').data.reduce((n, t) => n + t.x.length, 0)")
         assert n_points == len(demo_run.load_collection())
         assert page.locator("#map canvas").count() >= 1  # WebGL layers of scattergl
+        # The map starts near the fold: a point below it cannot be hovered until it is scrolled to.
+        page.locator("#map").scroll_into_view_if_needed()
         x, y = page.evaluate("""() => {
             const gd = document.getElementById('map'), size = gd._fullLayout._size, t = gd.data[0];
             const box = gd.getBoundingClientRect();
