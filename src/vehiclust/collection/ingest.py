@@ -220,9 +220,7 @@ def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestS
     """``previous``: header facts still valid for some rows (``index`` + the probe fields)."""
     paths = spec.paths or _paths_from_descriptors(loaded)
     locations = spec.locations or [""] * len(paths)
-    table = pd.DataFrame({"row": np.arange(len(paths), dtype=np.int64), "path": paths,
-                          "location": locations})
-    table = pd.concat([table, _probe_frame(locations, settings, reporter, previous)], axis=1)
+    table = collection_table(paths, locations, _probe_frame(locations, settings, reporter, previous))
     if not spec.has_images:
         table["error"] = ""  # no images is a valid input, not an error per row
     for row, reason in spec.refused.items():  # never read, and never to be read later
@@ -233,6 +231,21 @@ def build_table(spec: InputSpec, loaded: list[DescriptorFile], settings: IngestS
         table = _join_vehicle_info(table, spec.vehicle_info)
     if spec.transport_csv is not None:
         table = _join_transport(table, spec.transport_csv)
+    return table
+
+
+def collection_table(paths: list[str], locations: list[str] | None = None, probes: pd.DataFrame | None = None,
+                     **metadata) -> pd.DataFrame:
+    """The table ingest writes: ``row, path, location``, the header facts of each file (``probes``;
+    by default none read: zero sizes, no hash, no error) and any metadata columns."""
+    n = len(paths)
+    if probes is None:
+        probes = pd.DataFrame([asdict(ProbeResult())] * n, columns=PROBE_FIELDS)
+    table = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "path": list(paths),
+                          "location": list(locations) if locations is not None else [""] * n})
+    table = pd.concat([table, probes.reset_index(drop=True)], axis=1)
+    for column, values in metadata.items():
+        table[column] = values
     return table
 
 
