@@ -40,17 +40,16 @@ LATENT = 48
 
 def make_collection(run, rows: int, seed: int) -> np.ndarray:
     """Collection with labels; returns each row's group."""
+    from vehiclust.collection import collection_table
+
     rng = np.random.default_rng(seed)
     vehicles = rows // PER_VEHICLE + 1
     vehicle_group = rng.choice(GROUPS, size=vehicles, p=_group_shares(rng))
     vehicle = np.repeat(np.arange(vehicles), PER_VEHICLE)[:rows]
     group = vehicle_group[vehicle]
-    pd.DataFrame({
-        "row": np.arange(rows), "path": [f"v/{v:06d}/{i:07d}.jpg" for i, v in enumerate(vehicle)],
-        "location": "", "width": 224, "height": 224, "error": "",
-        "vehicle_id": [f"{v:06d}" for v in vehicle], "type": (group // 3).astype(str),
-        "color": (group % 3).astype(str),
-    }).to_parquet(run.collection_path)
+    collection_table([f"v/{v:06d}/{i:07d}.jpg" for i, v in enumerate(vehicle)], width=224, height=224,
+                     vehicle_id=[f"{v:06d}" for v in vehicle], type=(group // 3).astype(str),
+                     color=(group % 3).astype(str)).to_parquet(run.collection_path)
     return group
 
 

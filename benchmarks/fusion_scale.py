@@ -45,16 +45,17 @@ SWEEP = {"algorithms": ("kmeans",), "preprocessing": ("l2+pca",), "k_values": (6
 
 
 def make_collection(run, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from vehiclust.collection import collection_table
+
     rng = np.random.default_rng(seed)
     vehicles = rows // PER_VEHICLE + 1
     types, colours = rng.integers(0, 5, vehicles), rng.integers(0, 4, vehicles)
     vehicle = np.repeat(np.arange(vehicles), PER_VEHICLE)[:rows]
-    pd.DataFrame({
-        "row": np.arange(rows), "path": [f"v/{v:06d}/{i:07d}.jpg" for i, v in enumerate(vehicle)],
-        "location": "", "width": rng.integers(80, 400, rows), "height": rng.integers(80, 300, rows), "error": "",
-        "vehicle_id": [f"{v:06d}" for v in vehicle], "type": types[vehicle].astype(str),
-        "color": colours[vehicle].astype(str),
-    }).to_parquet(run.collection_path)
+    table = collection_table([f"v/{v:06d}/{i:07d}.jpg" for i, v in enumerate(vehicle)],
+                             vehicle_id=[f"{v:06d}" for v in vehicle], type=types[vehicle].astype(str),
+                             color=colours[vehicle].astype(str))
+    table["width"], table["height"] = rng.integers(80, 400, rows), rng.integers(80, 300, rows)
+    table.to_parquet(run.collection_path)
     return types[vehicle], colours[vehicle]
 
 

@@ -22,6 +22,7 @@ from vehiclust.cluster.algorithms import GridContext
 from vehiclust.cluster.backends import knn_vote, nearest_centroid
 from vehiclust.cluster.metrics import cluster_geometry, internal_metrics, label_checks
 from vehiclust.cluster.preprocess import PCAReduce, apply_linear, parse
+from vehiclust.collection import collection_table
 from vehiclust.cluster.select import consensus_k, overall_choice, score, select_run, selection_score
 from vehiclust.compare.best import all_runs
 from vehiclust.errors import VehiclustError
@@ -37,10 +38,7 @@ def make_run(tmp_path, descriptors: dict[str, np.ndarray], labels: dict[str, np.
     """A run folder as the ingest and describe stages leave it."""
     run = RunFolder(tmp_path / "run")
     n = len(next(iter(descriptors.values())))
-    table = pd.DataFrame({"row": np.arange(n), "path": [f"img/{i:06d}.jpg" for i in range(n)], "location": "",
-                          "width": 64, "height": 64, "error": ""})
-    for column, values in (labels or {}).items():
-        table[column] = values
+    table = collection_table([f"img/{i:06d}.jpg" for i in range(n)], width=64, height=64, **(labels or {}))
     run.root.mkdir(parents=True)
     table.to_parquet(run.collection_path)
     for name, matrix in descriptors.items():

@@ -119,12 +119,12 @@ def test_the_sweep_reports_its_spaces_before_its_families(tmp_path):
     import pandas as pd
 
     from vehiclust.cluster import ClusterSettings, cluster
+    from vehiclust.collection import collection_table
     from vehiclust.runfolder import RunFolder
 
     run = RunFolder(tmp_path / "run")
     run.root.mkdir()
-    pd.DataFrame({"row": range(300), "path": [f"{i}.jpg" for i in range(300)], "location": "", "error": ""}
-                 ).to_parquet(run.collection_path)
+    collection_table([f"{i}.jpg" for i in range(300)]).to_parquet(run.collection_path)
     run.save_descriptor("a", np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32),
                         {"name": "a", "kind": "imported", "invalid": {}})
     lines = []
