@@ -42,6 +42,25 @@ def test_errors_are_one_line_with_exit_code(tmp_path, args, code, text):
     assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output
 
 
+@pytest.mark.parametrize("damage", ["not parquet", "a column missing"])
+def test_a_damaged_collection_table_is_one_line_naming_it(tmp_path, photo_folder, damage):
+    import pandas as pd
+
+    out = tmp_path / "run"
+    assert invoke("ingest", photo_folder, "--out", out).exit_code == 0
+    table = out / "collection.parquet"
+    if damage == "not parquet":
+        table.write_bytes(b"PAR1 this is not a parquet file")
+    else:
+        pd.read_parquet(table).drop(columns="content_hash").to_parquet(table)
+    for command in (["cluster", out], ["describe", out, "-d", "color_hist"]):
+        result = invoke(*command)
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith("error:") and str(table) in lines[0] and "ingest" in lines[0], lines[0]
+        assert ("content_hash" in lines[0]) == (damage == "a column missing")
+
+
 def test_stage_commands_on_one_run_folder(tmp_path, photo_folder):
     out = tmp_path / "run"
     assert invoke("ingest", photo_folder, "--out", out).exit_code == 0

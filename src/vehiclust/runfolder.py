@@ -37,6 +37,9 @@ from vehiclust.errors import VehiclustError
 SCHEMA_VERSION = 1
 RECORD_FIELDS = ("stage", "fingerprint", "seconds", "finished", "schema")  # written by record_stage
 
+# columns of collection.parquet that the stages read without asking (ingest writes them all)
+COLLECTION_COLUMNS = ("path", "location", "content_hash", "error")
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -193,7 +196,16 @@ class RunFolder:
             raise FileNotFoundError(
                 f"{self.collection_path}: no collection yet; run `vehiclust ingest` or `run` first"
             )
-        return pd.read_parquet(self.collection_path)
+        try:
+            table = pd.read_parquet(self.collection_path)
+        except (OSError, ValueError, ImportError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise VehiclustError(f"{self.collection_path}: not a readable collection table ({_first_line(exc)}); "
+                                 f"run `vehiclust ingest` (or `run`) again") from exc
+        missing = [c for c in COLLECTION_COLUMNS if c not in table.columns]
+        if missing:
+            raise VehiclustError(f"{self.collection_path}: not a collection table vehiclust wrote (no column "
+                                 f"{', '.join(missing)}); run `vehiclust ingest` (or `run`) again")
+        return table
 
     # -- stage bookkeeping -------------------------------------------------------------
     def stage_record(self, stage: str) -> dict | None:
@@ -451,3 +463,7 @@ def load_quality_table(run: RunFolder, n_rows: int | None = None) -> pd.DataFram
     frame = pd.DataFrame(matrix, columns=columns)
     frame.iloc[list(run.invalid_rows(QUALITY_DESCRIPTOR))] = np.nan
     return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
