@@ -187,10 +187,11 @@ class UMAPEmbed(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_components: int = 8, n_neighbors: int = 30, min_dist: float = 0.0,
-                 random_state: int = 0):
+                 n_epochs: int = 200, random_state: int = 0):
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
+        self.n_epochs = n_epochs
         self.random_state = random_state
 
     def fit(self, X, y=None) -> UMAPEmbed:
@@ -201,7 +202,7 @@ class UMAPEmbed(TransformerMixin, BaseEstimator):
             warnings.simplefilter("ignore")
             neighbours = min(self.n_neighbors, len(X) - 1)
             model = umap.UMAP(n_components=self.n_components, n_neighbors=neighbours, min_dist=self.min_dist,
-                              random_state=self.random_state, precomputed_knn=umap_neighbour_graph(X, neighbours))
+                              n_epochs=self.n_epochs, random_state=self.random_state, precomputed_knn=umap_neighbour_graph(X, neighbours))
             self.embedding_ = model.fit_transform(X).astype(np.float32)
         self.placement_ = KNNPlacement().fit(X, self.embedding_)
         return self
@@ -268,7 +269,8 @@ def make_step(step: Step, settings: ClusterSettings):
         return PCAReduce(n_components=int(value), whiten=whiten, random_state=settings.seed)
     if step.name == "umap":
         return UMAPEmbed(n_components=int(step.arg) if step.arg else settings.umap_components,
-                         n_neighbors=settings.umap_neighbors, random_state=settings.seed)
+                         n_neighbors=settings.umap_neighbors, n_epochs=settings.umap_epochs,
+                         random_state=settings.seed)
     raise AssertionError(step)
 
 

@@ -32,7 +32,10 @@ class ClusterSettings:
     What is swept
         ``algorithms``: names from :data:`vehiclust.cluster.algorithms.ALGORITHMS`;
         ``preprocessing``: specs such as ``"l2+pca"``, ``"std+pca:0.95"``, ``"pca:50w"``,
-        ``"l2+pca+umap:8"`` (see :mod:`vehiclust.cluster.preprocess`).
+        ``"l2+pca+umap:8"`` (see :mod:`vehiclust.cluster.preprocess`); ``umap_components``,
+        ``umap_neighbors``, ``umap_epochs``: the UMAP step's output dimensions, neighbours and
+        optimisation epochs, the same at every N (umap-learn's own default drops from 500 to 200
+        epochs above 10,000 fitted rows, so one row more would change the space).
     Sampling (every place that samples says so in runs.csv)
         ``preprocess_sample`` rows fit standardisation/PCA; ``fit_sample`` rows fit the linear
         algorithms (k-means, GMM, BIRCH, bisecting k-means); ``quadratic_sample`` rows fit the
@@ -64,6 +67,7 @@ class ClusterSettings:
     pca_max_components: int = 64
     umap_components: int = 8
     umap_neighbors: int = 30
+    umap_epochs: int = 200
     preprocess_sample: int = 50_000
     fit_sample: int = 100_000
     quadratic_sample: int = 10_000
