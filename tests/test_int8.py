@@ -3,6 +3,8 @@ photographs it was not calibrated on, refused when it is not, and never mixed wi
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +17,7 @@ from vehiclust.describe.describers import BackboneDescriber, default_model_cache
 from vehiclust.describe.onnx_backend import cached_onnx_model
 from vehiclust.describe.stage import run_keys
 from vehiclust.errors import VehiclustError
+from vehiclust.progress import NullReporter
 from vehiclust.runfolder import RunFolder
 
 from conftest import PHOTOS, real_photos
@@ -84,6 +87,37 @@ def test_int8_and_fp32_features_have_different_keys_and_both_are_current(tmp_pat
     meta = run.descriptor_meta(NAME)
     assert meta["precision"] == "int8" and meta["chunks_reused"] == 0 and is_current(run, NAME)
     assert not np.array_equal(np.asarray(run.load_descriptor(NAME)), exact)
+
+
+@pytest.mark.slow
+def test_a_refused_int8_graph_leaves_a_default_run_in_fp32_and_is_not_quantised_again(
+        fp32_path, tmp_path, photo_folder, monkeypatch):
+    from vehiclust.describe import describers
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(fp32_path, models / fp32_path.name)  # a model cache of its own, with no int8 graph yet
+    monkeypatch.setattr(describers, "default_model_cache", lambda: models)
+    monkeypatch.setattr(int8, "MIN_MEAN_COSINE", 1.01)  # no quantised graph reaches it
+    run = RunFolder(tmp_path / "run")
+    ingest(photo_folder, run)
+    lines = []
+    reporter = type("Lines", (NullReporter,), {"message": lambda self, text: lines.append(text)})()
+
+    assert describe(run, [NAME], DescribeSettings(device="cpu"), reporter) == [NAME]
+    meta = run.descriptor_meta(NAME)
+    assert meta["precision"] == "fp32" and meta["fingerprint"] == descriptor_key(NAME, run.load_collection())
+    assert any("too far from fp32" in line and "describing in fp32 instead" in line for line in lines), lines
+    assert not int8.int8_path(models / fp32_path.name).exists()
+    assert int8.refusal_path(int8.int8_path(models / fp32_path.name)).is_file()
+
+    def quantised_again(*args):
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(int8, "quantise", quantised_again)
+    lines.clear()
+    assert describe(run, [NAME], DescribeSettings(device="cpu"), reporter) == []  # its fp32 features are current
+    assert any("describing in fp32 instead" in line for line in lines), lines
 
 
 def test_an_unknown_precision_is_refused():

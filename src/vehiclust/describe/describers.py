@@ -49,17 +49,24 @@ def image_model(name: str, device: str, threads: int | None, cache_dir: Path | N
     if device == "cpu":
         from vehiclust.describe.onnx_backend import OnnxImageModel, cached_onnx_model
 
-        path = cached_onnx_model(name, cache_dir or default_model_cache())
         if runs_int8(name, device, precision):
-            from vehiclust.describe.int8 import cached_int8_model
-
-            return OnnxImageModel(cached_int8_model(path, BACKBONES.get(name).square_size), threads, "int8")
-        return OnnxImageModel(path, threads=threads)
+            return OnnxImageModel(ensure_int8(name, cache_dir), threads, "int8")
+        return OnnxImageModel(cached_onnx_model(name, cache_dir or default_model_cache()), threads=threads)
     from vehiclust.describe.onnx_backend import build_pipeline
     from vehiclust.describe.torch_backend import TorchImageModel
 
     pipeline, size = build_pipeline(name)
     return TorchImageModel(pipeline, size, device)
+
+
+def ensure_int8(backbone: str, cache_dir: Path | None = None) -> Path:
+    """The checked int8 graph of ``backbone`` (quantised on first use); raises
+    ``Int8QuantisationError`` when it is refused."""
+    from vehiclust.describe.int8 import cached_int8_model
+    from vehiclust.describe.onnx_backend import cached_onnx_model
+
+    path = cached_onnx_model(backbone, cache_dir or default_model_cache())
+    return cached_int8_model(path, BACKBONES.get(backbone).square_size)
 
 
 def runs_int8(backbone: str, device: str, precision: str) -> bool:

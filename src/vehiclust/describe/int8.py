@@ -49,13 +49,47 @@ def int8_path(fp32_path: Path) -> Path:
     return Path(fp32_path).with_name(f"{Path(fp32_path).stem}-{INT8_KEY}.onnx")
 
 
+def refusal_path(int8: Path) -> Path:
+    """Where a refused int8 graph's reason is kept, so that later runs do not quantise again."""
+    return Path(int8).with_suffix(".refused.json")
+
+
 def cached_int8_model(fp32_path: Path, size: int) -> Path:
     """The int8 graph beside the cached fp32 one (its name carries the fp32 file's key),
-    quantised and checked on first use."""
+    quantised and checked on first use. A graph refused by the check is refused again, without
+    quantising, until onnxruntime changes (its quantiser made the graph)."""
     path = int8_path(fp32_path)
     if not path.is_file():
-        quantise(Path(fp32_path), path, size)
+        _raise_if_refused(path)
+        try:
+            quantise(Path(fp32_path), path, size)
+        except Int8QuantisationError as exc:
+            _remember_refusal(path, str(exc))
+            raise
     return path
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _raise_if_refused(path: Path) -> None:
+    from vehiclust.runfolder import read_json
+
+    try:
+        record = read_json(refusal_path(path))
+    except (OSError, ValueError):  # none, or damaged: quantise and check again
+        return
+    if isinstance(record, dict) and record.get("onnxruntime") == _onnxruntime_version():
+        raise Int8QuantisationError(str(record.get("reason", "refused before")))
+
+
+def _remember_refusal(path: Path, reason: str) -> None:
+    from vehiclust.runfolder import write_json
+
+    write_json(refusal_path(path), {"reason": reason, "onnxruntime": _onnxruntime_version()})
 
 
 def quantise(fp32_path: Path, path: Path, size: int) -> None:

@@ -3,6 +3,7 @@ provenance. The mechanics (decoding, batching, chunked resumable writing) are in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +108,13 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     if not (table["location"] != "").any():
         raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
                              f"none (descriptor files only); pass descriptor files instead")
+    fallback = settings_without_refused_int8(pending, settings, reporter)
+    if fallback is not settings:
+        settings, keys = fallback, run_keys(names, table, fallback)
+        pending = [n for n in names if not is_current(run, n, keys[n])]
+        if not pending:
+            reporter.message(f"describe: up to date ({', '.join(names)})")
+            return []
     planned = plan(pending, settings)
     computed = [n for p in planned for n in p.describer.outputs if n in pending]
 
@@ -124,6 +132,23 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     extract(run, table, planned, computed, keys, settings, reporter, record,
             chunk_keys=lambda name, chunks: chunk_keys(name, table, chunks, precision_of(name)))
     return pending
+
+
+def settings_without_refused_int8(names: list[str], settings: DescribeSettings, reporter: Reporter) -> DescribeSettings:
+    """``settings`` when every int8 graph these descriptors need is made and passes its check
+    against fp32 (made here, once, before any worker needs it); else the same settings in fp32,
+    said in one line: a default run goes on at full precision rather than stopping."""
+    from vehiclust.describe.describers import ensure_int8
+    from vehiclust.describe.int8 import Int8QuantisationError
+
+    backbones = sorted({get_spec(n).backbone for n in names if pass_precision(n, settings.precision, settings.device)})
+    for backbone in backbones:
+        try:
+            ensure_int8(backbone)
+        except Int8QuantisationError as exc:
+            reporter.message(f"[yellow]warning:[/] {exc}; describing in fp32 instead")
+            return replace(settings, precision="fp32")
+    return settings
 
 
 def run_keys(names: list[str], table: pd.DataFrame, settings: DescribeSettings) -> dict[str, str]:
