@@ -61,6 +61,40 @@ def test_a_damaged_collection_table_is_one_line_naming_it(tmp_path, photo_folder
         assert ("content_hash" in lines[0]) == (damage == "a column missing")
 
 
+@pytest.mark.parametrize("damage", [b"garbage", b"[1, 2]", b"\xff\xfe not utf-8"])
+def test_a_damaged_descriptor_provenance_is_one_line_naming_it(tmp_path, photo_folder, damage):
+    out = tmp_path / "run"
+    assert invoke("ingest", photo_folder, "--out", out).exit_code == 0
+    assert invoke("describe", out, "-d", "color_hist").exit_code == 0
+    meta = out / "descriptors" / "color_hist.json"
+    meta.write_bytes(damage)
+    cluster = ["cluster", out, "--k", "2:4", "--preprocessing", "l2+pca"]
+    result = invoke(*cluster)
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error:") and str(meta) in lines[0] and "color_hist.npy" in lines[0], lines[0]
+    assert meta.read_bytes() == damage  # not vehiclust's to rewrite: the message says what to remove
+    meta.unlink()
+    (out / "descriptors" / "color_hist.npy").unlink()
+    assert invoke("describe", out, "-d", "color_hist").exit_code == 0
+    assert invoke(*cluster).exit_code == 0
+
+
+@pytest.mark.parametrize("stored", [{"name": 5}, {"name": "a", "rule": "r", "surprise": 1}, ["name"]])
+def test_a_damaged_best_choice_is_one_line_naming_it(tmp_path, stored):
+    import json
+
+    from vehiclust.compare.best import BestChoice
+    from vehiclust.errors import VehiclustError
+
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    (run.root / "best.json").write_text(json.dumps(stored))
+    with pytest.raises(VehiclustError, match="best.json") as caught:
+        BestChoice.load(run)
+    assert "\n" not in str(caught.value) and "compare" in str(caught.value)
+
+
 def test_stage_commands_on_one_run_folder(tmp_path, photo_folder):
     out = tmp_path / "run"
     assert invoke("ingest", photo_folder, "--out", out).exit_code == 0

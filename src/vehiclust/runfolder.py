@@ -175,7 +175,16 @@ class RunFolder:
         return np.load(path, mmap_mode="r")
 
     def descriptor_meta(self, name: str) -> dict:
-        return read_json(self.descriptor_meta_path(name))
+        path = self.descriptor_meta_path(name)
+        try:
+            meta = read_json(path)
+        except ValueError as exc:  # not JSON, or not UTF-8
+            meta = exc
+        if not isinstance(meta, dict):
+            problem = _first_line(meta) if isinstance(meta, Exception) else f"a JSON {type(meta).__name__}, not an object"
+            raise VehiclustError(f"{path}: not a descriptor's provenance ({problem}); remove it and "
+                                 f"{self.descriptor_path(name).name} to compute that descriptor again")
+        return meta
 
     def save_descriptor(self, name: str, matrix: np.ndarray, meta: dict) -> None:
         """Matrix first, provenance last: a descriptor counts as present once its JSON exists."""

@@ -13,12 +13,13 @@ comparison was made on the current clustering, from the cluster stage's rule
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import pandas as pd
 
 from vehiclust.cluster.select import overall_choice
 from vehiclust.cluster.sweep import RUN_COLUMNS
+from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import BEST, MIXTURE_RUNS, RUNS, Artifact, RunFolder
 # the combined view's leading columns: runs.csv's, with the overall choice beside ``selected``
 VIEW_COLUMNS = RUN_COLUMNS[:RUN_COLUMNS.index("selected") + 1] + ["best_overall"] + \
@@ -47,7 +48,17 @@ class BestChoice:
         """The stored choice, or None when there is none or it was made on another clustering."""
         if not BEST.exists(run):
             return None
-        choice = cls(**BEST.load(run))
+        stored = BEST.load(run)
+        known = {f.name: f for f in fields(cls)}
+        required = {n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING}
+        problems = [f"{what} {', '.join(sorted(names))}" for what, names in
+                    (("no", required - stored.keys()), ("unknown", stored.keys() - known.keys())) if names]
+        if not isinstance(stored["name"], str):
+            problems.append("a name that is not text")
+        if problems:
+            raise VehiclustError(f"{BEST.path(run)}: not a choice vehiclust wrote ({'; '.join(problems)}); "
+                                 f"re-run `vehiclust compare {run.root}`")
+        choice = cls(**stored)
         return choice if choice.cluster_key == cluster_key(run) else None
 
 
