@@ -68,6 +68,18 @@ def test_maps_are_reused_until_their_inputs_change(tmp_path):
     assert MAP_META.load(run, "blobs")["fingerprint"] != first
 
 
+@pytest.mark.parametrize("damage", [b"garbage", b"[1, 2]"])
+def test_a_damaged_map_provenance_makes_the_map_again(tmp_path, damage):
+    run = _vector_run(tmp_path)
+    settings = MapSettings(method="pca")
+    compute_maps(run, ["blobs"], settings)
+    coords = np.load(run.root / "maps" / "blobs_2d.npy")
+    (run.root / "maps" / "blobs.json").write_bytes(damage)
+    meta = compute_maps(run, ["blobs"], settings)["blobs"]
+    assert meta == MAP_META.load(run, "blobs") and meta["fingerprint"]
+    assert np.array_equal(np.load(run.root / "maps" / "blobs_2d.npy"), coords, equal_nan=True)
+
+
 @pytest.mark.slow
 def test_a_map_is_the_same_computed_alone_or_beside_others_in_worker_processes(tmp_path, monkeypatch):
     """Several stale maps are computed side by side in worker processes, a lone one here: the

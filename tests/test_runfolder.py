@@ -135,6 +135,18 @@ def test_run_stages_skips_a_current_stage_and_reruns_on_a_new_key_or_a_lost_outp
     assert run_stages([other], ctx) == ["counting"] and ctx.run.stage_record("counting")["fingerprint"] == "key-b"
 
 
+@pytest.mark.parametrize("damage", [b"garbage", b"[1, 2]", b"\xff\xfe"])
+def test_a_damaged_stage_record_makes_the_stage_run_again_and_is_rewritten(tmp_path, damage):
+    ctx = RunContext(RunFolder(tmp_path))
+    stage = Counting("a")
+    run_stages([stage], ctx)
+    record_path = ctx.run.stages_dir / "counting.json"
+    record_path.write_bytes(damage)
+    assert ctx.run.stage_record("counting") is None
+    assert run_stages([stage], ctx) == ["counting"] and stage.runs == 2
+    assert ctx.run.stage_record("counting")["fingerprint"] == "key-a"
+
+
 def test_an_always_running_stage_runs_when_current_and_keeps_its_record(tmp_path):
     ctx = RunContext(RunFolder(tmp_path))
     stage = Counting("a", always=True)

@@ -218,8 +218,16 @@ class RunFolder:
 
     # -- stage bookkeeping -------------------------------------------------------------
     def stage_record(self, stage: str) -> dict | None:
+        """The stage's record; None when it has none, or one vehiclust did not write (left in
+        --out), or one that is damaged: the stage then runs again and writes it anew."""
         path = STAGE_RECORD.path(self, stage=stage)
-        return read_json(path) if ownership.is_ours(path) else None  # a record left in --out is not ours
+        if not ownership.is_ours(path):
+            return None
+        try:
+            record = read_json(path)
+        except ValueError:  # not JSON, or not UTF-8
+            return None
+        return record if isinstance(record, dict) else None
 
     def stage_is_current(self, stage: str, key: str, outputs: list[Path]) -> bool:
         record = self.stage_record(stage)

@@ -70,9 +70,9 @@ def compute_maps(run: RunFolder, names: list[str], settings: MapSettings = MapSe
     metas, stale = {}, {}
     for name in names:
         key = map_key(run, name, settings)
-        if MAP_META.exists(run, name) and MAP_META.load(run, name).get("fingerprint") == key and all(
-                MAP.exists(run, name, dims=d) for d in (2, 3)):
-            metas[name] = MAP_META.load(run, name)
+        stored = _stored_meta(run, name)
+        if stored.get("fingerprint") == key and all(MAP.exists(run, name, dims=d) for d in (2, 3)):
+            metas[name] = stored
         else:
             stale[name] = key
     pool = worker_pool(available_cpus() if len(stale) > 1 else 1)
@@ -82,6 +82,17 @@ def compute_maps(run: RunFolder, names: list[str], settings: MapSettings = MapSe
         pending[name] = start(pool, _compute_on_one_thread, run, name, settings, key)
     metas.update({name: result() for name, result in pending.items()})
     return {name: metas[name] for name in names}
+
+
+def _stored_meta(run: RunFolder, name: str) -> dict:
+    """The stored map's provenance; {} when there is none or it is damaged (the map is made again)."""
+    if not MAP_META.exists(run, name):
+        return {}
+    try:
+        meta = MAP_META.load(run, name)
+    except VehiclustError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _compute_on_one_thread(run: RunFolder, name: str, settings: MapSettings, key: str) -> dict:
