@@ -179,12 +179,14 @@ class RunFolder:
         try:
             meta = read_json(path)
         except ValueError as exc:  # not JSON, or not UTF-8
-            meta = exc
+            raise self._damaged_meta(name, _first_line(exc)) from exc
         if not isinstance(meta, dict):
-            problem = _first_line(meta) if isinstance(meta, Exception) else f"a JSON {type(meta).__name__}, not an object"
-            raise VehiclustError(f"{path}: not a descriptor's provenance ({problem}); remove it and "
-                                 f"{self.descriptor_path(name).name} to compute that descriptor again")
+            raise self._damaged_meta(name, f"a JSON {type(meta).__name__}, not an object")
         return meta
+
+    def _damaged_meta(self, name: str, problem: str) -> VehiclustError:
+        return VehiclustError(f"{self.descriptor_meta_path(name)}: not a descriptor's provenance ({problem}); "
+                              f"remove it and {self.descriptor_path(name).name} to compute that descriptor again")
 
     def save_descriptor(self, name: str, matrix: np.ndarray, meta: dict) -> None:
         """Matrix first, provenance last: a descriptor counts as present once its JSON exists."""

@@ -100,21 +100,16 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     reporter = reporter or NullReporter()
     table = run.load_collection()
     settings = settings.for_device(resolve_device(settings.device))
-    keys = run_keys(names, table, settings)
-    pending = [n for n in names if not is_current(run, n, keys[n])]
+    keys, pending = _pending(run, names, table, settings)
+    if pending and not (table["location"] != "").any():
+        raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
+                             f"none (descriptor files only); pass descriptor files instead")
+    if pending and (fallback := settings_without_refused_int8(pending, settings, reporter)) is not settings:
+        settings = fallback
+        keys, pending = _pending(run, names, table, settings)
     if not pending:
         reporter.message(f"describe: up to date ({', '.join(names)})")
         return []
-    if not (table["location"] != "").any():
-        raise VehiclustError(f"descriptors {', '.join(pending)} need images, and this collection has "
-                             f"none (descriptor files only); pass descriptor files instead")
-    fallback = settings_without_refused_int8(pending, settings, reporter)
-    if fallback is not settings:
-        settings, keys = fallback, run_keys(names, table, fallback)
-        pending = [n for n in names if not is_current(run, n, keys[n])]
-        if not pending:
-            reporter.message(f"describe: up to date ({', '.join(names)})")
-            return []
     planned = plan(pending, settings)
     computed = [n for p in planned for n in p.describer.outputs if n in pending]
 
@@ -132,6 +127,13 @@ def describe(run: RunFolder, names: list[str], settings: DescribeSettings = Desc
     extract(run, table, planned, computed, keys, settings, reporter, record,
             chunk_keys=lambda name, chunks: chunk_keys(name, table, chunks, precision_of(name)))
     return pending
+
+
+def _pending(run: RunFolder, names: list[str], table: pd.DataFrame,
+             settings: DescribeSettings) -> tuple[dict[str, str], list[str]]:
+    """Each descriptor's key under ``settings``, and those not stored with it."""
+    keys = run_keys(names, table, settings)
+    return keys, [n for n in names if not is_current(run, n, keys[n])]
 
 
 def settings_without_refused_int8(names: list[str], settings: DescribeSettings, reporter: Reporter) -> DescribeSettings:
