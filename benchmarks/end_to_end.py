@@ -151,6 +151,8 @@ def main() -> None:
         print(f"images: {args.images} ({args.source}), descriptors: {', '.join(result.descriptors)}")
         for stage, seconds in timings.items():
             print(f"  {stage:10s} {seconds:8.2f} s  {seconds / total:5.0%}  {args.images / max(seconds, 1e-9):10.1f} images/s")
+        parts = result.run.stage_record("report").get("parts", {})
+        print("  report parts: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
         for name in result.descriptors:
             meta = result.run.descriptor_meta(name)
             if "seconds" in meta:
