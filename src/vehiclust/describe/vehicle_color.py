@@ -85,8 +85,7 @@ def describe_colors(images: np.ndarray) -> np.ndarray:
     pixels = lab.reshape(n, -1, 3)
     w = weights.reshape(n, -1)
     nearest = name_pixels(pixels)
-    votes = np.zeros((n, len(COLOR_NAMES)), dtype=np.float64)
-    np.add.at(votes, (np.repeat(np.arange(n), pixels.shape[1]), nearest.ravel()), w.ravel())
+    votes = _weighted_counts(nearest, w, len(COLOR_NAMES))
     for name, factor in VOTE_DISCOUNT.items():
         votes[:, COLOR_NAMES.index(name)] *= factor
     shares = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-9)
@@ -124,9 +123,16 @@ def _histogram(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     hue_bin = np.minimum((hue * HUE_BINS).astype(int), HUE_BINS - 1)
     light_bin = np.minimum((pixels[..., 0] / 100 * LIGHTNESS_BINS).astype(int), LIGHTNESS_BINS - 1)
     bins = np.where(coloured, hue_bin, HUE_BINS + np.clip(light_bin, 0, LIGHTNESS_BINS - 1))
-    hist = np.zeros((n, HUE_BINS + LIGHTNESS_BINS))
-    np.add.at(hist, (np.repeat(np.arange(n), pixels.shape[1]), bins.ravel()), weights.ravel())
+    hist = _weighted_counts(bins, weights, HUE_BINS + LIGHTNESS_BINS)
     return np.sqrt(hist / np.maximum(hist.sum(axis=1, keepdims=True), 1e-9))
+
+
+def _weighted_counts(bins: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
+    """N x n_bins sums of each row's weights per bin (one bincount over row-offset bins)."""
+    n = len(bins)
+    offsets = (np.arange(n) * n_bins)[:, None]
+    flat = np.bincount((bins + offsets).ravel(), weights=weights.ravel(), minlength=n * n_bins)
+    return flat.reshape(n, n_bins)
 
 
 def color_names(descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
