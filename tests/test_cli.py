@@ -69,10 +69,11 @@ def test_a_damaged_descriptor_provenance_is_one_line_naming_it(tmp_path, photo_f
     meta = out / "descriptors" / "color_hist.json"
     meta.write_bytes(damage)
     cluster = ["cluster", out, "--k", "2:4", "--preprocessing", "l2+pca"]
-    result = invoke(*cluster)
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert result.exit_code == 1 and len(lines) == 1, result.output
-    assert lines[0].startswith("error:") and str(meta) in lines[0] and "color_hist.npy" in lines[0], lines[0]
+    for command in (["describe", out, "-d", "color_hist"], cluster):  # describe must not call it up to date
+        result = invoke(*command)
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, (command[0], result.output)
+        assert lines[0].startswith("error:") and str(meta) in lines[0] and "color_hist.npy" in lines[0], lines[0]
     assert meta.read_bytes() == damage  # not vehiclust's to rewrite: the message says what to remove
     meta.unlink()
     (out / "descriptors" / "color_hist.npy").unlink()

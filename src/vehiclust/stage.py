@@ -49,6 +49,10 @@ class Stage(ABC):
     def outputs(self, ctx: RunContext) -> list[Path]:
         """The run-folder files this stage owns; the stage is current only while all exist."""
 
+    def outputs_intact(self, ctx: RunContext) -> bool:
+        """Whether the stored outputs read back; a current stage whose outputs do not runs again."""
+        return True
+
     @abstractmethod
     def run(self, ctx: RunContext) -> dict:
         """Do the work and write the outputs; returns extra facts for the stage record."""

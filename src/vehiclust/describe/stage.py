@@ -199,6 +199,15 @@ class DescribeStage(Stage):
         names = self._names(ctx)
         return [DESCRIPTOR.path(ctx.run, n) for n in names] + [DESCRIPTOR_META.path(ctx.run, n) for n in names]
 
+    def outputs_intact(self, ctx: RunContext) -> bool:
+        """False when a descriptor's provenance is damaged: :func:`describe` then says which file."""
+        try:
+            for name in self._names(ctx):
+                ctx.run.descriptor_meta(name)
+        except VehiclustError:
+            return False
+        return True
+
     def run(self, ctx: RunContext) -> dict:
         names = self._names(ctx)
         computed = describe(ctx.run, names, self.settings, ctx.reporter) if names else []
