@@ -73,7 +73,8 @@ def run_stages(stages: list[Stage], ctx: RunContext) -> list[str]:
     ran = []
     for stage in stages:
         key = stage.key(ctx)
-        current = ctx.run.stage_is_current(stage.name, key, stage.outputs(ctx)) and stage.outputs_intact(ctx)
+        outputs = stage.outputs(ctx)
+        current = ctx.run.stage_is_current(stage.name, key, outputs) and stage.outputs_intact(ctx, outputs)
         if current and not stage.always_runs:
             ctx.reporter.message(f"{stage.name}: up to date")
             continue

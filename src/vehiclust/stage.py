@@ -49,8 +49,9 @@ class Stage(ABC):
     def outputs(self, ctx: RunContext) -> list[Path]:
         """The run-folder files this stage owns; the stage is current only while all exist."""
 
-    def outputs_intact(self, ctx: RunContext) -> bool:
-        """Whether the stored outputs read back; a current stage whose outputs do not runs again."""
+    def outputs_intact(self, ctx: RunContext, outputs: list[Path]) -> bool:
+        """Whether ``outputs`` (those of :meth:`outputs`, all present) read back; a current stage
+        whose outputs do not runs again."""
         return True
 
     @abstractmethod

@@ -199,11 +199,12 @@ class DescribeStage(Stage):
         names = self._names(ctx)
         return [DESCRIPTOR.path(ctx.run, n) for n in names] + [DESCRIPTOR_META.path(ctx.run, n) for n in names]
 
-    def outputs_intact(self, ctx: RunContext) -> bool:
+    def outputs_intact(self, ctx: RunContext, outputs: list[Path]) -> bool:
         """False when a descriptor's provenance is damaged: :func:`describe` then says which file."""
         try:
-            for name in self._names(ctx):
-                ctx.run.descriptor_meta(name)
+            for path in outputs:
+                if path == DESCRIPTOR_META.path(ctx.run, path.stem):
+                    ctx.run.descriptor_meta(path.stem)
         except VehiclustError:
             return False
         return True
