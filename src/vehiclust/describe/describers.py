@@ -20,7 +20,7 @@ import numpy as np
 from vehiclust.cache import cache_root
 from vehiclust.describe.backbones import BACKBONES, BackboneSpec
 from vehiclust.describe.registry import CPU_AND_GPU, DESCRIPTORS, DescriptorSpec
-from vehiclust.describe.vehicle_color import COLOR_NAMES, color_columns, describe_colors
+from vehiclust.describe.vehicle_color import COLOR_NAMES, color_columns, describe_colors, row_bincount
 from vehiclust.describe.vehicle_type import TYPE_COLUMNS, top_classes, type_probabilities
 
 IMAGENET_TOP = "imagenet_top"
@@ -178,8 +178,7 @@ class ColorHistogramDescriber:
         hue, sat, val = _rgb_to_hsv(small)
         bins = [np.minimum((c * n).astype(np.int64), n - 1) for c, n in zip((hue, sat, val), COLOR_BINS)]
         index = (bins[0] * COLOR_BINS[1] + bins[1]) * COLOR_BINS[2] + bins[2]
-        flat = index.reshape(len(images), -1) + (np.arange(len(images)) * N_BINS)[:, None]
-        counts = np.bincount(flat.ravel(), minlength=N_BINS * len(images)).reshape(len(images), N_BINS)
+        counts = row_bincount(index, N_BINS)
         return {"color_hist": np.sqrt(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)}
 
     def provenance(self) -> dict:

@@ -85,7 +85,7 @@ def describe_colors(images: np.ndarray) -> np.ndarray:
     pixels = lab.reshape(n, -1, 3)
     w = weights.reshape(n, -1)
     nearest = name_pixels(pixels)
-    votes = _weighted_counts(nearest, w, len(COLOR_NAMES))
+    votes = row_bincount(nearest, len(COLOR_NAMES), w)
     for name, factor in VOTE_DISCOUNT.items():
         votes[:, COLOR_NAMES.index(name)] *= factor
     shares = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-9)
@@ -116,22 +116,23 @@ def name_pixels(lab: np.ndarray) -> np.ndarray:
 
 def _histogram(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted hue histogram of coloured pixels and lightness histogram of grey ones."""
-    n = len(pixels)
     chroma = np.hypot(pixels[..., 1], pixels[..., 2])
     hue = (np.arctan2(pixels[..., 2], pixels[..., 1]) % (2 * np.pi)) / (2 * np.pi)
     coloured = chroma > CHROMATIC_AT
     hue_bin = np.minimum((hue * HUE_BINS).astype(int), HUE_BINS - 1)
     light_bin = np.minimum((pixels[..., 0] / 100 * LIGHTNESS_BINS).astype(int), LIGHTNESS_BINS - 1)
     bins = np.where(coloured, hue_bin, HUE_BINS + np.clip(light_bin, 0, LIGHTNESS_BINS - 1))
-    hist = _weighted_counts(bins, weights, HUE_BINS + LIGHTNESS_BINS)
+    hist = row_bincount(bins, HUE_BINS + LIGHTNESS_BINS, weights)
     return np.sqrt(hist / np.maximum(hist.sum(axis=1, keepdims=True), 1e-9))
 
 
-def _weighted_counts(bins: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
-    """N x n_bins sums of each row's weights per bin (one bincount over row-offset bins)."""
+def row_bincount(bins: np.ndarray, n_bins: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """N x n_bins counts (or sums of ``weights``) of each row's bin indices: one bincount over
+    row-offset bins."""
     n = len(bins)
-    offsets = (np.arange(n) * n_bins)[:, None]
-    flat = np.bincount((bins + offsets).ravel(), weights=weights.ravel(), minlength=n * n_bins)
+    offsets = (np.arange(n) * n_bins).reshape((n,) + (1,) * (bins.ndim - 1))
+    flat = np.bincount((bins + offsets).ravel(), weights=None if weights is None else weights.ravel(),
+                       minlength=n * n_bins)
     return flat.reshape(n, n_bins)
 
 
