@@ -207,6 +207,22 @@ def test_thumbnails_are_cached_and_dropped_when_the_collection_changes(tmp_path,
     assert not thumbnail_path(run, 3).exists()  # row numbers moved: the old cache is gone
 
 
+
+def test_a_thumbnail_keeps_the_shape_of_its_image(tmp_path, photo_folder):
+    """A wide vehicle crop stays wide: its longer side becomes 112 px, the other in proportion
+    (up to rounding); a small image is not enlarged."""
+    from PIL import Image
+
+    photo = Image.open(sorted(photo_folder.rglob("*.jpg"))[0]).convert("RGB")
+    shapes = {"wide.jpg": (300, 90), "tall.jpg": (80, 240), "small.jpg": (60, 40)}
+    for name, size in shapes.items():
+        photo.resize(size).save(tmp_path / name, quality=90)
+    table = pd.DataFrame({"path": list(shapes), "location": [str(tmp_path / n) for n in shapes]})
+    run = RunFolder(tmp_path / "run")
+    ensure_thumbnails(run, table, range(len(table)))
+    made = [Image.open(thumbnail_path(run, row)).size for row in range(len(table))]
+    assert made == [(112, 34), (37, 112), (60, 40)]
+
 # -- the whole report on a demo run ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from vehiclust.runfolder import THUMBNAILS, RunFolder, atomic_path, fingerprint,
 
 THUMB_SIDE = 112
 QUALITY = 75
+# 2: the image's own aspect ratio, longer side THUMB_SIDE (1 squeezed every image into a square)
+THUMBS_VERSION = 2
 THUMBS_DIR = THUMBNAILS.pattern
 
 
@@ -39,7 +41,7 @@ def thumbnail_path(run: RunFolder, row: int) -> Path:
 def collection_key(table: pd.DataFrame) -> str:
     hashes = table["content_hash"] if "content_hash" in table.columns else table["location"]
     rows = pd.util.hash_pandas_object(table["path"].astype(str) + "|" + hashes.astype(str), index=False)
-    return fingerprint(THUMB_SIDE, QUALITY, hashlib.sha256(rows.to_numpy().tobytes()).hexdigest())
+    return fingerprint(THUMBS_VERSION, THUMB_SIDE, QUALITY, hashlib.sha256(rows.to_numpy().tobytes()).hexdigest())
 
 
 def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4) -> np.ndarray:
@@ -79,12 +81,12 @@ def _manifest_key(path: Path) -> str | None:
 
 
 def make_thumbnail(location: str, side: int = THUMB_SIDE) -> Image.Image | None:
+    """The image reduced to a longer side of ``side`` pixels, its aspect ratio kept (never
+    enlarged); None when it cannot be read."""
     try:
-        image = decode_rgb(read_bytes(location), (side * 2, side * 2))
+        return decode_rgb(read_bytes(location), None, max_side=side)
     except (UnreadableImage, OSError):
         return None
-    image.thumbnail((side, side))
-    return image
 
 
 def _write_thumbnail(location: str, path: Path) -> None:
