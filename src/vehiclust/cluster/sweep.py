@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,24 +99,56 @@ def _label_table(run: RunFolder, settings: ClusterSettings) -> pd.DataFrame | No
 def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter,
                      labels_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """All runs of one descriptor; saves the selected one's clustering."""
-    matrix = run.load_descriptor(name)
-    rows = valid_rows(matrix, run.invalid_rows(name))
-    if len(rows) < 3:
-        raise VehiclustError(f"{name}: only {len(rows)} usable rows, too few to cluster")
-    threads = thread_budget(len(rows))
-    with limited_threads(threads):
-        try:
-            return _sweep(run, name, matrix, rows, settings, reporter, labels_table, threads)
-        finally:
-            drop_scratch_rows()  # this descriptor's memory-mapped spaces
+    return DescriptorSweep.start(run, name, settings, reporter, labels_table).finish()
 
 
-def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
-           reporter: Reporter, labels_table: pd.DataFrame | None, threads: int) -> pd.DataFrame:
-    checks = LabelChecks(labels_table.iloc[rows].reset_index(drop=True) if labels_table is not None else None,
-                         settings.label_columns, settings.identity_column, settings.seed)
-    runner = FamilyRunner(threads, settings, checks)
-    families = []  # (space, the family's runs when asked for): each space's families start once it is built
+@dataclass
+class DescriptorSweep:
+    """One descriptor's sweep in two steps: :meth:`start` builds its spaces and starts every
+    family on them; :meth:`finish` collects the families' runs, selects one and saves it."""
+
+    run: RunFolder
+    name: str
+    matrix: np.ndarray
+    rows: np.ndarray
+    settings: ClusterSettings
+    reporter: Reporter
+    threads: int
+    families: list[tuple[Space, Callable[[], list[tuple[dict, np.ndarray]]]]]
+    in_workers: bool  # every family runs in a worker process (none waits for finish to run)
+
+    @classmethod
+    def start(cls, run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter,
+              labels_table: pd.DataFrame | None = None) -> DescriptorSweep:
+        matrix = run.load_descriptor(name)
+        rows = valid_rows(matrix, run.invalid_rows(name))
+        if len(rows) < 3:
+            raise VehiclustError(f"{name}: only {len(rows)} usable rows, too few to cluster")
+        threads = thread_budget(len(rows))
+        checks = LabelChecks(labels_table.iloc[rows].reset_index(drop=True) if labels_table is not None else None,
+                             settings.label_columns, settings.identity_column, settings.seed)
+        with limited_threads(threads):
+            try:
+                runner = FamilyRunner(threads, settings, checks)
+                families = _start_families(name, matrix, rows, settings, reporter, runner)
+            except BaseException:
+                drop_scratch_rows()
+                raise
+        return cls(run, name, matrix, rows, settings, reporter, threads, families, runner.all_in_workers)
+
+    def finish(self) -> pd.DataFrame:
+        with limited_threads(self.threads):
+            try:
+                return _finish(self)
+            finally:
+                drop_scratch_rows()  # this descriptor's memory-mapped spaces
+
+
+def _start_families(name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,
+                    reporter: Reporter, runner: FamilyRunner) -> list[tuple[Space, Callable]]:
+    """(space, the family's runs when asked for) per family: each space's families start once
+    it is built."""
+    families = []
     with reporter.task(f"Preparing {name} ({len(settings.preprocessing)} preprocessings)",
                        len(settings.preprocessing)) as task:
         for space in iter_spaces(matrix, rows, settings.preprocessing, settings,
@@ -125,10 +158,15 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
     if not families:
         raise VehiclustError(f"{name}: none of the preprocessings {', '.join(settings.preprocessing)} "
                              f"could run (see the messages above)")
+    return families
+
+
+def _finish(sweep: DescriptorSweep) -> pd.DataFrame:
+    run, name, rows, settings = sweep.run, sweep.name, sweep.rows, sweep.settings
     records, labels_of = [], []
-    with reporter.task(f"Clustering {name} ({len(families)} algorithm x preprocessing families)",
-                       len(families)) as task:
-        for space, runs in families:
+    with sweep.reporter.task(f"Clustering {name} ({len(sweep.families)} algorithm x preprocessing families)",
+                             len(sweep.families)) as task:
+        for space, runs in sweep.families:
             for record, labels in runs():
                 records.append({"descriptor": name, **record})
                 labels_of.append((space, labels.astype(np.int32)))
@@ -137,18 +175,19 @@ def _sweep(run: RunFolder, name: str, matrix: np.ndarray, rows: np.ndarray, sett
         raise VehiclustError(f"{name}: no run was possible with {len(rows)} rows and these settings")
     frame = pd.DataFrame(records)
     frame["k"] = frame["k"].astype("Int64")
-    frame["threads"] = threads
+    frame["threads"] = sweep.threads
     runs, coarse = deliver_levels(select_run(frame, settings), labels_of, settings.seed,
                                   promote=not settings.prefer_few_clusters)
     chosen = int(np.flatnonzero(runs["selected"].to_numpy())[0])
     space, labels = labels_of[chosen]
-    save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[chosen])
+    n_total = sweep.matrix.shape[0]
+    save_clustering(run, name, n_total, rows, space, labels, runs.iloc[chosen])
     remove_file(COARSE_CLUSTERING.path(run, name))
     if coarse is not None:  # the delivered run is the finer level of a hierarchy (see vehiclust.cluster.levels)
         space, labels = labels_of[coarse]
-        save_clustering(run, name, matrix.shape[0], rows, space, labels, runs.iloc[coarse], COARSE_CLUSTERING)
+        save_clustering(run, name, n_total, rows, space, labels, runs.iloc[coarse], COARSE_CLUSTERING)
     if settings.keep_run_labels:
-        save_run_labels(run, name, matrix.shape[0], rows, runs, [lab for _, lab in labels_of])
+        save_run_labels(run, name, n_total, rows, runs, [lab for _, lab in labels_of])
     return runs
 
 
@@ -163,10 +202,12 @@ class FamilyRunner:
     def __init__(self, threads: int, settings: ClusterSettings, checks: LabelChecks):
         self.settings, self.checks = settings, checks
         self.pool = worker_pool(family_workers(threads, settings))
+        self.all_in_workers = self.pool is not None
 
     def start(self, space: Space, algorithm: AlgorithmSpec) -> Callable[[], list[tuple[dict, np.ndarray]]]:
         sent = space.X.nbytes + (space.input_X.nbytes if space.input_X is not None else 0)
         pool = self.pool if sent <= WORKER_SPACE_BYTES else None  # an unreduced space: copied per family
+        self.all_in_workers &= pool is not None
         return start(pool, family_runs, space, algorithm, self.settings, self.checks)
 
 
