@@ -628,6 +628,35 @@ def test_families_run_side_by_side_in_worker_processes_with_the_same_runs(tmp_pa
     assert len(pooled) == 2 * 2 * len(settings.ks())
 
 
+
+def test_the_next_descriptor_is_prepared_while_workers_finish_the_last_one(tmp_path, monkeypatch):
+    """Families in worker processes: the second descriptor's spaces are built before the first
+    descriptor is finished; the runs and the saved clusterings are those of one descriptor
+    after the other (families in this process)."""
+    import vehiclust.cluster.sweep as sweep
+
+    X, y = planted(900, 32, 4, seed=21)
+    Z, _ = planted(900, 16, 3, seed=22)
+    settings = ClusterSettings(preprocessing=LINEAR, algorithms=("kmeans", "ward"), k_max=6)
+    events = []
+    start, finish = sweep.DescriptorSweep.start.__func__, sweep.DescriptorSweep.finish
+    monkeypatch.setattr(sweep.DescriptorSweep, "start", classmethod(
+        lambda cls, run, name, *args: events.append(("start", name)) or start(cls, run, name, *args)))
+    monkeypatch.setattr(sweep.DescriptorSweep, "finish",
+                        lambda self: events.append(("finish", self.name)) or finish(self))
+    outcome = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(sweep, "family_workers", lambda threads, settings, w=workers: w)
+        events.clear()
+        run = make_run(tmp_path / str(workers), {"x": X, "z": Z}, labels={"type": y.astype(str)})
+        runs = cluster(run, ["x", "z"], settings)
+        outcome[workers] = runs, list(events), [CLUSTERING.load(run, name).labels for name in "xz"]
+    assert outcome[1][1] == [("start", "x"), ("finish", "x"), ("start", "z"), ("finish", "z")]
+    assert outcome[2][1] == [("start", "x"), ("start", "z"), ("finish", "x"), ("finish", "z")]
+    timing = [c for c in outcome[1][0].columns if c.endswith("seconds")]
+    pd.testing.assert_frame_equal(outcome[1][0].drop(columns=timing), outcome[2][0].drop(columns=timing))
+    assert all(np.array_equal(a, b) for a, b in zip(outcome[1][2], outcome[2][2]))
+
 def test_a_workers_warnings_reach_the_parent_once_each():
     from vehiclust.executor.processes import in_worker, unpacked
 

@@ -76,8 +76,7 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
         return RUNS.load(run)
     started = time.perf_counter()
     labels_table = _label_table(run, settings)
-    frames = [sweep_descriptor(run, name, settings, reporter, labels_table) for name in names]
-    runs = pd.concat(frames, ignore_index=True)
+    runs = pd.concat(sweep_descriptors(run, names, settings, reporter, labels_table), ignore_index=True)
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     RUNS.save(run, runs)
     run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
@@ -94,6 +93,30 @@ def _label_table(run: RunFolder, settings: ClusterSettings) -> pd.DataFrame | No
         return None
     wanted = [c for c in (*settings.label_columns, settings.identity_column) if c and c in table.columns]
     return table[wanted] if wanted else None
+
+
+def sweep_descriptors(run: RunFolder, names: list[str], settings: ClusterSettings, reporter: Reporter,
+                      labels_table: pd.DataFrame | None = None) -> list[pd.DataFrame]:
+    """The runs of each descriptor of ``names``, in that order; saves each selected clustering.
+
+    A descriptor whose families all run in worker processes is finished only once the next
+    descriptor's spaces are built: this process builds them (UMAP, on one core) while the
+    workers finish its families, instead of the cores waiting on each descriptor's slowest
+    family. The runs are the same in either order: every family's seeds are its own.
+    """
+    frames, waiting = [], None
+    for name in names:
+        sweep = DescriptorSweep.start(run, name, settings, reporter, labels_table)
+        if waiting is not None:
+            frames.append(waiting.finish())
+            waiting = None
+        if sweep.in_workers:
+            waiting = sweep
+        else:
+            frames.append(sweep.finish())
+    if waiting is not None:
+        frames.append(waiting.finish())
+    return frames
 
 
 def sweep_descriptor(run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter,
@@ -141,7 +164,10 @@ class DescriptorSweep:
             try:
                 return _finish(self)
             finally:
-                drop_scratch_rows()  # this descriptor's memory-mapped spaces
+                # its memory-mapped spaces; a sweep in workers has none (spaces small enough to
+                # copy are in memory), and the next descriptor's may be mapped by now
+                if not self.in_workers:
+                    drop_scratch_rows()
 
 
 def _start_families(name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from vehiclust.cluster import ClusterSettings
 from vehiclust.cluster.clustering import Clustering
-from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptor
+from vehiclust.cluster.sweep import RUN_COLUMNS, sweep_descriptors
 from vehiclust.compare import attributes as attr
 from vehiclust.compare.agreement import agreement_table
 from vehiclust.compare.best import BestChoice, cluster_key, read_runs
@@ -105,7 +105,7 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
             mixes.append(name)
             tuning_info[name] = info
     lap("fusion and weights")
-    own = [sweep_descriptor(run, m, cluster_settings, reporter, _labels(table, cluster_settings)) for m in mixes]
+    own = sweep_descriptors(run, mixes, cluster_settings, reporter, _labels(table, cluster_settings))
     lap("mixture sweeps")
     labels = {n: Clustering.load_labels(CLUSTERING.path(run, n)) for n in singles + mixes}
     if settings.consensus and len(singles) >= 2:
