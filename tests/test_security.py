@@ -712,6 +712,37 @@ def test_a_link_left_in_thumbs_is_never_embedded(tmp_path, images):
     assert b"hunter2" not in embedded
 
 
+
+def test_a_link_put_in_place_of_a_file_vehiclust_wrote_is_not_read(tmp_path, images, monkeypatch):
+    """A stage record and an output of a run folder replaced by links to a file elsewhere: the
+    stage runs again without opening the file the links lead to, and its own files replace the
+    links (the file elsewhere stays as it was)."""
+    import builtins
+
+    out = tmp_path / "out"
+    ingest(images, RunFolder(out))
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"fingerprint": "anything", "stage": "ingest"}))
+    replaced = (out / "stages" / "ingest.json", out / "collection.parquet")
+    for path in replaced:
+        path.unlink()
+        path.symlink_to(outside)
+    opened, real_open = [], io.open
+
+    def watched_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file).resolve() == outside.resolve():
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watched_open)
+    monkeypatch.setattr(io, "open", watched_open)
+    ingest(images, RunFolder(out))
+    monkeypatch.undo()
+    assert opened == []
+    assert not any(path.is_symlink() for path in replaced)
+    assert RunFolder(out).stage_record("ingest")["stage"] == "ingest" and len(RunFolder(out).load_collection())
+    assert json.loads(outside.read_text()) == {"fingerprint": "anything", "stage": "ingest"}
+
 def test_records_and_descriptors_left_in_out_are_not_trusted(tmp_path, images):
     out = tmp_path / "out"
     (out / "stages").mkdir(parents=True)

@@ -191,11 +191,16 @@ def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = N
 
 
 def is_ours(path: Path | str) -> bool:
-    """A file vehiclust wrote: listed in the manifest; in a folder without one, a plain file
-    (not a link, which could lead anywhere)."""
+    """A file vehiclust wrote: a plain file (vehiclust writes no links: one in the place of its
+    file was put there and could lead anywhere), listed in the manifest where there is one."""
+    if not is_plain_file(path):
+        return False
     manifest = manifest_for(path)
-    if manifest is not None:
-        return manifest.owns(path) and os.path.isfile(path)
+    return manifest is None or manifest.owns(path)
+
+
+def is_plain_file(path: Path | str) -> bool:
+    """A regular file that is not a symbolic link."""
     return os.path.isfile(path) and not os.path.islink(path)
 
 

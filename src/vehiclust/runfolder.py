@@ -236,7 +236,7 @@ class RunFolder:
         return (
             record is not None
             and record.get("fingerprint") == key
-            and all(Path(p).exists() for p in outputs)
+            and all(ownership.is_plain_file(p) for p in outputs)  # a link in an output's place: run again
         )
 
     def record_stage(self, stage: str, key: str, seconds: float, **info: Any) -> None:
