@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -348,7 +349,10 @@ def test_notebook_kernel_does_not_import_from_the_run_folder(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import os, sys, matplotlib\nprint(matplotlib.__file__)\nprint(os.environ['VEHICLUST_RUN_DIR'])\n"
         "print(os.environ['IPYTHONDIR'])")])
-    execute_notebook(notebook, run_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        execute_notebook(notebook, run_dir)
+    assert not [str(w.message) for w in caught if "TCP" in str(w.message)]  # Unix sockets, not localhost ports
     printed = notebook.cells[0].outputs[0]["text"].splitlines()
     assert not marker.exists() and "site-packages" in printed[0]
     assert printed[1] == str(run_dir.resolve())

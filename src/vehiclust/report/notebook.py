@@ -26,6 +26,7 @@ from vehiclust.runfolder import AGREEMENT, COMPARISON, REPORT_NOTEBOOK, RunFolde
 from vehiclust.thirdparty import configure_process, state_env
 
 CELL_TIMEOUT_S = 300
+MAX_SOCKET_PATH = 103  # bytes of a Unix socket's path: 108 on Linux, 104 on macOS, with its NUL
 
 
 def build_notebook(run: RunFolder) -> nbformat.NotebookNode:
@@ -147,11 +148,24 @@ def execute_notebook(notebook: nbformat.NotebookNode, run_dir: Path | str) -> No
     with tempfile.TemporaryDirectory(prefix="vehiclust-kernel-") as workdir, \
             tempfile.TemporaryFile("w+", prefix="vehiclust-kernel-stderr-") as kernel_stderr:
         try:
-            NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+            NotebookClient(notebook, timeout=CELL_TIMEOUT_S, km=kernel_manager(workdir),
                            resources={"metadata": {"path": workdir}}).execute(env=kernel_env(run_dir),
                                                                               stderr=kernel_stderr)
         finally:
             _warn_kernel_stderr(kernel_stderr)
+
+
+def kernel_manager(workdir: str):
+    """The kernel's manager. Kernel and client talk over Unix sockets in the private folder
+    (ZeroMQ's ipc transport), not over TCP ports on localhost that any local user can reach
+    (ipykernel warns of those at every start); over TCP only where sockets cannot be made
+    (Windows) or the folder's path is too long for a socket's name."""
+    from jupyter_client.manager import KernelManager
+
+    prefix = os.path.join(workdir, "kernel")
+    if os.name != "posix" or len(prefix) + len("-65535") > MAX_SOCKET_PATH:
+        return KernelManager(kernel_name="python3")
+    return KernelManager(kernel_name="python3", transport="ipc", ip=prefix)
 
 
 class KernelWarning(UserWarning):
