@@ -34,7 +34,7 @@ from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import available_cpus, result_settings
 from vehiclust.executor.processes import start, worker_pool
-from vehiclust.executor.rows import assign_rows, drop_scratch_rows
+from vehiclust.executor.rows import assign_rows, drop_scratch_rows, holds_scratch_rows
 from vehiclust.progress import NullReporter, Reporter
 from vehiclust.ownership import remove_file
 from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, RUN_LABELS, RUNS, RunFolder, fingerprint
@@ -99,10 +99,11 @@ def sweep_descriptors(run: RunFolder, names: list[str], settings: ClusterSetting
                       labels_table: pd.DataFrame | None = None) -> list[pd.DataFrame]:
     """The runs of each descriptor of ``names``, in that order; saves each selected clustering.
 
-    A descriptor whose families all run in worker processes is finished only once the next
-    descriptor's spaces are built: this process builds them (UMAP, on one core) while the
-    workers finish its families, instead of the cores waiting on each descriptor's slowest
-    family. The runs are the same in either order: every family's seeds are its own.
+    A descriptor whose families all run in worker processes (on spaces held in memory, not in
+    scratch files) is finished only once the next descriptor's spaces are built: this process
+    builds them (UMAP, on one core) while the workers finish its families, instead of the cores
+    waiting on each descriptor's slowest family. The runs are the same in either order: every
+    family's seeds are its own.
     """
     frames, waiting = [], None
     for name in names:
@@ -110,7 +111,7 @@ def sweep_descriptors(run: RunFolder, names: list[str], settings: ClusterSetting
         if waiting is not None:
             frames.append(waiting.finish())
             waiting = None
-        if sweep.in_workers:
+        if sweep.can_wait:
             waiting = sweep
         else:
             frames.append(sweep.finish())
@@ -138,7 +139,9 @@ class DescriptorSweep:
     reporter: Reporter
     threads: int
     families: list[tuple[Space, Callable[[], list[tuple[dict, np.ndarray]]]]]
-    in_workers: bool  # every family runs in a worker process (none waits for finish to run)
+    # every family runs in a worker process (none waits for finish to run) and no space is a
+    # scratch file: it may be finished after the next descriptor's sweep has started
+    can_wait: bool
 
     @classmethod
     def start(cls, run: RunFolder, name: str, settings: ClusterSettings, reporter: Reporter,
@@ -157,17 +160,17 @@ class DescriptorSweep:
             except BaseException:
                 drop_scratch_rows()
                 raise
-        return cls(run, name, matrix, rows, settings, reporter, threads, families, runner.all_in_workers)
+        mapped = holds_scratch_rows([a for space, _ in families for a in (space.X, space.input_X)])
+        can_wait = runner.all_in_workers and not mapped
+        return cls(run, name, matrix, rows, settings, reporter, threads, families, can_wait)
 
     def finish(self) -> pd.DataFrame:
         with limited_threads(self.threads):
             try:
                 return _finish(self)
             finally:
-                # its memory-mapped spaces; a sweep in workers has none (spaces small enough to
-                # copy are in memory), and the next descriptor's may be mapped by now
-                if not self.in_workers:
-                    drop_scratch_rows()
+                if not self.can_wait:  # one that can has none, and the next one's may be there
+                    drop_scratch_rows()  # its memory-mapped spaces
 
 
 def _start_families(name: str, matrix: np.ndarray, rows: np.ndarray, settings: ClusterSettings,

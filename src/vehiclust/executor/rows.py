@@ -365,6 +365,11 @@ def scratch_rows(shape: tuple[int, int], scratch: str | None) -> np.ndarray:
     return X
 
 
+def holds_scratch_rows(arrays) -> bool:
+    """Whether any of ``arrays`` is a matrix of :func:`scratch_rows` (or :func:`transformed_rows`)."""
+    return any(id(a) in _MAPPED for a in arrays if a is not None)
+
+
 def transformed_rows(matrix: np.memmap, rows: np.ndarray, chain, settings: ExecutorSettings,
                      shard_rows: int) -> np.ndarray:
     """``chain.transform`` of ``matrix[rows]`` as a sharded map on the executor, into a scratch
