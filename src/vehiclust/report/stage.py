@@ -70,17 +70,20 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
         with _timed(seconds, "montages"):
             montages = cluster_montages(run, best, best_clustering.labels, best_clustering.distance)
             galleries = reason_galleries(verdicts)
-        with _timed(seconds, "thumbnails"):
-            has_thumb = _thumbnails(run, table, montages, galleries, map_meta, settings)
-        task.advance()
-        with _timed(seconds, "map data"):
-            payload = _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
+            ensure_thumbnails(run, table, _picture_rows(montages, galleries), settings.threads)
+        with _timed(seconds, "static maps"):
             _static_maps(run, runs, map_meta)
-        notes = _map_notes(map_meta, payload, has_thumb, settings)
         with ThreadPoolExecutor(1, thread_name_prefix="vehiclust-notebook") as background:
-            # everything the notebook reads is written by now; its kernel is a process of its own,
-            # so this one only waits on it and writes the page meanwhile
+            # everything the notebook reads is written by now (the map points' thumbnails are
+            # the page's alone); its kernel is a process of its own, so this one only waits on
+            # it and makes the page meanwhile
             notebook = _start_notebook(background, run, settings) if settings.notebook else None
+            with _timed(seconds, "thumbnails"):
+                has_thumb = _thumbnails(run, table, montages, galleries, settings)
+            task.advance()
+            with _timed(seconds, "map data"):
+                payload = _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
+            notes = _map_notes(map_meta, payload, has_thumb, settings)
             with _timed(seconds, "report.html"):
                 data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
                 write_report(run, table, runs, verdicts, data)
@@ -134,14 +137,19 @@ def _descriptions(run: RunFolder, frame: pd.DataFrame, labels: np.ndarray) -> pd
     return descriptions
 
 
-def _thumbnails(run: RunFolder, table: pd.DataFrame, montages: dict, galleries: dict, map_meta: dict,
+def _picture_rows(montages: dict, galleries: dict) -> np.ndarray:
+    """The rows of every montage and gallery (the pictures the page and the notebook show)."""
+    wanted = [rows for parts in montages.values() for rows in parts.values()] + list(galleries.values())
+    return np.concatenate(wanted).astype(np.int64) if wanted else np.zeros(0, np.int64)
+
+
+def _thumbnails(run: RunFolder, table: pd.DataFrame, montages: dict, galleries: dict,
                 settings: ReportSettings) -> np.ndarray:
     """Thumbnails for every montage and gallery image and for up to ``max_thumbnails`` map points;
     returns a per-row flag: has a cached thumbnail."""
-    wanted = [rows for parts in montages.values() for rows in parts.values()] + list(galleries.values())
     has_image = (table["location"] != "").to_numpy()
-    wanted.append(display_rows(has_image, settings.max_thumbnails, settings.map_view.seed))
-    made = ensure_thumbnails(run, table, np.concatenate(wanted) if wanted else [], settings.threads)
+    wanted = [_picture_rows(montages, galleries), display_rows(has_image, settings.max_thumbnails, settings.map_view.seed)]
+    made = ensure_thumbnails(run, table, np.concatenate(wanted), settings.threads)
     flags = np.zeros(len(table), dtype=bool)
     flags[made] = True
     return flags
