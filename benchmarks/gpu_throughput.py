@@ -30,7 +30,7 @@ from end_to_end import make_images, peak_rss_mb  # noqa: E402
 
 from vehiclust.collection import ingest  # noqa: E402
 from vehiclust.describe import DescribeSettings, describe  # noqa: E402
-from vehiclust.describe.models.checkpoints import weights_env_var  # noqa: E402
+from vehiclust.describe.models.weights import weights_env_var  # noqa: E402
 from vehiclust.describe.onnx_backend import build_pipeline  # noqa: E402
 from vehiclust.describe.torch_backend import TorchImageModel  # noqa: E402
 from vehiclust.runfolder import RunFolder  # noqa: E402

@@ -19,13 +19,12 @@ import torch
 from vehiclust.describe.backbones import BACKBONES
 from vehiclust.describe.models.checkpoints import (
     CheckpointError,
-    WeightsNotFoundError,
     read_checkpoint,
     sha256_file,
     strip_wrapper_prefixes,
-    weights_cache_dir,
     write_safetensors,
 )
+from vehiclust.describe.models.weights import WeightsNotFoundError, weights_cache_dir
 from vehiclust.describe.models.efficientnet import VARIANTS, EfficientNet, load_efficientnet
 from vehiclust.describe.models.mobilenet_v2 import MobileNetV2, load_mobilenet_v2
 from vehiclust.describe.models.osnet import OSNet, load_osnet

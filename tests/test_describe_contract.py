@@ -21,7 +21,11 @@ from PIL import Image
 from conftest import real_photos
 from vehiclust.describe import describers
 from vehiclust.describe.backbones import BACKBONES
-from vehiclust.describe.models.checkpoints import WeightsNotFoundError, weights_cache_dir, weights_env_var
+from vehiclust.describe.models.weights import (
+    WeightsNotFoundError,
+    weights_cache_dir,
+    weights_env_var,
+)
 from vehiclust.describe.registry import DESCRIPTORS, create_describer, default_descriptors
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data
 
 from vehiclust.describe.models import mobilenet_v2 as mnv2
-from vehiclust.describe.models.checkpoints import WeightsNotFoundError
+from vehiclust.describe.models.weights import WeightsNotFoundError
 from vehiclust.describe.models.pipeline import ImagePipelineModel
 
 needs_weights = pytest.mark.skipif(

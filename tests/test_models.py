@@ -18,7 +18,7 @@ from skimage import data
 
 from vehiclust.describe import onnx_backend
 from vehiclust.describe.backbones import BACKBONES
-from vehiclust.describe.models.checkpoints import MissingWeightsError
+from vehiclust.describe.models.weights import MissingWeightsError
 from vehiclust.describe.models.efficientnet import EfficientNet, load_lite, same_padding
 from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.describe.onnx_backend import (

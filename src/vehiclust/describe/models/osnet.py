@@ -30,14 +30,12 @@ from vehiclust.describe.models.checkpoints import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadedBackbone,
-    WeightsFile,
-    accepted_entry,
     detect_layout,
     load_state_strict,
     read_checkpoint,
-    resolve_weights,
     verify_sha256,
 )
+from vehiclust.describe.models.weights import WeightsFile, accepted_entry, resolve_weights
 
 NAME = "osnet"
 INPUT_HW = (256, 128)
