@@ -102,3 +102,33 @@ def test_a_replaced_image_describes_its_own_chunk_only(tmp_path, photo_folder):
     assert run.descriptor_meta(NAME)["chunks_reused"] == chunks - 1
     np.testing.assert_array_equal(updated, np.asarray(fresh.load_descriptor(NAME)))
     np.testing.assert_array_equal(updated[CHUNK + 1], updated[0])
+
+
+TORCH_IMPORTED = """
+import sys
+from vehiclust.cli import app
+sys.argv = ["vehiclust", "describe", sys.argv[1], "--out", sys.argv[2]]
+try:
+    app()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("torch" in sys.modules)
+"""
+
+
+def test_a_cpu_describe_pass_with_its_model_cached_never_imports_torch(tmp_path, photo_folder):
+    """Importing torch costs seconds and 200 MB; the CPU pass runs its cached ONNX graph and
+    needs none of it (the first pass may export the graph, which does)."""
+    import subprocess
+    import sys
+
+    from vehiclust.describe.devices import gpu_driver_present
+
+    if gpu_driver_present():
+        pytest.skip("a GPU driver is present: torch is asked whether it sees the GPU")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for attempt in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", TORCH_IMPORTED, str(photo_folder), str(tmp_path / attempt)],
+                              capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from vehiclust.collection import ingest
 from vehiclust.describe import DescribeSettings, describe
-from vehiclust.describe.torch_backend import cuda_available
+from vehiclust.describe.devices import cuda_available
 from vehiclust.runfolder import RunFolder
 
 from conftest import write_bad_files

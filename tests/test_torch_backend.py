@@ -11,7 +11,8 @@ from PIL import Image
 from vehiclust.describe.describers import BackboneDescriber
 from vehiclust.describe.extract import CPU_BATCH, GPU_BATCH, DescribeSettings
 from vehiclust.describe.onnx_backend import available_cpus, build_pipeline
-from vehiclust.describe.torch_backend import TorchImageModel, cuda_available, resolve_device
+from vehiclust.describe.devices import cuda_available, resolve_device
+from vehiclust.describe.torch_backend import TorchImageModel
 from vehiclust.errors import VehiclustError
 
 from conftest import real_photos, write_bad_files

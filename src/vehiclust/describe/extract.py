@@ -273,12 +273,12 @@ _DONE = object()
 
 def _choose_decoder(planned: list[Planned], views: list[int | str], settings: DescribeSettings) -> str:
     """'nvjpeg' when every describer of the pass takes GPU tensors of square views, else 'pil'."""
-    from vehiclust.describe.gpu_decode import nvjpeg_available
-
     gpu_only = all(p.spec.accepts_tensors for p in planned) and ORIGINAL not in views
-    if settings.gpu_decode and gpu_only and nvjpeg_available(settings.device):
-        return "nvjpeg"
-    return "pil"
+    if not (settings.gpu_decode and gpu_only and str(settings.device).startswith("cuda")):
+        return "pil"
+    from vehiclust.describe.gpu_decode import nvjpeg_available  # (imports torch)
+
+    return "nvjpeg" if nvjpeg_available(settings.device) else "pil"
 
 
 def _decode_views(data: bytes, views: list[int | str], max_pixels: int,

@@ -14,16 +14,21 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vehiclust.describe.backbones import BACKBONES
-from vehiclust.describe.models.pipeline import ImagePipelineModel, pipeline_of
 from vehiclust.errors import VehiclustError
 from vehiclust.executor.base import available_cpus
 from vehiclust.rules import sha256_file as weights_sha256
+
+if TYPE_CHECKING:  # torch only exports a graph: running one needs ONNX Runtime alone
+    import torch
+
+    from vehiclust.describe.models.pipeline import ImagePipelineModel
 
 # Bump when the graph changes in ways the weights hash and torch version cannot see
 # (architecture, preprocessing, export options), so stale cached files are not reused.
@@ -47,6 +52,8 @@ def weights_file(name: str) -> Path:
 
 def build_pipeline(name: str) -> tuple[ImagePipelineModel, int]:
     """The export wrapper of a backbone by name, and the square input size it is fed."""
+    from vehiclust.describe.models.pipeline import pipeline_of
+
     spec = BACKBONES.get(name)
     return pipeline_of(spec.load()), spec.square_size
 
@@ -54,7 +61,7 @@ def build_pipeline(name: str) -> tuple[ImagePipelineModel, int]:
 def cache_key(name: str) -> str:
     """File stem that changes whenever the weights, torch or the export format change."""
     weights_hash = weights_sha256(weights_file(name))[:16]
-    torch_version = torch.__version__.replace("+", "-")
+    torch_version = version("torch").replace("+", "-")  # the installed torch's, not imported
     return f"{name}-{weights_hash}-torch{torch_version}-{EXPORT_FORMAT}"
 
 
@@ -97,6 +104,8 @@ def _export_to(model: torch.nn.Module, size: int, path: Path) -> None:
     costs ~30% of the run time. The dynamo exporter folds them into the Conv ``pads``.
     Only the batch axis is dynamic, so that padding is traced as constants.
     """
+    import torch
+
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with _quiet_exporter(), torch.no_grad():
@@ -131,6 +140,8 @@ def _quiet_exporter() -> Iterator[None]:
 
 def verify_export(model: torch.nn.Module, size: int, path: Path) -> None:
     """Compare the ONNX graph with PyTorch on a random uint8 batch; raise if they differ."""
+    import torch
+
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (VERIFY_BATCH, size, size, 3), dtype=np.uint8)
     with torch.no_grad():

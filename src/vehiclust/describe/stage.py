@@ -95,7 +95,7 @@ def is_current(run: RunFolder, name: str, key: str | None = None, *, table: pd.D
 def describe(run: RunFolder, names: list[str], settings: DescribeSettings = DescribeSettings(),
              reporter: Reporter | None = None) -> list[str]:
     """Compute every requested descriptor that is not already stored; returns those computed."""
-    from vehiclust.describe.torch_backend import resolve_device
+    from vehiclust.describe.devices import resolve_device
 
     reporter = reporter or NullReporter()
     table = run.load_collection()
@@ -190,7 +190,7 @@ class DescribeStage(Stage):
         names = self._names(ctx)
         if not names:
             return fingerprint("describe", {})
-        from vehiclust.describe.torch_backend import resolve_device
+        from vehiclust.describe.devices import resolve_device
 
         settings = self.settings.for_device(resolve_device(self.settings.device))
         return fingerprint("describe", run_keys(names, ctx.run.load_collection(), settings))

@@ -11,29 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vehiclust.errors import VehiclustError
 
-DEVICES = ("auto", "cpu", "cuda")
 PAD_MULTIPLE = 64
-
-
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
-def resolve_device(requested: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda[:N]' must exist."""
-    requested = (requested or "auto").lower()
-    if requested == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if requested == "cpu":
-        return "cpu"
-    if requested.startswith("cuda"):
-        if not cuda_available():
-            raise VehiclustError(f"--device {requested}: PyTorch sees no CUDA device here "
-                                 f"(torch {torch.__version__}); use --device cpu or auto")
-        return requested
-    raise VehiclustError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)} or cuda:N")
 
 
 class TorchImageModel:
