@@ -3,7 +3,8 @@
 Every backbone with downloadable weights goes through the same steps, so that a wrong or
 missing file always fails the same way, with one message that says what to do:
 
-1. **resolve** a file: an explicit path (or a folder to look in), else the environment variable
+1. **resolve** a file (in :mod:`vehiclust.describe.models.weights`, which needs no torch): an
+   explicit path (or a folder to look in), else the environment variable
    ``VEHICLUST_WEIGHTS_<NAME>`` (``VEHICLUST_WEIGHTS_EFFICIENTNET_B7``), else the weights cache
    folder (``$VEHICLUST_CACHE/weights``, else ``$XDG_CACHE_HOME/vehiclust/weights``, else
    ``~/.cache/vehiclust/weights``) under one of the file names the model accepts, else a
