@@ -747,6 +747,32 @@ def test_a_link_put_in_place_of_a_file_vehiclust_wrote_is_not_read(tmp_path, ima
     assert RunFolder(out).stage_record("ingest")["stage"] == "ingest" and len(RunFolder(out).load_collection())
     assert json.loads(outside.read_text()) == {"fingerprint": "anything", "stage": "ingest"}
 
+
+def test_every_reader_of_a_run_folder_refuses_a_link_in_place_of_its_file(tmp_path, images, monkeypatch):
+    """The readers themselves: a command run on such a folder stops with one line naming the
+    file (never reading where the link leads), and ingest's reuse of earlier probes skips it."""
+    from vehiclust.collection.changes import reusable_probes
+    from vehiclust.runfolder import RUNS, write_csv
+
+    out = tmp_path / "out"
+    ingest(images, RunFolder(out))
+    run = RunFolder(out)
+    run.save_descriptor("planted", np.zeros((3, 2), np.float32), {"name": "planted"})
+    write_csv(RUNS.path(run), pd.DataFrame({c: [] for c in RUNS.columns}))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("password=hunter2")
+    for path in (run.collection_path, run.descriptor_path("planted"), run.descriptor_meta_path("planted"),
+                 RUNS.path(run)):
+        path.unlink()
+        path.symlink_to(outside)
+    for read in (run.load_collection, lambda: run.load_descriptor("planted"),
+                 lambda: run.descriptor_meta("planted"), lambda: RUNS.load(run)):
+        with pytest.raises(VehiclustError, match="a link, not the file vehiclust wrote"):
+            read()
+    parquet_reads = []
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: parquet_reads.append(str(path)))
+    assert reusable_probes(run, [], [], "key").empty and parquet_reads == []
+
 def test_records_and_descriptors_left_in_out_are_not_trusted(tmp_path, images):
     out = tmp_path / "out"
     (out / "stages").mkdir(parents=True)

@@ -88,6 +88,13 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def refuse_link(path: Path, remedy: str) -> None:
+    """vehiclust writes plain files only: a link in the place of one of them was put there, may
+    lead anywhere, and is not read."""
+    if os.path.islink(path):
+        raise VehiclustError(f"{path}: a link, not the file vehiclust wrote (not read); {remedy}")
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -170,12 +177,15 @@ class RunFolder:
     def load_descriptor(self, name: str) -> np.ndarray:
         """The N x D matrix, memory-mapped read-only (never loaded whole)."""
         path = self.descriptor_path(name)
+        refuse_link(path, f"run `vehiclust describe {self.root}` to compute it again")
         if not path.exists():
             raise FileNotFoundError(f"{path}: no descriptor named {name!r} in this run folder")
         return np.load(path, mmap_mode="r")
 
     def descriptor_meta(self, name: str) -> dict:
         path = self.descriptor_meta_path(name)
+        if os.path.islink(path):
+            raise self._damaged_meta(name, "a link, not the file vehiclust wrote; not read")
         try:
             meta = read_json(path)
         except ValueError as exc:  # not JSON, or not UTF-8
@@ -203,6 +213,7 @@ class RunFolder:
 
     # -- collection --------------------------------------------------------------------
     def load_collection(self) -> pd.DataFrame:
+        refuse_link(self.collection_path, "run `vehiclust ingest` (or `run`) again")
         if not self.collection_path.exists():
             raise FileNotFoundError(
                 f"{self.collection_path}: no collection yet; run `vehiclust ingest` or `run` first"
@@ -321,6 +332,7 @@ class Artifact:
     def require(self, run: RunFolder, name: str | None = None, **fields: Any) -> Path:
         """The path, or a VehiclustError saying which stage writes the missing file."""
         path = self.path(run, name, **fields)
+        refuse_link(path, f"run `vehiclust {self.writer} {run.root}` to write it again")
         if not path.exists():
             raise VehiclustError(f"{path} is missing; run `vehiclust {self.writer} {run.root}` first")
         return path

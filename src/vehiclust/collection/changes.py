@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.collection.imageio import ZIP_PREFIX, ZIP_SEPARATOR, ProbeResult
+from vehiclust import ownership
 from vehiclust.runfolder import INGEST_STAMPS, RunFolder
 
 PROBE_FIELDS = [f.name for f in fields(ProbeResult)]
@@ -55,8 +56,8 @@ def reusable_probes(run: RunFolder, locations: list[str], stamps: list[str], key
     location, same stamp, same limits): a changed image re-reads its row, no other row."""
     path = INGEST_STAMPS.path(run)
     empty = pd.DataFrame(columns=["index", *PROBE_FIELDS])
-    if not path.exists() or not run.collection_path.exists():
-        return empty
+    if not ownership.is_ours(path) or not ownership.is_ours(run.collection_path):
+        return empty  # (a link in the place of either: not read)
     try:
         before = pd.read_parquet(path)
         collection = pd.read_parquet(run.collection_path, columns=["location", *PROBE_FIELDS])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vehiclust.collection.imageio import ZIP_PREFIX, read_bytes
+from vehiclust import ownership
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import CLUSTERS, OUTLIERS, TRANSPORT_DATASET, RunFolder, atomic_path, write_csv
 
@@ -23,7 +24,7 @@ def transport_dataset(run: RunFolder) -> pd.DataFrame:
     frame["car_id"] = table["vehicle_id"] if "vehicle_id" in table.columns else ""
     frame["width"], frame["height"] = table["width"], table["height"]
     verdicts = OUTLIERS.path(run)
-    measured = pd.read_csv(verdicts, usecols=lambda c: c == "brisque") if verdicts.exists() else None
+    measured = pd.read_csv(verdicts, usecols=lambda c: c == "brisque") if ownership.is_ours(verdicts) else None
     if measured is not None and "brisque" in measured.columns:
         frame["brisque"] = measured["brisque"].to_numpy()
     else:

@@ -74,6 +74,8 @@ def _named_like_ours(path: Path) -> bool:
 
 
 def _manifest_key(path: Path) -> str | None:
+    if not ownership.is_plain_file(path):  # a link in its place: the cache is stale, the link not read
+        return None
     try:
         return read_json(path).get("collection")
     except (ValueError, OSError, AttributeError):  # a damaged manifest: the cache is stale
