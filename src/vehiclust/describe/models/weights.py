@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vehiclust.cache import cache_root
 from vehiclust.errors import VehiclustError
 
 
@@ -40,9 +41,7 @@ class WeightsFile:
 
 def weights_cache_dir() -> Path:
     """The folder where a user puts weights files that vehiclust cannot download itself."""
-    base = os.environ.get("VEHICLUST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vehiclust")
-    return Path(base) / "weights"
+    return cache_root() / "weights"
 
 
 def weights_env_var(name: str) -> str:
