@@ -47,20 +47,33 @@ def collection_key(table: pd.DataFrame) -> str:
 def ensure_thumbnails(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4) -> np.ndarray:
     """Make the missing thumbnails of ``rows``; returns the rows that have one now (rows without
     an image, or whose image cannot be decoded, get none)."""
+    prepare_cache(run, table)
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    locations, usable = table["location"].to_numpy(), with_readable_image(table)
+    todo = [r for r in rows.tolist() if usable[r] and not ownership.is_ours(thumbnail_path(run, r))]
+    with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
+        list(pool.map(lambda r: _write_thumbnail(locations[r], thumbnail_path(run, r)), todo))
+    return np.array([r for r in rows.tolist() if ownership.is_ours(thumbnail_path(run, r))], dtype=np.int64)
+
+
+def with_readable_image(table: pd.DataFrame) -> np.ndarray:
+    """Per row: it has an image that ingest could read."""
+    usable = table["location"].fillna("").astype(str).to_numpy() != ""
+    if "error" in table.columns:
+        usable &= (table["error"] == "").to_numpy()
+    return usable
+
+
+def prepare_cache(run: RunFolder, table: pd.DataFrame) -> None:
+    """The thumbnail folder, emptied of what vehiclust wrote there for another collection (its
+    row numbers moved) or by another version, and marked as made from ``table``."""
     folder = THUMBNAILS.path(run)
     key = collection_key(table)
     manifest = folder / "manifest.json"
     if folder.exists() and (not manifest.exists() or _manifest_key(manifest) != key):
-        ownership.remove_owned(folder, _named_like_ours)  # another collection: row numbers moved
+        ownership.remove_owned(folder, _named_like_ours)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"collection": key, "side": THUMB_SIDE})
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    locations = table["location"].to_numpy()
-    usable = (table["error"] == "").to_numpy() if "error" in table.columns else np.ones(len(table), bool)
-    todo = [r for r in rows.tolist() if locations[r] and usable[r] and not ownership.is_ours(thumbnail_path(run, r))]
-    with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
-        list(pool.map(lambda r: _write_thumbnail(locations[r], thumbnail_path(run, r)), todo))
-    return np.array([r for r in rows.tolist() if ownership.is_ours(thumbnail_path(run, r))], dtype=np.int64)
 
 
 def _named_like_ours(path: Path) -> bool:
