@@ -223,6 +223,62 @@ def test_a_thumbnail_keeps_the_shape_of_its_image(tmp_path, photo_folder):
     made = [Image.open(thumbnail_path(run, row)).size for row in range(len(table))]
     assert made == [(112, 34), (37, 112), (60, 40)]
 
+
+def _sheet_collection(tmp_path, photo_folder, rows: int) -> pd.DataFrame:
+    """``rows`` rows cycling over the photos, every 50th without an image and every 70th a text
+    file named .jpg."""
+    files = [str(f) for f in sorted(photo_folder.rglob("*.jpg"))]
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    locations = ["" if r % 50 == 7 else str(broken) if r % 70 == 3 else files[r % len(files)] for r in range(rows)]
+    return pd.DataFrame({"path": [f"{r}.jpg" for r in range(rows)], "location": locations})
+
+
+def test_map_thumbnails_are_sheets_whose_cells_hold_each_rows_thumbnail(tmp_path, photo_folder):
+    from PIL import Image
+
+    from vehiclust.report.thumbnails import make_thumbnail
+    from vehiclust.report.tilesheets import SHEET_ROWS, ensure_map_tiles, map_tile, read_index, sheet_path
+
+    table = _sheet_collection(tmp_path, photo_folder, 300)
+    run = RunFolder(tmp_path / "run")
+    cells = ensure_map_tiles(run, table, range(300))
+    assert sorted(p.relative_to(run.root).as_posix() for p in (run.root / "thumbs" / "map").iterdir()) == [
+        "thumbs/map/0.jpg", "thumbs/map/1.jpg"]  # 300 rows: two sheets, not 300 files
+    missing = [r for r in range(300) if r % 50 == 7 or r % 70 == 3]
+    assert (cells[missing] == -1).all() and (np.delete(cells, missing) >= 0).all()
+    first = read_index(sheet_path(run, 0))
+    assert first.rows == tuple(r for r in range(SHEET_ROWS) if r not in missing)
+    assert set(first.failed) == {r for r in range(SHEET_ROWS) if r % 70 == 3}  # no image: not even wanted
+    for row in (0, 5, 255, 256, 290):
+        block = row // SHEET_ROWS
+        in_block = [r for r in range(block * SHEET_ROWS, min(300, (block + 1) * SHEET_ROWS)) if r not in missing]
+        assert cells[row] == in_block.index(row)
+        tile, expected = map_tile(run, row), make_thumbnail(table["location"][row])
+        assert tile.size == expected.size
+        error = np.abs(np.asarray(tile, float) - np.asarray(expected, float)).mean()
+        other_photo = make_thumbnail(table["location"][row + 6]).resize(tile.size)
+        assert error < 12 and np.abs(np.asarray(tile, float) - np.asarray(other_photo, float)).mean() > 30  # measured: 2-7, 55-97
+    assert map_tile(run, 7) is None and map_tile(run, 3) is None
+    with Image.open(sheet_path(run, 1)) as sheet:
+        assert sheet.size == (16 * 112, 3 * 112)  # 44 rows, 42 of them with a tile: 3 lines of 16
+
+
+def test_a_sheet_is_made_again_only_when_its_rows_change_and_then_as_if_new(tmp_path, photo_folder):
+    from vehiclust.report.tilesheets import ensure_map_tiles, sheet_path
+
+    table = _sheet_collection(tmp_path, photo_folder, 300)
+    run = RunFolder(tmp_path / "run")
+    ensure_map_tiles(run, table, range(300))
+    stamps = [sheet_path(run, b).stat().st_mtime_ns for b in (0, 1)]
+    ensure_map_tiles(run, table, range(300))  # the same rows, an unreadable one among them: kept
+    assert [sheet_path(run, b).stat().st_mtime_ns for b in (0, 1)] == stamps
+    cells = ensure_map_tiles(run, table, range(0, 300, 2))  # fewer rows: both sheets made again
+    assert cells[1] == -1 and cells[2] == 1
+    fresh = RunFolder(tmp_path / "fresh")
+    ensure_map_tiles(fresh, table, range(0, 300, 2))
+    assert all(sheet_path(run, b).read_bytes() == sheet_path(fresh, b).read_bytes() for b in (0, 1))
+
 # -- the whole report on a demo run ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -352,18 +408,49 @@ def test_report_in_headless_chromium(demo_run):
             return [box.left + size.l + gd._fullLayout.xaxis.l2p(t.x[0]), box.top + size.t + gd._fullLayout.yaxis.l2p(t.y[0])];
         }""")
         page.mouse.move(x, y)
-        page.wait_for_function("() => /thumbs\\/\\d+\\/\\d+\\.jpg$/.test(document.getElementById('hover-img').src)",
+        page.wait_for_function("() => /thumbs\\/map\\/\\d+\\.jpg/.test(document.getElementById('hover-img').style.backgroundImage)",
                                timeout=10_000)
-        page.wait_for_function("() => document.getElementById('hover-img').naturalWidth > 0", timeout=10_000)
-        assert "row" in page.locator("#hover-info").inner_text()
+        row = page.evaluate("() => { const m = window.vehiclustMap; return m.rows[m.traceIndex()[0][0]]; }")
+        assert f"row{row}" in page.locator("#hover-info").inner_text().replace("\t", "").replace(" ", "")
+        _assert_hover_shows_the_tile_of(page, demo_run, row)
         page.mouse.click(x, y)
         assert page.locator("#zoom").is_visible()
+        assert page.locator("#zoom-tile").is_visible() and not page.locator("#zoom-img").is_visible()
         page.locator("#zoom").click()
         page.check("input[name=map-dims][value='3']")
         page.wait_for_function("() => document.getElementById('map').data[0].type === 'scatter3d'", timeout=30_000)
         page.select_option("#map-colour", index=1)
         browser.close()
     assert not problems, problems
+
+
+def _assert_hover_shows_the_tile_of(page, run, row: int) -> None:
+    """The hover view, as the browser painted it, is the row's own thumbnail (cut from its sheet
+    here) at twice its size, centred on grey: closer to it than to any other tile of the sheet."""
+    import io
+
+    from PIL import Image
+
+    from vehiclust.report.tilesheets import BACKGROUND, map_tile, read_index, sheet_path
+
+    def shown_as_hovered(tile: Image.Image) -> np.ndarray:
+        canvas = Image.new("RGB", (224, 224), BACKGROUND)
+        big = tile.resize((2 * tile.width, 2 * tile.height), Image.Resampling.BILINEAR)
+        canvas.paste(big, ((224 - big.width) // 2, (224 - big.height) // 2))
+        return np.asarray(canvas, float)
+
+    page.evaluate("""async () => {  // the sheet loaded and decoded, then one frame to paint it
+        const image = new Image();
+        image.src = document.getElementById('hover-img').style.backgroundImage.slice(5, -2);
+        await image.decode();
+        await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    }""")
+    painted = np.asarray(Image.open(io.BytesIO(page.locator("#hover-img").screenshot())).convert("RGB"), float)
+    assert abs(painted.shape[0] - 224) <= 1 and abs(painted.shape[1] - 224) <= 1  # the box may sit between pixels
+    painted = painted[:224, :224]
+    errors = {other: np.abs(painted - shown_as_hovered(map_tile(run, other))).mean()
+              for other in read_index(sheet_path(run, row // 256)).rows}
+    assert min(errors, key=errors.get) == row and errors[row] < 15, sorted(errors.items(), key=lambda e: e[1])[:3]
 
 
 @pytest.mark.slow

@@ -493,7 +493,7 @@ def test_hostile_names_reach_the_map_data_escaped():
     names = pd.Series(["<!--<script>alert(1)</script>.jpg", "ok.jpg"])
     coords = {2: np.array([[0.0, 0.0], [1.0, 1.0]]), 3: np.zeros((2, 3))}
     payload = map_payload({"d": coords}, {"type": pd.Series(["</script><b>x</b>", "van"])},
-                          np.zeros(2, bool), names, "d")
+                          np.full(2, -1), names, "d")
     text = script_json(payload)
     assert "<" not in text and ">" not in text
     assert json.loads(text)["paths"][0] == names[0]
@@ -515,7 +515,7 @@ def test_hostile_file_name_in_report_html(tmp_path):
     from vehiclust.report.mapview import map_payload
 
     payload = map_payload({"d": {2: np.array([[0.0, 0.0], [1.0, 1.0]]), 3: np.zeros((2, 3))}},
-                          {"cluster": pd.Series([name, "1"])}, np.zeros(2, bool), table["path"], "d")
+                          {"cluster": pd.Series([name, "1"])}, np.full(2, -1), table["path"], "d")
     data = ReportData(descriptions, {0: {"typical": np.array([0])}}, {name: np.array([0])}, payload)
     html = render_report(run, table, runs, verdicts, data)
     assert "<script>alert(1)" not in html and "<!--<script>" not in html
@@ -714,6 +714,28 @@ def test_a_link_left_in_thumbs_is_never_embedded(tmp_path, images):
 
     embedded = base64.b64decode(cached_uri(run, 0, True).split(",", 1)[1])  # the placeholder
     assert b"hunter2" not in embedded
+
+
+def test_a_link_left_in_place_of_a_map_sheet_is_neither_read_nor_replaced(tmp_path, images, monkeypatch):
+    import builtins
+
+    from vehiclust.report.tilesheets import ensure_map_tiles, map_tile, sheet_path
+
+    out = tmp_path / "out"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2")
+    ingest(images, RunFolder(out))
+    run = RunFolder(out)
+    sheet_path(run, 0).parent.mkdir(parents=True)
+    sheet_path(run, 0).symlink_to(secret)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    assert map_tile(run, 0) is None
+    with pytest.raises(VehiclustError, match="not written by vehiclust"):
+        ensure_map_tiles(run, run.load_collection(), [0])
+    assert str(secret) not in opened and str(sheet_path(run, 0)) not in opened
+    assert sheet_path(run, 0).is_symlink() and secret.read_text() == "password=hunter2"
 
 
 

@@ -126,13 +126,16 @@ class RunResults:
         return load_map(self.folder, descriptor or self.map_descriptor, dims)
 
     def thumbnail(self, row: int):
-        """The cached thumbnail of a collection row as a PIL image (None when there is none)."""
+        """The cached thumbnail of a collection row as a PIL image: its montage picture, else its
+        tile of the map's sheets (None when it has neither)."""
         from PIL import Image
 
+        from vehiclust import ownership
         from vehiclust.report.thumbnails import thumbnail_path
+        from vehiclust.report.tilesheets import map_tile
 
         path = thumbnail_path(self.folder, int(row))
-        return Image.open(path) if path.exists() else None
+        return Image.open(path) if ownership.is_ours(path) else map_tile(self.folder, int(row))
 
     def plot_map(self, descriptor: str | None = None, color_by: str = "cluster", max_points: int = 200_000):
         """2D map coloured by ``cluster`` (that descriptor's clustering) or any clusters.csv column."""

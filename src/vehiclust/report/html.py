@@ -1,6 +1,6 @@
 """``report.html``: a page that opens from the disk with no server and no internet. Montages,
-plots and the map's data are inlined; the map's hover thumbnails are read lazily from the
-``thumbs/`` folder beside the page (the report is "the page plus its thumbnail folder")."""
+plots and the map's data are inlined; the map's hover thumbnails are read lazily from the sheets
+in the ``thumbs/`` folder beside the page (the report is "the page plus its thumbnail folder")."""
 
 from __future__ import annotations
 

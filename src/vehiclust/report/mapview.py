@@ -6,8 +6,9 @@ with ``scatter3d`` on a sample). The page receives, base64-encoded:
   screen) for every displayed row, and 3D coordinates for a sample of them;
 - per colouring (cluster of each descriptor, outlier reason, metadata, predicted type and
   colour): one small integer code per displayed row and the list of category names;
-- which rows have a cached thumbnail; the hover view loads ``thumbs/<row//1000>/<row>.jpg``
-  from the folder beside the page when the pointer rests on a point (lazy, one request).
+- each row's cell in its sheet of hover thumbnails, plus one (0: none); the hover view shows
+  that cell of ``thumbs/map/<row // 256>.jpg`` from the folder beside the page when the pointer
+  rests on a point (lazy: one request per sheet, see tilesheets.py).
 Paths ride along only up to ``PATHS_MAX`` rows; above that the hover names the row number,
 which is the row of clusters.csv.
 """
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from vehiclust.report.tilesheets import CELL, SHEET_COLUMNS, SHEET_ROWS
 
 MAX_POINTS_2D = 500_000
 MAX_POINTS_3D = 50_000
@@ -95,10 +98,11 @@ def display_rows(valid: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def map_payload(maps: dict[str, dict[int, np.ndarray]], colourings: dict[str, pd.Series],
-                has_thumb: np.ndarray, paths: pd.Series, best: str,
+                tiles: np.ndarray, paths: pd.Series, best: str,
                 settings: MapViewSettings = MapViewSettings()) -> dict:
     """Everything the page's map script reads. ``maps[descriptor][dims]`` are N x dims arrays;
-    ``colourings`` are per-row Series over the whole collection."""
+    ``colourings`` are per-row Series over the whole collection; ``tiles`` is each row's cell
+    in its sheet of hover thumbnails (-1: none)."""
     views, shown = {}, None
     for name, by_dims in maps.items():
         coords2 = by_dims[2]
@@ -122,7 +126,8 @@ def map_payload(maps: dict[str, dict[int, np.ndarray]], colourings: dict[str, pd
         "best": best,
         "n": int(len(shown)),
         "rows": _b64_unless_identity(shown.astype(np.uint32), len(shown)),
-        "thumb": b64(has_thumb[shown].astype(np.uint8)),
+        "tile": b64((tiles[shown] + 1).astype(np.uint16)),
+        "sheet": {"rows": SHEET_ROWS, "columns": SHEET_COLUMNS, "cell": CELL},
         "paths": paths.iloc[shown].astype(str).tolist() if len(shown) <= PATHS_MAX else None,
         "views": out_views,
         "colourings": {label: encode_categories(series.iloc[shown].reset_index(drop=True))

@@ -25,6 +25,7 @@ from vehiclust.report.maps import MapSettings, compute_maps, load_map
 from vehiclust.report.mapview import MapViewSettings, display_rows, map_payload
 from vehiclust.report.montages import cluster_montages, reason_galleries
 from vehiclust.report.thumbnails import ensure_thumbnails
+from vehiclust.report.tilesheets import ensure_map_tiles
 from vehiclust.runfolder import (CLUSTERING, CLUSTERS, DESCRIPTIONS, EVIDENCE, MAP_FIGURE, OUTLIERS, REPORT_HTML, RUNS,
                                 RunFolder)
 from vehiclust.stage import RunContext, Stage
@@ -79,11 +80,11 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
             # it and makes the page meanwhile
             notebook = _start_notebook(background, run, settings) if settings.notebook else None
             with _timed(seconds, "thumbnails"):
-                has_thumb = _thumbnails(run, table, montages, galleries, settings)
+                tiles = _map_tiles(run, table, settings)
             task.advance()
             with _timed(seconds, "map data"):
-                payload = _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) if map_meta else None
-            notes = _map_notes(map_meta, payload, has_thumb, settings)
+                payload = _map_payload(run, table, frame, runs, verdicts, map_meta, tiles, best, settings) if map_meta else None
+            notes = _map_notes(map_meta, payload, tiles, settings)
             with _timed(seconds, "report.html"):
                 data = ReportData(descriptions, montages, galleries, payload, notes, seconds)
                 write_report(run, table, runs, verdicts, data)
@@ -143,16 +144,12 @@ def _picture_rows(montages: dict, galleries: dict) -> np.ndarray:
     return np.concatenate(wanted).astype(np.int64) if wanted else np.zeros(0, np.int64)
 
 
-def _thumbnails(run: RunFolder, table: pd.DataFrame, montages: dict, galleries: dict,
-                settings: ReportSettings) -> np.ndarray:
-    """Thumbnails for every montage and gallery image and for up to ``max_thumbnails`` map points;
-    returns a per-row flag: has a cached thumbnail."""
+def _map_tiles(run: RunFolder, table: pd.DataFrame, settings: ReportSettings) -> np.ndarray:
+    """Hover thumbnails for up to ``max_thumbnails`` map points; returns each row's cell in its
+    sheet (-1: none)."""
     has_image = (table["location"] != "").to_numpy()
-    wanted = [_picture_rows(montages, galleries), display_rows(has_image, settings.max_thumbnails, settings.map_view.seed)]
-    made = ensure_thumbnails(run, table, np.concatenate(wanted), settings.threads)
-    flags = np.zeros(len(table), dtype=bool)
-    flags[made] = True
-    return flags
+    wanted = display_rows(has_image, settings.max_thumbnails, settings.map_view.seed)
+    return ensure_map_tiles(run, table, wanted, settings.threads)
 
 
 def _colourings(run: RunFolder, frame: pd.DataFrame, runs: pd.DataFrame, verdicts: pd.DataFrame,
@@ -174,11 +171,11 @@ def _cluster_series(run: RunFolder, name: str) -> pd.Series:
     return pd.Series(np.where(labels >= 0, labels.astype(str), "noise / invalid"))
 
 
-def _map_payload(run, table, frame, runs, verdicts, map_meta, has_thumb, best, settings) -> dict:
+def _map_payload(run, table, frame, runs, verdicts, map_meta, tiles, best, settings) -> dict:
     maps = {name: {d: load_map(run, name, d) for d in (2, 3)} for name in map_meta}
     first = best if best in maps else next(iter(maps))
     return map_payload({first: maps.pop(first), **maps}, _colourings(run, frame, runs, verdicts, best),
-                       has_thumb, table["path"], first, settings.map_view)
+                       tiles, table["path"], first, settings.map_view)
 
 
 def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
@@ -191,7 +188,7 @@ def _static_maps(run: RunFolder, runs: pd.DataFrame, map_meta: dict) -> None:
         save_figure(figure, MAP_FIGURE.path(run, name))
 
 
-def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, settings: ReportSettings) -> list[str]:
+def _map_notes(map_meta: dict, payload: dict | None, tiles: np.ndarray, settings: ReportSettings) -> list[str]:
     if not map_meta:
         return ["No map: no descriptor of this run could be embedded."]
     meta = next(iter(map_meta.values()))
@@ -203,7 +200,7 @@ def _map_notes(map_meta: dict, payload: dict | None, has_thumb: np.ndarray, sett
         n2, n3 = max(v["n"] for v in views), max(v["n3"] for v in views)
         notes.append(f"2D view: {n2:,} points (WebGL); 3D view: {n3:,} points"
                      + (" (a random sample)." if n3 < n2 else "."))
-    notes.append(f"Hover thumbnails: {int(has_thumb.sum()):,} images have one, read from the thumbs/ folder "
+    notes.append(f"Hover thumbnails: {int((tiles >= 0).sum()):,} images have one, read from the thumbs/ folder "
                  f"beside this page (keep them together when moving the report).")
     return notes
 

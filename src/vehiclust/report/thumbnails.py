@@ -1,5 +1,6 @@
-"""Thumbnails, made once and cached in the run folder (``DIR/thumbs/<row // 1000>/<row>.jpg``),
-shared by the report's montages, the map's hover view and the notebook.
+"""Thumbnails, made once and cached in the run folder: the pictures of the report's montages and
+galleries (``DIR/thumbs/<row // 1000>/<row>.jpg``), shown by the page and the notebook, and the
+map's hover thumbnails, in sheets of tiles (``DIR/thumbs/map/``, see ``tilesheets.py``).
 
 ``thumbs/manifest.json`` records the collection they were made from; when the collection
 changes, the thumbnails vehiclust wrote are removed (only those: a file of the user's in
@@ -25,9 +26,11 @@ from vehiclust.runfolder import THUMBNAILS, RunFolder, atomic_path, fingerprint,
 
 THUMB_SIDE = 112
 QUALITY = 75
-# 2: the image's own aspect ratio, longer side THUMB_SIDE (1 squeezed every image into a square)
-THUMBS_VERSION = 2
+# 2: the image's own aspect ratio, longer side THUMB_SIDE (1 squeezed every image into a square);
+# 3: the map's thumbnails in sheets (2 wrote a file per map point)
+THUMBS_VERSION = 3
 THUMBS_DIR = THUMBNAILS.pattern
+SHEETS_FOLDER = "map"  # thumbs/map/<block>.jpg: the map's sheets of tiles (tilesheets.py)
 
 
 def thumbnail_relpath(row: int) -> str:
@@ -77,10 +80,12 @@ def prepare_cache(run: RunFolder, table: pd.DataFrame) -> None:
 
 
 def _named_like_ours(path: Path) -> bool:
-    """thumbs/<row // 1000>/<row>.jpg or thumbs/manifest.json: for a run folder without a
-    manifest of its own (see ownership.remove_owned)."""
+    """thumbs/<row // 1000>/<row>.jpg, a sheet thumbs/map/<block>.jpg or thumbs/manifest.json:
+    for a run folder without a manifest of its own (see ownership.remove_owned)."""
     if path.name == "manifest.json" and path.parent.name == THUMBS_DIR:
         return True
+    if path.parent.name == SHEETS_FOLDER and path.parent.parent.name == THUMBS_DIR:
+        return path.suffix == ".jpg" and path.stem.isdigit()
     row = path.stem
     return (path.suffix == ".jpg" and row.isdigit() and path.parent.name == str(int(row) // 1000)
             and path.parent.parent.name == THUMBS_DIR)

@@ -28,7 +28,7 @@
   const identity = n => { const a = new Uint32Array(n); for (let i = 0; i < n; i++) a[i] = i; return a; };
   const indexOf = (text, n) => (text === null ? identity(n) : decode(text, Uint32Array));
   const rows = indexOf(DATA.rows, DATA.n);
-  const hasThumb = decode(DATA.thumb, Uint8Array);
+  const tiles = decode(DATA.tile, Uint16Array);  // cell in its sheet + 1; 0: no thumbnail
   const colourings = {};
   for (const [label, c] of Object.entries(DATA.colourings)) {
     colourings[label] = { names: c.names, codes: decode(c.codes, TYPES[c.dtype]) };
@@ -97,8 +97,10 @@
     return traceIndex[p.curveNumber][p.pointNumber];
   }
   function thumbnailOf(position) {
-    const row = rows[position];
-    return hasThumb[position] ? `thumbs/${Math.floor(row / 1000)}/${row}.jpg` : null;
+    const cell = tiles[position] - 1, sheet = DATA.sheet;
+    if (cell < 0) return null;
+    return { url: `thumbs/map/${Math.floor(rows[position] / sheet.rows)}.jpg`, cell: sheet.cell,
+             columns: sheet.columns, column: cell % sheet.columns, line: Math.floor(cell / sheet.columns) };
   }
   function describe(position) {
     const row = rows[position];
@@ -111,11 +113,10 @@
   const hoverImg = document.getElementById("hover-img");
   const hoverInfo = document.getElementById("hover-info");
   function showHover(position) {
-    const src = thumbnailOf(position);
-    hoverImg.src = src || "data:,";  // lazy: one file read per hovered point
-    hoverImg.alt = src ? "thumbnail" : "";
-    hoverImg.style.visibility = src ? "visible" : "hidden";
-    document.getElementById("hover-note").textContent = src ? "" : "no thumbnail cached for this point";
+    const tile = thumbnailOf(position);
+    if (tile) window.vehiclustPaintTile(hoverImg, tile, 2 * tile.cell);  // lazy: one read per sheet
+    hoverImg.style.visibility = tile ? "visible" : "hidden";
+    document.getElementById("hover-note").textContent = tile ? "" : "no thumbnail cached for this point";
     hoverInfo.replaceChildren(...describe(position).map(([k, v]) => {
       const tr = document.createElement("tr");
       for (const text of [k, v]) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
@@ -131,8 +132,8 @@
   plot.on("plotly_click", event => {
     const position = pointAt(event);
     if (position === null) return;
-    const src = thumbnailOf(position);
-    if (src) window.vehiclustZoom(src, describe(position).map(([k, v]) => `${k}: ${v}`).join("  ·  "));
+    const tile = thumbnailOf(position);
+    if (tile) window.vehiclustZoom(tile, describe(position).map(([k, v]) => `${k}: ${v}`).join("  ·  "));
   });
   descriptorSelect.addEventListener("change", draw);
   colourSelect.addEventListener("change", draw);
