@@ -3,6 +3,7 @@ executed notebook and the page itself in a real headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from vehiclust.cluster import ClusterSettings
+from vehiclust.compare.best import all_runs
 from vehiclust.errors import VehiclustError
 from vehiclust.pipeline import RunSettings, run_pipeline
 from vehiclust.report import descriptions as desc
@@ -224,6 +226,23 @@ def test_a_thumbnail_keeps_the_shape_of_its_image(tmp_path, photo_folder):
     assert made == [(112, 34), (37, 112), (60, 40)]
 
 
+def test_the_sweep_chart_draws_every_family_and_circles_the_selected_run():
+    from vehiclust.report.html import metric_curves
+
+    runs = pd.DataFrame({"preprocessing": ["l2", "l2", "l2", "none"], "algorithm": ["kmeans"] * 3 + ["ward"],
+                         "n_clusters": [4, 2, 3, 2], "params": ["k=4", "k=2", "k=3", "k=2"],
+                         "silhouette": [0.3, 0.5, np.nan, 0.1], "davies_bouldin": [1.0, 0.8, 0.9, 2.0],
+                         "stability": [0.9, 1.0, 0.95, 0.5], "score": [0.5, 0.7, 0.6, 0.2],
+                         "selected": [False, True, False, False]})
+    curves = metric_curves(runs)
+    assert [f["label"] for f in curves["families"]] == ["kmeans / l2", "ward / none"]
+    first = curves["families"][0]
+    assert first["k"] == [2, 3, 4] and first["params"] == ["k=2", "k=3", "k=4"]  # in order of k
+    assert first["silhouette"] == [0.5, None, 0.3]  # NaN is null: JSON has no NaN
+    assert curves["chosen"] == {"k": 2, "silhouette": 0.5, "davies_bouldin": 0.8, "stability": 1.0, "score": 0.7}
+    json.loads(json.dumps(curves, allow_nan=False))
+
+
 def _sheet_collection(tmp_path, photo_folder, rows: int) -> pd.DataFrame:
     """``rows`` rows cycling over the photos, every 50th without an image and every 70th a text
     file named .jpg."""
@@ -417,6 +436,10 @@ def test_report_in_headless_chromium(demo_run):
         assert page.locator("#zoom").is_visible()
         assert page.locator("#zoom-tile").is_visible() and not page.locator("#zoom-img").is_visible()
         page.locator("#zoom").click()
+        runs = all_runs(demo_run)  # the descriptors' and the mixtures' sweeps
+        charts = page.evaluate("() => [...document.querySelectorAll('.metrics-chart')].map(c => c.data.length)")
+        assert charts == [4 * g.groupby(["preprocessing", "algorithm"]).ngroups + 4  # a line per family and metric,
+                          for _, g in runs.groupby("descriptor", sort=False)]  # and the selected run's circles
         page.check("input[name=map-dims][value='3']")
         page.wait_for_function("() => document.getElementById('map').data[0].type === 'scatter3d'", timeout=30_000)
         page.select_option("#map-colour", index=1)

@@ -4,8 +4,6 @@ in the ``thumbs/`` folder beside the page (the report is "the page plus its thum
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from dataclasses import dataclass, field
 
@@ -62,7 +60,7 @@ def render_report(run: RunFolder, table: pd.DataFrame, runs: pd.DataFrame, verdi
         "external": _external_scores(run),
         "map_json": script_json(data.map_payload) if data.map_payload else "",
         "map_notes": data.map_notes,
-        "plotly_js": get_plotlyjs() if data.map_payload else "",
+        "plotly_js": get_plotlyjs(),  # the map and the sweeps' charts
         "comparison": comparison_context(run),
         "selection": selection_context(run),
         "description_rule": RULE,
@@ -97,39 +95,28 @@ def _descriptor_sections(runs: pd.DataFrame) -> list[dict]:
     sections = []
     for name, group in runs.groupby("descriptor", sort=False):
         chosen = group[group["selected"]].iloc[0]
-        sections.append({"name": name, "chosen": chosen.to_dict(), "plot": _metric_plot(group, name)})
+        sections.append({"name": name, "chosen": chosen.to_dict(), "metrics": script_json(metric_curves(group))})
     return sections
 
 
-def _metric_plot(group: pd.DataFrame, name: str) -> str:
-    """One line per (preprocessing, algorithm) family against the number of clusters, for
-    silhouette, Davies-Bouldin, stability and the selection score; the selected run circled."""
-    import matplotlib
+METRIC_COLUMNS = ("silhouette", "davies_bouldin", "stability", "score")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def metric_curves(group: pd.DataFrame) -> dict:
+    """What the page's chart of one descriptor's sweep draws: per (preprocessing, algorithm)
+    family, each metric against the number of clusters, and the selected run (NaN as null)."""
+    def values(series: pd.Series) -> list:
+        return [None if not np.isfinite(v) else round(float(v), 5) for v in series.astype(float)]
 
     chosen = group[group["selected"]].iloc[0]
-    columns = ("silhouette", "davies_bouldin", "stability", "score")
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    families = []
     for (prep, algo), family in group.groupby(["preprocessing", "algorithm"], sort=False):
         family = family.sort_values("n_clusters")
-        for ax, column in zip(axes, columns):
-            ax.plot(family["n_clusters"], family[column], marker="o", ms=2, lw=1, label=f"{algo} / {prep}")
-    for ax, column in zip(axes, columns):
-        ax.scatter([chosen["n_clusters"]], [chosen[column]], s=70, facecolors="none",
-                   edgecolors="tab:red", zorder=5)
-        ax.set_title(column.replace("_", " "), fontsize=9)
-        ax.set_xlabel("clusters", fontsize=8)
-        ax.tick_params(labelsize=7)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
-    fig.suptitle(name, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        families.append({"label": f"{algo} / {prep}", "k": family["n_clusters"].astype(int).tolist(),
+                         "params": family["params"].astype(str).tolist(),
+                         **{column: values(family[column]) for column in METRIC_COLUMNS}})
+    return {"columns": list(METRIC_COLUMNS), "families": families,
+            "chosen": {"k": int(chosen["n_clusters"]), **dict(zip(METRIC_COLUMNS, values(chosen[list(METRIC_COLUMNS)])))}}
 
 
 def _runs_table(runs: pd.DataFrame) -> str:
