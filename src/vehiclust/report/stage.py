@@ -2,7 +2,7 @@
 executed report.ipynb, from everything before it.
 
 The parts that cost time reuse what an earlier report run stored (maps by fingerprint,
-thumbnails by file), so re-running the report after a change of a later setting is quick.
+thumbnails by file and by sheet), so re-running the report after a change of a later setting is quick.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def report(run: RunFolder, reporter: Reporter | None = None, settings: ReportSet
         with _timed(seconds, "static maps"):
             _static_maps(run, runs, map_meta)
         with ThreadPoolExecutor(1, thread_name_prefix="vehiclust-notebook") as background:
-            # everything the notebook reads is written by now (the map points' thumbnails are
-            # the page's alone); its kernel is a process of its own, so this one only waits on
-            # it and makes the page meanwhile
+            # the montage pictures the notebook shows are written by now (a map tile it may ask
+            # for is read in one open of its sheet, old or new, never half); its kernel is a
+            # process of its own, so this one only waits on it and makes the page meanwhile
             notebook = _start_notebook(background, run, settings) if settings.notebook else None
             with _timed(seconds, "thumbnails"):
                 tiles = _map_tiles(run, table, settings)

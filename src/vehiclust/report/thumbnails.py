@@ -4,8 +4,8 @@ map's hover thumbnails, in sheets of tiles (``DIR/thumbs/map/``, see ``tilesheet
 
 ``thumbs/manifest.json`` records the collection they were made from; when the collection
 changes, the thumbnails vehiclust wrote are removed (only those: a file of the user's in
-``thumbs/`` stays, see ownership.py). Rows are named by collection row so the page can compute a
-thumbnail's file name from a point's row number without shipping a list of 400k names.
+``thumbs/`` stays, see ownership.py). Files and sheets are named by collection row, so a reader
+finds a row's thumbnail from its row number alone.
 """
 
 from __future__ import annotations

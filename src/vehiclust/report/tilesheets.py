@@ -16,7 +16,9 @@ notebook reads them while the sheets are being made.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +43,12 @@ BACKGROUND = (238, 238, 238)  # #eee, the page's background of a thumbnail
 
 @dataclass(frozen=True)
 class SheetIndex:
-    """What one sheet holds: ``rows[i]`` is in cell ``i``; ``failed`` were wanted and could not
-    be read (kept so that an unreadable image does not make its sheet again at every report)."""
+    """What one sheet holds: ``rows[i]`` is in cell ``i``. A wanted row whose image could not
+    be read is not among them, so its sheet is made again at the next report (as a single
+    thumbnail file was tried again): a read that failed for a moment heals."""
 
     rows: tuple[int, ...]
     sizes: tuple[tuple[int, int], ...]  # each tile's width and height
-    failed: tuple[int, ...]
-
-    @property
-    def wanted(self) -> tuple[int, ...]:
-        return tuple(sorted(self.rows + self.failed))
 
     def cell_box(self, slot: int) -> tuple[int, int, int, int]:
         """The tile's box (left, top, right, bottom) in the sheet."""
@@ -60,17 +58,15 @@ class SheetIndex:
         return left, top, left + width, top + height
 
     def comment(self) -> bytes:
-        return json.dumps({"rows": self.rows, "sizes": self.sizes, "failed": self.failed},
-                          separators=(",", ":")).encode()
+        return json.dumps({"rows": self.rows, "sizes": self.sizes}, separators=(",", ":")).encode()
 
     @classmethod
     def parse(cls, comment: bytes) -> SheetIndex:
         data = json.loads(comment)
-        rows, sizes, failed = data["rows"], data["sizes"], data["failed"]
+        rows, sizes = data["rows"], data["sizes"]
         if len(rows) != len(sizes) or len(rows) > SHEET_ROWS:
             raise ValueError("rows and sizes disagree")
-        return cls(tuple(int(r) for r in rows), tuple((int(w), int(h)) for w, h in sizes),
-                   tuple(int(r) for r in failed))
+        return cls(tuple(int(r) for r in rows), tuple((int(w), int(h)) for w, h in sizes))
 
 
 def sheet_relpath(block: int) -> str:
@@ -84,13 +80,28 @@ def sheet_path(run: RunFolder, block: int) -> Path:
 def read_index(path: Path) -> SheetIndex | None:
     """The index of a sheet vehiclust wrote; None for anything else (missing, a link, a file
     of the user's, damaged): such a sheet is made again, and a file of the user's stays."""
+    with _open_sheet(path) as opened:
+        return opened[1] if opened else None
+
+
+@contextlib.contextmanager
+def _open_sheet(path: Path) -> Iterator[tuple[Image.Image, SheetIndex] | None]:
+    """The sheet's image (not decoded yet) and its index, from one open of the file: a sheet
+    renamed into place meanwhile cannot pair its pixels with another sheet's index."""
     if not ownership.is_ours(path):
-        return None
+        yield None
+        return
     try:
-        with Image.open(path) as image:
-            return SheetIndex.parse(image.info["comment"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
+        image = Image.open(path)
+    except (OSError, Image.DecompressionBombError):
+        yield None
+        return
+    with image:
+        try:
+            index = SheetIndex.parse(image.info["comment"])
+        except (KeyError, ValueError, TypeError):
+            index = None
+        yield (image, index) if index is not None else None
 
 
 def ensure_map_tiles(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4) -> np.ndarray:
@@ -103,8 +114,9 @@ def ensure_map_tiles(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4
     blocks = np.unique(rows // SHEET_ROWS)
     bounds = np.searchsorted(rows, np.append(blocks, blocks[-1:] + 1) * SHEET_ROWS)
     wanted = {int(b): tuple(rows[start:stop].tolist()) for b, start, stop in zip(blocks, bounds[:-1], bounds[1:])}
+    _remove_unwanted_sheets(run, set(wanted))
     indexes = {b: read_index(sheet_path(run, b)) for b in wanted}
-    stale = [b for b in wanted if indexes[b] is None or indexes[b].wanted != wanted[b]]
+    stale = [b for b in wanted if indexes[b] is None or indexes[b].rows != wanted[b]]
     if stale:
         sheet_path(run, stale[0]).parent.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(threads) as pool:  # decoding and encoding release the GIL
@@ -120,8 +132,7 @@ def ensure_map_tiles(run: RunFolder, table: pd.DataFrame, rows, threads: int = 4
 def _make_sheet(path: Path, locations: list[str], rows: tuple[int, ...]) -> SheetIndex:
     tiles = [make_thumbnail(location) for location in locations]
     kept = [(row, tile) for row, tile in zip(rows, tiles) if tile is not None]
-    index = SheetIndex(tuple(row for row, _ in kept), tuple(tile.size for _, tile in kept),
-                       tuple(row for row, tile in zip(rows, tiles) if tile is None))
+    index = SheetIndex(tuple(row for row, _ in kept), tuple(tile.size for _, tile in kept))
     lines = max(1, -(-len(kept) // SHEET_COLUMNS))
     sheet = Image.new("RGB", (SHEET_COLUMNS * CELL, lines * CELL), BACKGROUND)
     for slot, (_, tile) in enumerate(kept):
@@ -131,11 +142,23 @@ def _make_sheet(path: Path, locations: list[str], rows: tuple[int, ...]) -> Shee
     return index
 
 
+def _remove_unwanted_sheets(run: RunFolder, blocks: set[int]) -> None:
+    """Sheets of blocks without a wanted row now (fewer thumbnails, another sample): the folder
+    holds the current map's sheets only."""
+    folder = run.root / SHEETS_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        for path in folder.glob("*.jpg"):
+            if path.stem.isdigit() and int(path.stem) not in blocks:
+                ownership.remove_file(path)
+
+
 def map_tile(run: RunFolder, row: int) -> Image.Image | None:
     """The hover thumbnail of ``row`` cut from its sheet (None when it has none)."""
-    path = sheet_path(run, row // SHEET_ROWS)
-    index = read_index(path)
-    if index is None or row not in index.rows:
-        return None
-    with Image.open(path) as sheet:
-        return sheet.crop(index.cell_box(index.rows.index(row)))
+    with _open_sheet(sheet_path(run, row // SHEET_ROWS)) as opened:
+        if opened is None or row not in opened[1].rows:
+            return None
+        sheet, index = opened
+        try:
+            return sheet.crop(index.cell_box(index.rows.index(row)))
+        except (OSError, Image.DecompressionBombError):  # a damaged sheet: no tile
+            return None
