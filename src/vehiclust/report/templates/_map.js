@@ -79,9 +79,7 @@
 
   // Plotly reads legend text as a subset of HTML (<b>, <a href>, <br>): names come from the
   // input's metadata, so they are shown as the characters they are.
-  function plotlyText(text) {
-    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
+  const plotlyText = window.vehiclustPlotlyText;
 
   function layout() {
     const base = { margin: { l: 10, r: 10, t: 10, b: 10 }, legend: { itemsizing: "constant", font: { size: 11 } },
@@ -114,8 +112,7 @@
   const hoverInfo = document.getElementById("hover-info");
   function showHover(position) {
     const tile = thumbnailOf(position);
-    if (tile) window.vehiclustPaintTile(hoverImg, tile, 2 * tile.cell);  // lazy: one read per sheet
-    hoverImg.style.visibility = tile ? "visible" : "hidden";
+    window.vehiclustPaintTile(hoverImg, tile, tile ? 2 * tile.cell : 0);  // lazy: one read per sheet
     document.getElementById("hover-note").textContent = tile ? "" : "no thumbnail cached for this point";
     hoverInfo.replaceChildren(...describe(position).map(([k, v]) => {
       const tr = document.createElement("tr");

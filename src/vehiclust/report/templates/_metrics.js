@@ -8,12 +8,14 @@
     const data = JSON.parse(holder.querySelector("script").textContent);
     const traces = [];
     data.families.forEach((family, f) => {
-      const colour = COLOURS[f % COLOURS.length];
+      const colour = COLOURS[f % COLOURS.length], label = window.vehiclustPlotlyText(family.label);
       data.columns.forEach((column, c) => traces.push({
-        type: "scatter", mode: "lines+markers", x: family.k, y: family[column], text: family.params,
-        name: family.label, legendgroup: family.label, showlegend: c === 0, xaxis: axis("x", c), yaxis: axis("y", c),
+        type: "scatter", mode: "lines+markers", x: family.k, y: family[column],
+        text: family.params.map(window.vehiclustPlotlyText), meta: label,
+        name: label, legendgroup: label, showlegend: c === 0, xaxis: axis("x", c), yaxis: axis("y", c),
         line: { width: 1, color: colour }, marker: { size: 4, color: colour },
-        hovertemplate: `${family.label}, %{text}<br>${column}: %{y:.3f}<extra></extra>`,
+        // the label rides in meta: a "%{" in it is not read as a placeholder
+        hovertemplate: `%{meta}, %{text}<br>${column}: %{y:.3f}<extra></extra>`,
       }));
     });
     data.columns.forEach((column, c) => traces.push({
