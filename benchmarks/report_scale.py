@@ -3,7 +3,7 @@
 The folder has the real layout (collection.parquet, descriptors/*.npy + .json, clusterings/*.npz,
 runs.csv, outliers.csv, stages/ingest.json) with clustered synthetic descriptors: vehicle_type
 (13-d), vehicle_color (31-d) and a 128-d "vdc_color"-sized block. Images: a pool of small JPEGs
-that the rows point to in turn (thumbnail cost is per row, as with real images).
+that the rows point to in turn (each map point's tile is decoded from its image, as with real images).
 
     python benchmarks/report_scale.py --rows 416314 --out /tmp/report_scale
 
@@ -145,7 +145,7 @@ def browser_timings(page_path: Path, chromium: str = "/usr/bin/chromium") -> Non
         started = time.perf_counter()
         page.mouse.move(x, y)
         page.wait_for_function("() => document.getElementById('hover-info').rows.length > 0", timeout=60_000)
-        shown = page.evaluate("() => document.getElementById('hover-img').getAttribute('src')")
+        shown = page.evaluate("() => document.getElementById('hover-img').style.backgroundImage")
         print(f"browser: hover answered in {1000 * (time.perf_counter() - started):.0f} ms (image: {shown})")
         for label, action in (("colour by outlier reason", lambda: page.select_option("#map-colour", "outlier reason")),
                               ("3D view", lambda: page.check("input[name=map-dims][value='3']"))):
@@ -187,8 +187,10 @@ def main() -> None:
     data = html[html.index('<script id="map-data"'):]
     data = data[:data.index("</script>")]
     thumbs = list((run.root / "thumbs").rglob("*.jpg"))
+    sheets = [p for p in thumbs if p.parent.name == "map"]
     print(f"report.html: {len(html.encode()) / 1e6:.1f} MB (map data {len(data) / 1e6:.1f} MB); "
-          f"thumbnails: {len(thumbs):,} files, {sum(p.stat().st_size for p in thumbs) / 1e6:.0f} MB")
+          f"thumbnails: {len(thumbs) - len(sheets):,} picture files and {len(sheets):,} map sheets, "
+          f"{sum(p.stat().st_size for p in thumbs) / 1e6:.0f} MB")
     payload = json.loads(data[data.index(">") + 1:])
     for name, view in payload["views"].items():
         print(f"  map {name}: {view['n']:,} points in 2D (scattergl), {view['n3']:,} in 3D")
