@@ -125,3 +125,21 @@ def test_matches_the_reference_package_on_200_real_images():
     per_photo = np.array(theirs[: len(theirs) // 11 * 11]).reshape(-1, 11)
     assert (per_photo[:, 4] > per_photo[:, 0]).mean() > 0.8  # strong noise
     assert (per_photo[:, 6] > per_photo[:, 0]).mean() > 0.8  # JPEG quality < 12
+
+
+def test_compiled_statistics_match_the_numpy_definition():
+    from vehiclust.quality.kernels import mscn
+
+    # the float64 numpy definition is the truth; float32 pixels cost both paths about 1e-3
+    for image in photographs().values():
+        gray = vb.to_gray(image)
+        # the same coefficients bit for bit (the sign of rounding noise in flat regions is counted)
+        assert np.array_equal(mscn(gray, vb._WINDOW.astype(np.float32), np.float32(vb.C)), vb.mscn(gray))
+        for scale in (gray, vb.half_size(gray)):
+            truth = np.array(vb.scale_features_numpy(scale.astype(np.float64)))
+            np.testing.assert_allclose(vb.scale_features(scale), truth, atol=5e-3)
+    flat = np.full((20, 30), 0.5, np.float32)
+    assert np.array_equal(np.isnan(vb.scale_features(flat)), np.isnan(vb.scale_features_numpy(flat)))
+    smallest = np.random.default_rng(0).random((vb.MIN_SIDE, vb.MIN_SIDE), dtype=np.float32)
+    np.testing.assert_allclose(vb.scale_features(smallest), vb.scale_features_numpy(smallest.astype(np.float64)),
+                               atol=5e-3)

@@ -84,17 +84,21 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     x = x.ravel()
     neg = np.minimum(x, 0.0)
     n_neg = int(np.count_nonzero(x < 0))  # (on a bool array: 3x faster than on floats)
-    n_pos = x.size - n_neg
-    total_sq = float(np.dot(x, x))
-    left_sq = float(np.dot(neg, neg))
-    abs_sum = float(x.sum()) - 2.0 * float(neg.sum())
-    right_sq = total_sq - left_sq
-    left_var = left_sq / n_neg if n_neg else 0.0
-    right_var = right_sq / n_pos if n_pos else 0.0
-    mean_sq = total_sq / x.size
+    return aggd_from_moments(x.size, n_neg, float(x.sum()), float(neg.sum()), float(np.dot(x, x)),
+                             float(np.dot(neg, neg)))
+
+
+def aggd_from_moments(count: float, negatives: float, total: float, negative_total: float, squares: float,
+                      negative_squares: float) -> tuple[float, float, float, float]:
+    """:func:`aggd_fit` from the sums it needs (``kernels.MOMENTS``)."""
+    n_pos = count - negatives
+    abs_sum = total - 2.0 * negative_total
+    left_var = negative_squares / negatives if negatives else 0.0
+    right_var = (squares - negative_squares) / n_pos if n_pos else 0.0
+    mean_sq = squares / count
     if mean_sq <= 0 or left_var <= 0 or right_var <= 0:
         return float("nan"), float("nan"), left_var, right_var
-    r_hat = (abs_sum / x.size) ** 2 / mean_sq
+    r_hat = (abs_sum / count) ** 2 / mean_sq
     gamma = np.sqrt(left_var) / np.sqrt(right_var)
     big_r = r_hat * (gamma ** 3 + 1) * (gamma + 1) / (gamma ** 2 + 1) ** 2
     alpha = float(np.interp(big_r, _PHI_GRID, _ALPHA_GRID))
@@ -104,7 +108,19 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def scale_features(gray: np.ndarray) -> list[float]:
-    """The 18 features of one scale."""
+    """The 18 features of one scale: the AGGD fit of the MSCN coefficients (shape, variance)
+    and of their products with the four neighbours (shape, mean, left and right variance)."""
+    from vehiclust.quality.kernels import mscn_moments  # (compiles on first use, then cached)
+
+    fits = [aggd_from_moments(*row) for row in mscn_moments(np.ascontiguousarray(gray, np.float32),
+                                                           _WINDOW.astype(np.float32), np.float32(C))]
+    alpha, _mean, left_var, right_var = fits[0]
+    return [alpha, (left_var + right_var) / 2] + [value for fit in fits[1:] for value in fit]
+
+
+def scale_features_numpy(gray: np.ndarray) -> list[float]:
+    """:func:`scale_features` in numpy: the readable definition the compiled loops are tested
+    against."""
     m = mscn(gray)
     alpha, _mean, left_var, right_var = aggd_fit(m)
     features = [alpha, (left_var + right_var) / 2]
