@@ -127,14 +127,29 @@ def test_matches_the_reference_package_on_200_real_images():
     assert (per_photo[:, 6] > per_photo[:, 0]).mean() > 0.8  # JPEG quality < 12
 
 
-def test_compiled_statistics_match_the_numpy_definition():
-    from vehiclust.quality.kernels import mscn
+def _numpy_moments(gray: np.ndarray) -> np.ndarray:
+    m = vb.mscn(gray).astype(np.float64)
+    out = []
+    for x in (m, m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]):
+        neg = np.minimum(x, 0.0)
+        out.append([x.size, (x < 0).sum(), x.sum(), neg.sum(), (x * x).sum(), (neg * neg).sum()])
+    return np.array(out)
 
+
+def test_compiled_statistics_match_the_numpy_definition():
+    from vehiclust.quality.kernels import mscn, mscn_moments
+
+    window, c = vb._WINDOW.astype(np.float32), np.float32(vb.C)
     # the float64 numpy definition is the truth; float32 pixels cost both paths about 1e-3
     for image in photographs().values():
         gray = vb.to_gray(image)
-        # the same coefficients bit for bit (the sign of rounding noise in flat regions is counted)
-        assert np.array_equal(mscn(gray, vb._WINDOW.astype(np.float32), np.float32(vb.C)), vb.mscn(gray))
+        # the coefficients bit for bit, inside mscn_moments (called first: numba would give mscn
+        # its caller's flags where mscn_moments compiles it) and alone; so the negative counts
+        # equal exactly, rounding noise included
+        moments, expected = mscn_moments(gray, window, c), _numpy_moments(gray)
+        assert np.array_equal(moments[:, :2], expected[:, :2])
+        np.testing.assert_allclose(moments[:, 2:], expected[:, 2:], rtol=1e-9, atol=1e-9)
+        assert np.array_equal(mscn(gray, window, c), vb.mscn(gray))
         for scale in (gray, vb.half_size(gray)):
             truth = np.array(vb.scale_features_numpy(scale.astype(np.float64)))
             np.testing.assert_allclose(vb.scale_features(scale), truth, atol=5e-3)
@@ -143,3 +158,30 @@ def test_compiled_statistics_match_the_numpy_definition():
     smallest = np.random.default_rng(0).random((vb.MIN_SIDE, vb.MIN_SIDE), dtype=np.float32)
     np.testing.assert_allclose(vb.scale_features(smallest), vb.scale_features_numpy(smallest.astype(np.float64)),
                                atol=5e-3)
+    smallest[5, 5] = np.nan  # a float image with a hole: no exception, and features no score is made from
+    assert not np.isfinite(vb.brisque_features(smallest)).all()
+
+
+def test_the_compiled_loops_work_where_no_cache_folder_can_be_written(monkeypatch):
+    import importlib
+
+    import numba
+
+    from vehiclust.quality import kernels
+
+    njit = numba.njit
+
+    def no_cache_folder(*args, **options):  # what numba raises when it finds no folder to write in
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'mscn': no locator available for file 'kernels.py'")
+        return njit(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", no_cache_folder)
+    try:
+        uncached = importlib.reload(kernels)
+        gray = vb.to_gray(photographs()["coins"])
+        moments = uncached.mscn_moments(gray, vb._WINDOW.astype(np.float32), np.float32(vb.C))
+        assert np.array_equal(moments[:, :2], _numpy_moments(gray)[:, :2])
+    finally:
+        monkeypatch.undo()
+        importlib.reload(kernels)

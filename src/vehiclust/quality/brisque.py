@@ -1,4 +1,5 @@
-"""BRISQUE (Mittal, Moorthy & Bovik 2012), computed here with numpy and scipy.
+"""BRISQUE (Mittal, Moorthy & Bovik 2012), computed here with numpy and scipy (the per-scale
+statistics in compiled loops, :mod:`vehiclust.quality.kernels`).
 
 The 36 features: at two scales (the image and a bicubic half-size copy), the MSCN coefficients
 (mean-subtracted, contrast-normalised luminance) are fitted with an asymmetric generalised

@@ -2,10 +2,13 @@
 
 Written by hand because numpy spends BRISQUE's time on temporaries: the 7 x 7 window, the
 normalisation and the five moment sums are some 40 passes over the image, each making a new
-array. Here the window and the normalisation are one pass, and each moment sum another. The
-arithmetic is that of ``brisque.mscn`` and ``brisque.aggd_fit`` (the readable definitions,
-which the tests compare these loops with): the coefficients are the same bit for bit, and the
-sums are taken in float64 instead of float32.
+array. Here the window is two passes (as there: columns, then rows), the normalisation one, and
+each moment sum one. The arithmetic is that of ``brisque.mscn`` and ``brisque.aggd_fit`` (the
+readable definitions, which the tests compare these loops with): the coefficients are the same
+bit for bit, and the neighbour products and the sums are taken in float64 instead of float32.
+
+Compiled code is cached on disk (``NUMBA_CACHE_DIR``, set by ``thirdparty``); where no cache
+folder can be written, the functions are compiled in every process instead.
 """
 
 from __future__ import annotations
@@ -20,10 +23,22 @@ MOMENTS = ("count", "negatives", "sum", "negative_sum", "squares", "negative_squ
 # lower-right and lower-left (as upper-right) neighbours.
 ARRAYS = ("mscn", "horizontal", "vertical", "main_diagonal", "anti_diagonal")
 
-_FAST = dict(cache=True, nogil=True, fastmath=True)  # fastmath: sums may be reordered (SIMD)
 
 
-@numba.njit(cache=True, nogil=True)  # not fastmath: below
+def _compiled(**options):
+    """``numba.njit`` with an on-disk cache, or without one where numba finds no folder to write
+    it in (it refuses to compile a cached function then)."""
+    def compile_(function):
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, nogil=True, **options)(function)
+    return compile_
+
+
+# fastmath=False is explicit: a function compiled without it inherits its caller's flags, and
+# mscn must keep IEEE order (below) even inside mscn_moments
+@_compiled(fastmath=False)
 def mscn(gray: np.ndarray, window: np.ndarray, c: np.float32) -> np.ndarray:
     """MSCN coefficients of a float32 image, the window zero outside it: the operations of
     ``brisque.mscn`` in its order and precision, so that every coefficient is bit for bit the
@@ -59,10 +74,10 @@ def mscn(gray: np.ndarray, window: np.ndarray, c: np.float32) -> np.ndarray:
     return out
 
 
-@numba.njit(**_FAST)
+@_compiled(fastmath={"reassoc", "nsz"})  # the sums may be reordered (SIMD); NaN stays NaN
 def _moments(m: np.ndarray, out: np.ndarray, row: int, offsets: tuple) -> None:
-    """MOMENTS into ``out[row]`` of m itself (no offsets) or of its products with a shifted
-    copy: ``m[a0:, b0:] * m[a1:, b1:]`` over the rows and columns both have."""
+    """MOMENTS into ``out[row]``: of m itself for row 0, else of its product with a shifted
+    copy, ``m[a0:, b0:] * m[a1:, b1:]`` over the rows and columns both have."""
     a0, b0, a1, b1 = offsets
     h = m.shape[0] - max(a0, a1)
     w = m.shape[1] - max(b0, b1)
@@ -90,17 +105,17 @@ def _moments(m: np.ndarray, out: np.ndarray, row: int, offsets: tuple) -> None:
     out[row, 5] = negative_squares
 
 
-# (a0, b0, a1, b1) of each of ARRAYS: m[1:, :-1] * m[:-1, 1:] pairs each pixel's lower
-# neighbour with its right one
+# (a0, b0, a1, b1) of each of ARRAYS after the first (the coefficients themselves):
+# m[1:, :-1] * m[:-1, 1:] pairs each pixel's lower neighbour with its right one
 _OFFSETS = ((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 0), (0, 0, 1, 1), (1, 0, 0, 1))
 
 
-@numba.njit(**_FAST)
+@_compiled(fastmath=False)
 def mscn_moments(gray: np.ndarray, window: np.ndarray, c: float) -> np.ndarray:
     """len(ARRAYS) x len(MOMENTS) float64: the moments of the MSCN coefficients of ``gray``
     and of their four neighbour products."""
     m = mscn(gray, window, c)
-    out = np.zeros((5, 6), np.float64)
-    for row in range(5):
+    out = np.zeros((len(ARRAYS), len(MOMENTS)), np.float64)
+    for row in range(len(ARRAYS)):
         _moments(m, out, row, _OFFSETS[row])
     return out
