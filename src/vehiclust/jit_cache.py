@@ -41,3 +41,17 @@ def cache_compiled_code() -> None:
         decorator = getattr(numba, name)
         if not getattr(decorator, _MARK, False):
             setattr(numba, name, _caching(decorator))
+
+
+def compiled(**options):
+    """``numba.njit(nogil=True, **options)`` for vehiclust's own loops, with an on-disk cache, or
+    without one where numba finds no folder to write it in (it refuses to compile a cached
+    function then, and the functions are compiled in every process instead)."""
+    import numba
+
+    def compile_(function):
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, nogil=True, **options)(function)
+    return compile_

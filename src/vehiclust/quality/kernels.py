@@ -7,14 +7,15 @@ each moment sum one. The arithmetic is that of ``brisque.mscn`` and ``brisque.ag
 readable definitions, which the tests compare these loops with): the coefficients are the same
 bit for bit, and the neighbour products and the sums are taken in float64 instead of float32.
 
-Compiled code is cached on disk (``NUMBA_CACHE_DIR``, set by ``thirdparty``); where no cache
-folder can be written, the functions are compiled in every process instead.
+Compiled code is cached on disk (``NUMBA_CACHE_DIR``, set by ``thirdparty``; see
+``jit_cache.compiled``).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from vehiclust.jit_cache import compiled
 
 # Per array of coefficients: its size, how many are negative, their sum, the sum of the
 # negative ones, the sum of squares and the sum of squares of the negative ones.
@@ -24,21 +25,9 @@ MOMENTS = ("count", "negatives", "sum", "negative_sum", "squares", "negative_squ
 ARRAYS = ("mscn", "horizontal", "vertical", "main_diagonal", "anti_diagonal")
 
 
-
-def _compiled(**options):
-    """``numba.njit`` with an on-disk cache, or without one where numba finds no folder to write
-    it in (it refuses to compile a cached function then)."""
-    def compile_(function):
-        try:
-            return numba.njit(cache=True, nogil=True, **options)(function)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, nogil=True, **options)(function)
-    return compile_
-
-
 # fastmath=False is explicit: a function compiled without it inherits its caller's flags, and
 # mscn must keep IEEE order (below) even inside mscn_moments
-@_compiled(fastmath=False)
+@compiled(fastmath=False)
 def mscn(gray: np.ndarray, window: np.ndarray, c: np.float32) -> np.ndarray:
     """MSCN coefficients of a float32 image, the window zero outside it: the operations of
     ``brisque.mscn`` in its order and precision, so that every coefficient is bit for bit the
@@ -74,7 +63,7 @@ def mscn(gray: np.ndarray, window: np.ndarray, c: np.float32) -> np.ndarray:
     return out
 
 
-@_compiled(fastmath={"reassoc", "nsz"})  # the sums may be reordered (SIMD); NaN stays NaN
+@compiled(fastmath={"reassoc", "nsz"})  # the sums may be reordered (SIMD); NaN stays NaN
 def _moments(m: np.ndarray, out: np.ndarray, row: int, offsets: tuple) -> None:
     """MOMENTS into ``out[row]``: of m itself for row 0, else of its product with a shifted
     copy, ``m[a0:, b0:] * m[a1:, b1:]`` over the rows and columns both have."""
@@ -110,7 +99,7 @@ def _moments(m: np.ndarray, out: np.ndarray, row: int, offsets: tuple) -> None:
 _OFFSETS = ((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 0), (0, 0, 1, 1), (1, 0, 0, 1))
 
 
-@_compiled(fastmath=False)
+@compiled(fastmath=False)
 def mscn_moments(gray: np.ndarray, window: np.ndarray, c: float) -> np.ndarray:
     """len(ARRAYS) x len(MOMENTS) float64: the moments of the MSCN coefficients of ``gray``
     and of their four neighbour products."""
