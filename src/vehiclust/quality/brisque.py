@@ -46,6 +46,7 @@ def _gaussian_1d(n: int = KERNEL_SIZE, sigma: float = KERNEL_SIGMA) -> np.ndarra
 
 
 _WINDOW = _gaussian_1d()
+_WINDOW32, _C32 = _WINDOW.astype(np.float32), np.float32(C)  # what the compiled loops take
 
 
 def _smooth_pair(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +114,7 @@ def scale_features(gray: np.ndarray) -> list[float]:
     and of their products with the four neighbours (shape, mean, left and right variance)."""
     from vehiclust.quality.kernels import mscn_moments  # (compiles on first use, then cached)
 
-    fits = [aggd_from_moments(*row) for row in mscn_moments(np.ascontiguousarray(gray, np.float32),
-                                                           _WINDOW.astype(np.float32), np.float32(C))]
+    fits = [aggd_from_moments(*row) for row in mscn_moments(np.ascontiguousarray(gray, np.float32), _WINDOW32, _C32)]
     alpha, _mean, left_var, right_var = fits[0]
     return [alpha, (left_var + right_var) / 2] + [value for fit in fits[1:] for value in fit]
 
