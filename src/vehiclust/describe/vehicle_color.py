@@ -56,7 +56,7 @@ def normalise_lighting(rgb: np.ndarray) -> np.ndarray:
     """
     n, h, _w, _ = rgb.shape
     strips = np.concatenate([rgb[:, : h // 6].reshape(n, -1, 3), rgb[:, -(h // 6):].reshape(n, -1, 3)], axis=1)
-    strips = np.maximum(np.maximum(strips[..., 0], strips[..., 1]), strips[..., 2])  # (not max over a 3-long axis: slow)
+    strips = np.maximum(np.maximum(strips[..., 0], strips[..., 1]), strips[..., 2])  # (max over a 3-long axis is slow)
     scene = np.median(strips, axis=1)
     night = np.flatnonzero(scene < NIGHT_SCENE_BELOW)
     if night.size:  # day scenes keep their pixels: no multiply-and-clip over the whole batch
