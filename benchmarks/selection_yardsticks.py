@@ -254,8 +254,9 @@ def _short(best: pd.Series, level: str) -> str:
 
 def candidate_measures(collection: Collection, run: RunFolder) -> pd.DataFrame:
     """Every compared clustering's measures under each candidate overall rule (``--rules``): the
-    comparison's columns plus the excess over a Gaussian reference and the agreement, all on the
-    comparison's shared sample in its common space, and the NMI against the primary label."""
+    comparison's columns (the permuted excess in each clustering's own space) plus the excess over
+    a Gaussian reference in the common space and the agreement, on the comparison's shared sample,
+    and the NMI against the primary label."""
     from vehiclust.cluster import reference as footing
     from vehiclust.compare.fusion import common_valid_rows, sample_rows
     from vehiclust.compare.settings import CompareSettings
@@ -306,7 +307,7 @@ CANDIDATE_RULES = {
     "common_score, not-applicable excluded": (lambda f: f["common_score"], "applies", "all"),
     "excess over Gaussian ref (common space)": (lambda f: _weighted(f, "x_gaussian"),
                                                 lambda f: _significant(f["x_gaussian"], f["x_gaussian_std"]), "all"),
-    "excess over permuted ref (common space), no ties": (lambda f: f["excess_score"], "eligible_note", "all"),
+    "excess over permuted ref (own space), no ties": (lambda f: f["excess_score"], "eligible_note", "all"),
     "agreement (mean AMI with all applicable), all": (lambda f: f["agreement_all"], "eligible_note", "all"),
     "agreement (mean AMI with all applicable), singles": (lambda f: f["agreement_all"], "eligible_note", "singles"),
     "agreement (mean AMI with applicable singles), singles": (lambda f: f["agreement_singles"], "eligible_note",

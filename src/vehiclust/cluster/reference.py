@@ -1,6 +1,6 @@
 """What a clustering's geometry reaches beyond a partition of structureless data of the same
-shape; used by the best rule (:mod:`vehiclust.compare.table`, in the common space) and the fine
-level (:mod:`vehiclust.cluster.levels`, inside each coarse cluster).
+shape; used by the best rule (:mod:`vehiclust.compare.table`, in each clustering's own space)
+and the fine level (:mod:`vehiclust.cluster.levels`, inside each coarse cluster).
 
 Why not the score itself: silhouette and Davies-Bouldin reach high values on any clean 2-way
 split and on low-dimensional descriptors, and some value on anything, so a descriptor of pure
@@ -81,27 +81,20 @@ def resampled_geometry(X: np.ndarray, labels: np.ndarray, seed: int, repeats: in
 
 
 def excess(X: np.ndarray, labels: np.ndarray, kind: str, seed: int, references: int = REFERENCES,
-           bootstraps: int = BOOTSTRAPS, known: dict | None = None) -> dict[str, float]:
+           bootstraps: int = BOOTSTRAPS) -> dict[str, float]:
     """geometry, reference, excess and its spread of ``labels`` (rows of X) against ``kind``."""
-    return least_excess(X, labels, (kind,), seed, references, bootstraps, known)
+    return least_excess(X, labels, (kind,), seed, references, bootstraps)
 
 
 def least_excess(X: np.ndarray, labels: np.ndarray, kinds: tuple[str, ...], seed: int,
-                 references: int = REFERENCES, bootstraps: int = BOOTSTRAPS,
-                 known: dict | None = None) -> dict[str, float]:
+                 references: int = REFERENCES, bootstraps: int = BOOTSTRAPS) -> dict[str, float]:
     """:func:`excess` against the reference of ``kinds`` that explains most of the geometry: the
-    structure beyond every one of them (the observed geometry is measured once). ``known``: the
-    reference geometries already measured on this same X, by (k, kind, seed, references), shared
-    by the clusterings compared on one space (the reference depends on X and k, not the labels)."""
+    structure beyond every one of them (the observed geometry is measured once)."""
     k = len(np.unique(labels[labels >= 0]))
     if k < 2:
         return {"geometry": np.nan, "reference": np.nan, "excess": 0.0, "excess_std": 0.0}
     observed, observed_std = resampled_geometry(X, labels, seed, bootstraps)
-    known = {} if known is None else known
-    for kind in kinds:
-        if (k, kind, seed, references) not in known:
-            known[k, kind, seed, references] = reference_geometry(X, k, kind, seed, references)
-    reference, reference_std = max(known[k, kind, seed, references] for kind in kinds)
+    reference, reference_std = max(reference_geometry(X, k, kind, seed, references) for kind in kinds)
     room = max(1.0 - reference, 1e-9)
     return {"geometry": observed, "reference": reference, "excess": (observed - reference) / room,
             "excess_std": float(np.hypot(observed_std, reference_std) / room)}

@@ -14,8 +14,8 @@ from vehiclust.compare.best import BestChoice, read_runs
 from vehiclust.compare.table import MEASURE
 from vehiclust.runfolder import CLUSTERING, COARSE_CLUSTERING, COMPARISON, MIXTURE_RUNS, RunFolder
 
-FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "excess_of", "excess_k", "geometry_common",
-                   "reference_common", "excess", "excess_std", "stability", MEASURE, "agreement", "agreement_std",
+FOOTING_COLUMNS = ("rank", "name", "kind", "n_clusters", "excess_of", "excess_space", "excess_k", "geometry",
+                   "reference", "excess", "excess_std", "stability", MEASURE, "agreement", "agreement_std",
                    "applies", "eligible_note", "tie", "identity_lift", "best")
 
 
