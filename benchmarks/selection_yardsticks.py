@@ -341,7 +341,7 @@ def rule_table(measures: pd.DataFrame) -> pd.DataFrame:
 
     rules = dict(CANDIDATE_RULES)
     rows = []
-    landed = ("landed: agreement of eligible singles (>= 3), else excess; ties", (None, None, None))
+    landed = ("landed: agreement with applicable singles (>= 3, 2 eligible), else excess; ties", (None, None, None))
     for rule, (measure, eligible, among) in list(rules.items()) + [landed]:
         row = {"rule": rule}
         worst = 0.0

@@ -188,7 +188,7 @@ def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins
                           notes=["", "", "", "no structure", ""],
                           agreement=[0.27, 0.38, 0.21, np.nan, np.nan], agreement_std=[0.01] * 3 + [np.nan] * 2)
     marked, name, why, _ = apply_best(frame, None)
-    assert name == "deep" and "agreement 0.380" in why and "the other 2 eligible single descriptors" in why
+    assert name == "deep" and "agreement 0.380" in why and "the other 2 single descriptors that apply" in why
     assert marked.set_index("name")["rank"].to_dict()["noise"] == 5
     # fewer than three voters: the excess decides
     assert apply_best(frame.assign(agreement=np.nan), None)[1] == "softmax"
@@ -197,6 +197,20 @@ def test_with_three_eligible_views_the_one_that_agrees_most_with_the_others_wins
                            agreement=[0.27, 0.38, 0.21, np.nan], agreement_std=[0.01] * 3 + [np.nan])
     marked, _, why, _ = apply_best(second, None)
     assert marked.set_index("name")["rank"]["consensus"] == 2 and "runner-up softmax (agreement 0.270)" in why
+
+
+def test_a_view_without_significant_structure_votes_but_is_not_delivered():
+    # the demo of seed 1: vehicle_type's excess not significant; without its vote the two colour
+    # descriptors agreed most with each other and the colour histogram was delivered
+    frame = footing_frame(["deep", "vehicle_type", "colour", "histogram"], [0.12, 0.005, 0.29, 0.05],
+                          notes=["", "no structure beyond a structureless reference", "", ""],
+                          agreement=[0.30, 0.33, 0.23, 0.20], agreement_std=[0.01] * 4)
+    _, name, why, _ = apply_best(frame, None)
+    assert name == "deep" and "the other 3 single descriptors that apply" in why
+    assert "runner-up colour (agreement 0.230)" in why
+    # one eligible view among the voters: nothing for agreement to choose, the excess decides
+    one = frame.assign(eligible_note=["", "no structure", "no structure", "no structure"])
+    assert apply_best(one, None)[2].startswith("best overall: excess_score")
 
 
 def test_vehicle_ids_only_check_the_choice():

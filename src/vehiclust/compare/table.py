@@ -31,11 +31,16 @@ The best rule (:func:`rule_order`)
        descriptor when most images hold no vehicle: P(not a vehicle) >= ``NO_VEHICLE_PROBABILITY``
        for more than ``NO_VEHICLE_MAJORITY`` of them), and a clustering with no structure beyond a
        structureless reference (``excess`` not above two standard errors and ``MIN_EXCESS``).
-    2. When at least ``MIN_VOTERS`` single descriptors are eligible, the one that agrees most
-       with the others: the highest ``agreement``, its mean AMI with the other eligible single
-       descriptors (AMI is corrected for chance, so more clusters gain nothing by themselves;
-       each view's idiosyncrasies, such as a softmax's corners or camera light, are not shared
-       by the others, the structure of the collection is). Otherwise the highest
+    2. When at least ``MIN_VOTERS`` single descriptors apply and two of them are eligible, the
+       eligible one that agrees most with the others: the highest ``agreement``, its mean AMI
+       with the other single descriptors that apply (AMI is corrected for chance, so more
+       clusters gain nothing by themselves; each view's idiosyncrasies, such as a softmax's
+       corners or camera light, are not shared by the others, the structure of the collection
+       is). Every descriptor that
+       applies votes, eligible or not: a structureless voter agrees with every candidate alike
+       (AMI about 0) and changes no order, while an excess that is merely not significant (the
+       demo of seed 1: vehicle_type 0.005 +- 0.043) must not take a real view's vote away and
+       leave two colour descriptors to agree with each other. Otherwise the highest
        ``excess_score = coverage x excess+ x stability+`` among the eligible, ``excess`` being the
        geometry in the footing space beyond k-means with as many clusters on that space with each
        column permuted independently (:mod:`vehiclust.cluster.reference`): the reference has the
@@ -76,8 +81,9 @@ from vehiclust.runfolder import RunFolder
 
 COMMON_SPACE = ("equal-weight block-normalised concatenation of every single descriptor "
                 "(each block centred, PCA to at most {dims} dims, total variance 1)")
-RULE = ("among the eligible single descriptors (at least 3), the highest agreement = mean AMI with the other "
-        "eligible single descriptors; with fewer, the highest excess_score among the eligible clusterings; "
+RULE = ("with at least 3 single descriptors that apply and 2 of them eligible, the eligible one with the highest "
+        "agreement = mean AMI with the other single descriptors that apply; otherwise the highest excess_score "
+        "among the eligible clusterings; "
         "eligible: a descriptor that applies to the collection and a clustering with structure beyond a "
         "structureless reference (excess_score = coverage x excess+ x stability+, excess = (geometry - reference) "
         "/ (1 - reference) in the linear space of the clustering's own descriptor, the consensus's in the common "
@@ -94,7 +100,7 @@ MIN_EXCESS = 0.01
 NO_VEHICLE_PROBABILITY = 0.5
 NO_VEHICLE_MAJORITY = 0.5
 KIND_ORDER = {"descriptor": 0, "mixture": 1, "consensus": 2}
-MIN_VOTERS = 3  # eligible single descriptors for agreement to decide: with two, each agrees with the other alike
+MIN_VOTERS = 3  # single descriptors that apply, for agreement to decide: with two, each agrees with the other alike
 
 
 def kind_of(name: str) -> str:
@@ -252,7 +258,7 @@ def add_footing(frame: pd.DataFrame, spaces: dict[str, np.ndarray], labels: dict
     frame[MEASURE + "_std"] = weight * frame["excess_std"]
     frame["applies"] = ~frame["name"].isin(list(inapplicable))
     frame["eligible_note"] = eligibility(frame, inapplicable)
-    voters = frame[(frame["eligible_note"] == "") & (frame["kind"] == "descriptor")]["name"].tolist()
+    voters = frame[frame["applies"] & (frame["kind"] == "descriptor")]["name"].tolist()
     frame["agreement"], frame["agreement_std"] = np.nan, np.nan
     if len(voters) >= MIN_VOTERS:
         found = resampled_agreement({n: labels[n] for n in voters}, seed)
@@ -263,9 +269,16 @@ def add_footing(frame: pd.DataFrame, spaces: dict[str, np.ndarray], labels: dict
 
 
 def deciding_measure(frame: pd.DataFrame) -> str:
-    """``agreement`` when at least ``MIN_VOTERS`` eligible single descriptors vote, else ``excess_score``."""
-    votes = frame["agreement"].notna().sum() if "agreement" in frame.columns else 0
-    return "agreement" if votes >= MIN_VOTERS else MEASURE
+    """``agreement`` when at least ``MIN_VOTERS`` single descriptors vote and two of them are
+    eligible (with one, there is no choice for agreement to make), else ``excess_score``."""
+    if "agreement" not in frame.columns or frame["agreement"].notna().sum() < MIN_VOTERS:
+        return MEASURE
+    return "agreement" if eligible_voters(frame).sum() >= 2 else MEASURE
+
+
+def eligible_voters(frame: pd.DataFrame) -> pd.Series:
+    """The rows that may be delivered under the agreement rule: eligible single descriptors that voted."""
+    return frame["agreement"].notna() & (frame["eligible_note"].astype(object).fillna("").astype(str) == "")
 
 
 def not_applicable(run: RunFolder, table: pd.DataFrame, singles: list[str]) -> dict[str, str]:
@@ -312,7 +325,7 @@ def rule_order(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, bool]:
     pool = frame[ok] if ok.any() else frame[applies] if applies.any() else frame
     measure = deciding_measure(frame)
     if measure == "agreement":
-        pool = frame[frame["agreement"].notna()]
+        pool = frame[eligible_voters(frame)]
     value, spread = pool[measure].astype(float).fillna(-np.inf), pool[measure + "_std"].astype(float).fillna(0.0)
     leader = value.idxmax()
     tied = pool[value >= value[leader] - np.hypot(spread[leader], spread)]
@@ -356,7 +369,7 @@ def _why(frame: pd.DataFrame, ranked: pd.DataFrame, tie: pd.Series, any_eligible
     text = f"best overall: {measure} {top[measure]:.3f} ± {top[measure + '_std']:.3f}"
     if measure == "agreement":
         voters = int(frame["agreement"].notna().sum())
-        text += f" (mean AMI with the other {voters - 1} eligible single descriptors)"
+        text += f" (mean AMI with the other {voters - 1} single descriptors that apply)"
     level = " (its coarse level, cluster_coarse)" if top.get("excess_of") == "cluster_coarse" else ""
     k = int(top.get("excess_k", top["n_clusters"]))
     text += f"; excess {top['excess']:.3f} over a structureless reference at k={k}{level}"
