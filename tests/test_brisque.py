@@ -162,6 +162,40 @@ def test_compiled_statistics_match_the_numpy_definition():
     assert not np.isfinite(vb.brisque_features(smallest)).all()
 
 
+def test_compiled_luma_and_colour_statistics_match_the_numpy_definitions():
+    from vehiclust.quality import features, kernels
+
+    rng = np.random.default_rng(0)
+    images = []
+    for photo in photographs().values():
+        images += degraded_variants(photo, rng)[:4]
+    # the edges of every rule: too small for the Laplacian and the noise, for blockiness along
+    # one axis or both, for the colour step; flat, black, white
+    images += [rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+               for shape in ((1, 1), (2, 5), (3, 3), (23, 65), (70, 25), (24, 24), (33, 40), (63, 200))]
+    images += [np.full((40, 30, 3), v, np.uint8) for v in (0, 128, 255)]
+    for image in images:
+        gray = vb.to_gray(image)
+        gray8, histogram, luma = kernels.luma_statistics(gray)
+        luma = dict(zip(kernels.LUMA_STATISTICS, luma))
+        expected8 = np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        assert np.array_equal(gray8, expected8)
+        assert np.array_equal(histogram, np.bincount(expected8.ravel(), minlength=256))
+        contrast = float(gray.std())
+        np.testing.assert_allclose([luma["brightness"], luma["contrast"]], [gray.mean(), contrast], atol=1e-6)
+        measured, _ = features.measure(image, with_brisque=False)
+        got = dict(zip(features.COLUMNS, measured))
+        step = 2 if min(image.shape[:2]) >= 64 else 1
+        expected = dict(zip(("colourfulness", "chroma", "saturation"),
+                            features.colour_numpy(image[::step, ::step].astype(np.float32))),
+                        sharpness=features.laplacian_ratio_numpy(gray, contrast),
+                        blockiness=features.blockiness_numpy(gray))
+        for name, value in expected.items():
+            np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} of {image.shape}")
+        # the residuals in numpy's order, so the median picks the same one: equal, not close
+        assert np.array_equal(got["noise"], features.noise_sigma_numpy(gray), equal_nan=True), image.shape
+
+
 def test_the_compiled_loops_work_where_no_cache_folder_can_be_written(monkeypatch):
     import importlib
 

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 from scipy import fft
 
+from vehiclust.quality import kernels
 from vehiclust.quality.brisque import N_FEATURES, BrisqueModel, brisque_features, default_model, to_gray
 
 COLUMNS: tuple[str, ...] = (
@@ -86,49 +87,9 @@ def thumbnail(gray8: np.ndarray, side: int) -> np.ndarray:
     return gray8.astype(np.float32) / 255.0
 
 
-def _noise_sigma(gray: np.ndarray) -> float:
-    """Immerkaer (1996): the mask [1 -2 1]^T[1 -2 1] cancels smooth content; noise gives 6 sigma.
-
-    The median instead of the mean keeps edges and texture (a minority of pixels) out.
-    """
-    if min(gray.shape) < 3:
-        return float("nan")
-    d = gray[:, :-2] - 2.0 * gray[:, 1:-1] + gray[:, 2:]
-    d = d[:-2] - 2.0 * d[1:-1] + d[2:]
-    d = np.abs(d[::2] if d.shape[0] >= 32 else d).ravel()  # every other row is plenty for a median
-    return float(np.partition(d, d.size // 2)[d.size // 2]) / (0.6745 * 6.0)
-
-
-def _laplacian_ratio(gray: np.ndarray, contrast: float) -> float:
-    if min(gray.shape) < 3 or contrast <= 1e-6:
-        return 0.0
-    lap = (gray[1:-1, :-2] + gray[1:-1, 2:] + gray[:-2, 1:-1] + gray[2:, 1:-1] - 4.0 * gray[1:-1, 1:-1])
-    return float(lap.std()) / contrast
-
-
-def _blockiness(gray: np.ndarray) -> float:
-    ratios = []
-    for axis in (0, 1):
-        if gray.shape[axis] < 24:
-            continue
-        d = np.abs(np.diff(gray, axis=axis))
-        d = d if axis == 1 else d.T
-        border = d[:, 7::8].mean()
-        inner = (d.sum() - d[:, 7::8].sum()) / max(d.size - d[:, 7::8].size, 1)
-        ratios.append(float(border / inner) if inner > 1e-9 else 1.0)
-    return float(np.mean(ratios)) if ratios else float("nan")
-
-
-def _colour(rgb: np.ndarray) -> tuple[float, float, float]:
-    r, g, b = (np.ascontiguousarray(rgb[..., i]) for i in range(3))
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    colourfulness = np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
-    top = np.maximum(np.maximum(r, g), b)
-    spread = top - np.minimum(np.minimum(r, g), b)
-    lit = top >= 20.0  # below ~8% grey, hue and saturation are mostly noise
-    saturation = float((spread[lit] / top[lit]).mean()) if lit.any() else 0.0
-    return float(colourfulness), float(spread.mean()) / 255.0, saturation
+def _median(values: np.ndarray) -> float:
+    """The upper median (NaN of nothing), as ``noise_sigma_numpy`` takes it."""
+    return float(np.partition(values, values.size // 2)[values.size // 2]) if values.size else float("nan")
 
 
 def perceptual_hash(gray8: np.ndarray) -> np.ndarray:
@@ -149,18 +110,19 @@ def measure(rgb: np.ndarray, with_brisque: bool = True) -> tuple[np.ndarray, np.
     rgb = np.asarray(rgb)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=-1)
-    rgb = rgb[..., :3]
+    rgb = np.ascontiguousarray(rgb[..., :3])
     out = np.full(len(COLUMNS), np.nan)
     h, w = rgb.shape[:2]
     out[INDEX["measured_width"]], out[INDEX["measured_height"]] = w, h
     gray = to_gray(rgb)  # float32 luminance in [0, 1], the weights BRISQUE uses
-    gray8 = np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    hist = np.bincount(gray8.ravel(), minlength=256).astype(np.float64)
+    gray8, hist, luma = kernels.luma_statistics(gray)
+    luma = dict(zip(kernels.LUMA_STATISTICS, luma))
+    hist = hist.astype(np.float64)
     p01, p50, p99 = _percentiles(hist, (0.01, 0.5, 0.99))
     n = max(hist.sum(), 1.0)
     prob = hist[hist > 0] / n
-    contrast = float(gray.std())
-    out[INDEX["brightness"]] = float(gray.mean())
+    contrast = float(luma["contrast"])
+    out[INDEX["brightness"]] = luma["brightness"]
     out[INDEX["luma_p01"]], out[INDEX["luma_p50"]], out[INDEX["luma_p99"]] = p01, p50, p99
     out[INDEX["dark_fraction"]] = hist[:26].sum() / n
     out[INDEX["clipped_fraction"]] = hist[250:].sum() / n
@@ -171,11 +133,12 @@ def measure(rgb: np.ndarray, with_brisque: bool = True) -> tuple[np.ndarray, np.
     out[INDEX["blur_h"]] = blur_effect(thumb, axis=1)
     out[INDEX["blur_v"]] = blur_effect(thumb, axis=0)
     out[INDEX["blur"]] = np.fmax(out[INDEX["blur_h"]], out[INDEX["blur_v"]])  # NaN only if both are
-    out[INDEX["sharpness"]] = _laplacian_ratio(gray, contrast)
-    out[INDEX["noise"]] = _noise_sigma(gray)
+    out[INDEX["sharpness"]] = luma["laplacian_std"] / contrast if min(h, w) >= 3 and contrast > 1e-6 else 0.0
+    out[INDEX["noise"]] = _median(kernels.noise_residuals(gray)) / (0.6745 * 6.0)
     step = 2 if min(h, w) >= 64 else 1  # colour statistics need no more than every other pixel
-    out[INDEX["colourfulness"]], out[INDEX["chroma"]], out[INDEX["saturation"]] = _colour(rgb[::step, ::step].astype(np.float32))
-    out[INDEX["blockiness"]] = _blockiness(gray)
+    out[INDEX["colourfulness"]], out[INDEX["chroma"]], out[INDEX["saturation"]] = kernels.colour_statistics(rgb, step)
+    blockiness = [luma["blockiness_vertical"], luma["blockiness_horizontal"]]
+    out[INDEX["blockiness"]] = np.nan if np.isnan(blockiness).all() else np.nanmean(blockiness)
     out[INDEX["phash16_0"]:INDEX["phash16_3"] + 1] = perceptual_hash(gray8)
     features = brisque_features(gray) if with_brisque else np.full(N_FEATURES, np.nan)
     return out, features
@@ -199,3 +162,52 @@ def measure_batch(images, threads: int | None = None, model: BrisqueModel | None
         if ok.any():
             matrix[ok, INDEX["brisque"]] = model.predict(features[ok])
     return matrix.astype(np.float32)
+
+
+# --- the readable definitions of what kernels.luma_statistics and kernels.colour_statistics
+# compute in one pass each (measure calls those; the tests compare them with these) ----------
+
+
+def noise_sigma_numpy(gray: np.ndarray) -> float:
+    """Immerkaer (1996): the mask [1 -2 1]^T[1 -2 1] cancels smooth content; noise gives 6 sigma.
+
+    The median instead of the mean keeps edges and texture (a minority of pixels) out.
+    """
+    if min(gray.shape) < 3:
+        return float("nan")
+    d = gray[:, :-2] - 2.0 * gray[:, 1:-1] + gray[:, 2:]
+    d = d[:-2] - 2.0 * d[1:-1] + d[2:]
+    d = np.abs(d[::2] if d.shape[0] >= 32 else d).ravel()  # every other row is plenty for a median
+    return float(np.partition(d, d.size // 2)[d.size // 2]) / (0.6745 * 6.0)
+
+
+def laplacian_ratio_numpy(gray: np.ndarray, contrast: float) -> float:
+    if min(gray.shape) < 3 or contrast <= 1e-6:
+        return 0.0
+    lap = (gray[1:-1, :-2] + gray[1:-1, 2:] + gray[:-2, 1:-1] + gray[2:, 1:-1] - 4.0 * gray[1:-1, 1:-1])
+    return float(lap.std()) / contrast
+
+
+def blockiness_numpy(gray: np.ndarray) -> float:
+    ratios = []
+    for axis in (0, 1):
+        if gray.shape[axis] < 24:
+            continue
+        d = np.abs(np.diff(gray, axis=axis))
+        d = d if axis == 1 else d.T
+        border = d[:, 7::8].mean()
+        inner = (d.sum() - d[:, 7::8].sum()) / max(d.size - d[:, 7::8].size, 1)
+        ratios.append(float(border / inner) if inner > 1e-9 else 1.0)
+    return float(np.mean(ratios)) if ratios else float("nan")
+
+
+def colour_numpy(rgb: np.ndarray) -> tuple[float, float, float]:
+    r, g, b = (np.ascontiguousarray(rgb[..., i]) for i in range(3))
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    colourfulness = np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
+    top = np.maximum(np.maximum(r, g), b)
+    spread = top - np.minimum(np.minimum(r, g), b)
+    lit = top >= 20.0  # below ~8% grey, hue and saturation are mostly noise
+    saturation = float((spread[lit] / top[lit]).mean()) if lit.any() else 0.0
+    return float(colourfulness), float(spread.mean()) / 255.0, saturation

@@ -1,11 +1,15 @@
-"""Compiled loops for BRISQUE's per-scale statistics (numba, compiled once and cached).
+"""Compiled loops for the quality measurements (numba, compiled once and cached): BRISQUE's
+per-scale statistics, and the luminance and colour statistics of ``features.measure``.
 
-Written by hand because numpy spends BRISQUE's time on temporaries: the 7 x 7 window, the
+Written by hand because numpy spends this time on temporaries: the 7 x 7 window, the
 normalisation and the five moment sums are some 40 passes over the image, each making a new
-array. Here the window is two passes (as there: columns, then rows), the normalisation one, and
-each moment sum one. The arithmetic is that of ``brisque.mscn`` and ``brisque.aggd_fit`` (the
-readable definitions, which the tests compare these loops with): the coefficients are the same
-bit for bit, and the neighbour products and the sums are taken in float64 instead of float32.
+array, and the luminance statistics (exposure, Laplacian, noise residual, JPEG block borders)
+another 20. Here BRISQUE's window is two passes (as there: columns, then rows), the
+normalisation one, and each moment sum one; the luminance statistics are one pass over the rows
+and the colour statistics one over the pixels. The arithmetic is that of ``brisque.mscn``,
+``brisque.aggd_fit`` and the ``features`` functions they replace (the readable definitions, which
+the tests compare these loops with): the coefficients are the same bit for bit, and the sums are
+taken in float64 instead of float32.
 
 Compiled code is cached on disk (``NUMBA_CACHE_DIR``, set by ``thirdparty``; see
 ``jit_cache.compiled``).
@@ -108,3 +112,131 @@ def mscn_moments(gray: np.ndarray, window: np.ndarray, c: float) -> np.ndarray:
     for row in range(len(ARRAYS)):
         _moments(m, out, row, _OFFSETS[row])
     return out
+
+
+# --- luminance and colour statistics of features.measure ---------------------------------------
+# what luma_statistics returns, in this order; a blockiness is NaN along an axis too short for it
+LUMA_STATISTICS = ("brightness", "contrast", "laplacian_std", "blockiness_vertical", "blockiness_horizontal")
+BLOCK = 8  # JPEG's block: its borders sit after every 8th pixel
+MIN_BLOCK_SIDE = 24  # an axis needs three blocks for its borders to be told from the rest
+NOISE_EVERY_OTHER_ROW = 32  # from this many residual rows on, every other row is plenty for a median
+
+
+@compiled(fastmath={"reassoc", "nsz"})  # the sums may be reordered (SIMD); NaN stays NaN
+def luma_statistics(gray: np.ndarray) -> tuple:
+    """From a float32 luminance image in [0, 1], in one pass over its rows: the 8-bit image and
+    its 256-bin histogram, and LUMA_STATISTICS (float64)."""
+    h, w = gray.shape
+    gray8 = np.empty((h, w), np.uint8)
+    histogram = np.zeros(256, np.int64)
+    shift = np.float64(gray[0, 0]) if h and w else 0.0  # shifted sums keep the variance exact
+    total = squares = 0.0
+    lap_total = lap_squares = 0.0
+    rows_diff = rows_border = columns_diff = columns_border = 0.0
+    for i in range(h):
+        row = gray[i]
+        for j in range(w):
+            x = np.float64(row[j]) - shift
+            total += x
+            squares += x * x
+        for j in range(w):
+            level = row[j] * np.float32(255.0) + np.float32(0.5)
+            level = min(max(level, np.float32(0.0)), np.float32(255.0))
+            gray8[i, j] = np.uint8(level)
+            histogram[gray8[i, j]] += 1
+        for j in range(w - 1):
+            columns_diff += abs(row[j + 1] - row[j])
+        for j in range(BLOCK - 1, w - 1, BLOCK):
+            columns_border += abs(row[j + 1] - row[j])
+        if i + 1 < h:
+            below = gray[i + 1]
+            border_row = i % BLOCK == BLOCK - 1
+            for j in range(w):
+                d = abs(below[j] - row[j])
+                rows_diff += d
+                if border_row:
+                    rows_border += d
+        if 0 < i < h - 1 and w >= 3:
+            above, below = gray[i - 1], gray[i + 1]
+            for j in range(1, w - 1):
+                lap = row[j - 1] + row[j + 1] + above[j] + below[j] - np.float32(4.0) * row[j]
+                lap_total += lap
+                lap_squares += np.float64(lap) * lap
+    n = h * w
+    out = np.full(len(LUMA_STATISTICS), np.nan)
+    if n:
+        mean = total / n
+        out[0] = mean + shift
+        out[1] = np.sqrt(max(squares / n - mean * mean, 0.0))
+    lap_n = max(h - 2, 0) * max(w - 2, 0)
+    if lap_n:
+        lap_mean = lap_total / lap_n
+        out[2] = np.sqrt(max(lap_squares / lap_n - lap_mean * lap_mean, 0.0))
+    if h >= MIN_BLOCK_SIDE:
+        out[3] = _block_ratio(rows_border, (h - 1) // BLOCK * w, rows_diff, (h - 1) * w)
+    if w >= MIN_BLOCK_SIDE:
+        out[4] = _block_ratio(columns_border, (w - 1) // BLOCK * h, columns_diff, (w - 1) * h)
+    return gray8, histogram, out
+
+
+@compiled(fastmath={"reassoc", "nsz"})
+def _block_ratio(border: float, border_count: int, total: float, count: int) -> float:
+    """Mean difference across block borders over the mean difference elsewhere (1 = no blocks)."""
+    inner = (total - border) / max(count - border_count, 1)
+    return border / border_count / inner if inner > 1e-9 else 1.0
+
+
+@compiled(fastmath=False)  # the residuals in numpy's order: the median picks one of them
+def noise_residuals(gray: np.ndarray) -> np.ndarray:
+    """Immerkaer's residuals |[1 -2 1]^T [1 -2 1] * gray| (float32) over the valid pixels,
+    every other row from NOISE_EVERY_OTHER_ROW residual rows on; their median is the noise."""
+    h, w = gray.shape
+    if h < 3 or w < 3:
+        return np.empty(0, np.float32)
+    step = 2 if h - 2 >= NOISE_EVERY_OTHER_ROW else 1
+    rows = (h - 2 + step - 1) // step
+    out = np.empty(rows * (w - 2), np.float32)
+    across = np.empty((3, w - 2), np.float32)
+    for r in range(rows):
+        i = r * step
+        for k in range(3):
+            line = gray[i + k]
+            for j in range(w - 2):
+                across[k, j] = line[j] - np.float32(2.0) * line[j + 1] + line[j + 2]
+        for j in range(w - 2):
+            out[r * (w - 2) + j] = abs(across[0, j] - np.float32(2.0) * across[1, j] + across[2, j])
+    return out
+
+
+LIT = 20.0  # below ~8% grey, hue and saturation are mostly noise
+
+
+@compiled(fastmath={"reassoc", "nsz"})
+def colour_statistics(rgb: np.ndarray, step: int) -> tuple:
+    """Hasler & Suesstrunk colourfulness (0-255 scale), mean chroma (0-1) and the mean HSV
+    saturation of the lit pixels (0 when none is) of a uint8 RGB image, on every ``step``-th
+    pixel of every ``step``-th row. The sums of integers (and halves) are exact in float64."""
+    rg_total = rg_squares = yb_total = yb_squares = spread_total = saturation_total = 0.0
+    n = lit = 0
+    for i in range(0, rgb.shape[0], step):
+        for j in range(0, rgb.shape[1], step):
+            r, g, b = np.float64(rgb[i, j, 0]), np.float64(rgb[i, j, 1]), np.float64(rgb[i, j, 2])
+            rg = r - g
+            yb = 0.5 * (r + g) - b
+            rg_total += rg
+            rg_squares += rg * rg
+            yb_total += yb
+            yb_squares += yb * yb
+            top = max(r, g, b)
+            spread = top - min(r, g, b)
+            spread_total += spread
+            n += 1
+            if top >= LIT:
+                saturation_total += spread / top
+                lit += 1
+    if n == 0:
+        return np.nan, np.nan, 0.0
+    rg_mean, yb_mean = rg_total / n, yb_total / n
+    variance = max(rg_squares / n - rg_mean * rg_mean, 0.0) + max(yb_squares / n - yb_mean * yb_mean, 0.0)
+    colourfulness = np.sqrt(variance) + 0.3 * np.sqrt(rg_mean * rg_mean + yb_mean * yb_mean)
+    return colourfulness, spread_total / n / 255.0, saturation_total / lit if lit else 0.0
