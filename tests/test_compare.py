@@ -213,6 +213,26 @@ def test_a_view_without_significant_structure_votes_but_is_not_delivered():
     assert apply_best(one, None)[2].startswith("best overall: excess_score")
 
 
+def test_every_single_descriptor_that_applies_votes_significant_or_not():
+    from vehiclust.compare.table import add_footing
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(4), 150)
+    blobs = rng.normal(size=(600, 6)) + 6 * np.eye(6)[groups]  # four well separated groups
+    spaces = {"deep": blobs, "colour": blobs[:, ::-1] + rng.normal(size=(600, 6)),
+              "flat": rng.normal(size=(600, 6)), "vehicle_type": rng.normal(size=(600, 6))}
+    labels = {"deep": groups, "colour": groups, "flat": rng.integers(0, 4, 600), "vehicle_type": groups}
+    frame = pd.DataFrame({"name": list(spaces), "kind": "descriptor", "noise_share": 0.0, "stability": 1.0})
+    footed = add_footing(frame, spaces, labels, 0, {"vehicle_type": "does not apply"}).set_index("name")
+    # the structureless view is not eligible, yet it votes; the one that does not apply does not
+    assert footed.loc["flat", "eligible_note"].startswith("no structure") and footed.loc["deep", "eligible_note"] == ""
+    assert footed.loc[["deep", "colour", "flat"], "agreement"].notna().all()
+    assert np.isnan(footed.loc["vehicle_type", "agreement"]) and not footed.loc["vehicle_type", "applies"]
+    # its vote counts: the eligible views agree with each other and with it (AMI about 0), so
+    # their agreement is about half their AMI with each other
+    assert 0.3 < footed.loc["deep", "agreement"] < 0.7
+
+
 def test_vehicle_ids_only_check_the_choice():
     # b has by far the best identity lift; the rule never reads it, the reason shows it as the check
     frame = footing_frame(["a", "b"], [0.06, 0.03], identity_lift=[0.1, 0.9])
@@ -296,6 +316,10 @@ def test_cli_mix_adds_mixtures_to_runs_comparison_and_clusters_csv(mixed_run):
     assert set(runs.loc[runs["descriptor"] == "mix_all", "k"]) == set(range(2, 9))  # the same sweep
     assert runs.groupby("descriptor")["selected"].sum().eq(1).all() and runs["best_overall"].sum() == 1
     comparison = pd.read_csv(mixed_run.path("comparison.csv"))
+    # the consensus has no descriptor of its own: its structure is measured in the common space
+    assert comparison.set_index("name")["excess_space"].to_dict() == {
+        "vdc_type": "own", "vdc_color": "own", "mix_vdc_color+vdc_type": "own", "mix_all": "own",
+        "consensus": "common"}
     best_json = read_json(mixed_run.path("best.json"))
     ranked = comparison.sort_values("rank")
     assert best_json["name"] == ranked["name"].iloc[0] == runs.loc[runs["best_overall"], "descriptor"].iloc[0]

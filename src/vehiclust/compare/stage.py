@@ -51,7 +51,7 @@ from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COARSE_CLUST
                                 MIXTURE_RUNS, RUNS, RunFolder, fingerprint)
 from vehiclust.stage import RunContext, Stage
 
-COMPARE_VERSION = 6  # part of the fingerprint: bump when results change for equal settings
+COMPARE_VERSION = 7  # part of the fingerprint: bump when results change for equal settings
 OUTPUTS = (COMPARISON, AGREEMENT, ATTRIBUTES, COMPARE_INFO, MIXTURE_RUNS)
 
 

@@ -16,9 +16,11 @@ The common space
     rows with the same ``own_space``.
 The footing space (:func:`footing_spaces`)
     Where the best rule measures structure (``excess``): each clustering in the linear space of
-    the descriptor it was computed on (a single descriptor's or a mixture's matrix, made one
-    block as the common space makes its blocks), the consensus in the common space (it is
-    computed from every single descriptor). Not the common space for all: there the other
+    the descriptor it was computed on (a single descriptor made one block as the common space
+    makes its blocks; a mixture's matrix as stored, centred and scaled), the consensus in the
+    common space (it is computed from every single descriptor, so it has no space of its own;
+    there its excess is diluted as a single's would be, and it wins on excess only when its
+    structure stands out even so). Not the common space for all: there the other
     descriptors' blocks, which carry none of this clustering's structure, hold most of the
     variance, and an excellent fine clustering of one descriptor (digits' efficientnet_lite0 at
     k=9, NMI 0.73) measured below column-permuted data. Not the sweep's UMAP space either: UMAP
@@ -31,7 +33,7 @@ The best rule (:func:`rule_order`)
        descriptor when most images hold no vehicle: P(not a vehicle) >= ``NO_VEHICLE_PROBABILITY``
        for more than ``NO_VEHICLE_MAJORITY`` of them), and a clustering with no structure beyond a
        structureless reference (``excess`` not above two standard errors and ``MIN_EXCESS``).
-    2. When at least ``MIN_VOTERS`` single descriptors apply and two of them are eligible, the
+    2. When at least ``MIN_VOTERS`` single descriptors apply and at least two are eligible, the
        eligible one that agrees most with the others: the highest ``agreement``, its mean AMI
        with the other single descriptors that apply (AMI is corrected for chance, so more
        clusters gain nothing by themselves; each view's idiosyncrasies, such as a softmax's
@@ -81,8 +83,8 @@ from vehiclust.runfolder import RunFolder
 
 COMMON_SPACE = ("equal-weight block-normalised concatenation of every single descriptor "
                 "(each block centred, PCA to at most {dims} dims, total variance 1)")
-RULE = ("with at least 3 single descriptors that apply and 2 of them eligible, the eligible one with the highest "
-        "agreement = mean AMI with the other single descriptors that apply; otherwise the highest excess_score "
+RULE = ("with at least 3 single descriptors that apply and at least 2 of them eligible, the eligible one with "
+        "the highest agreement = mean AMI with the other single descriptors that apply; otherwise the highest excess_score "
         "among the eligible clusterings; "
         "eligible: a descriptor that applies to the collection and a clustering with structure beyond a "
         "structureless reference (excess_score = coverage x excess+ x stability+, excess = (geometry - reference) "
@@ -116,18 +118,22 @@ def common_space(run: RunFolder, singles: list[str], rows: np.ndarray, settings:
 
 def footing_spaces(run: RunFolder, names: list[str], rows: np.ndarray, common: np.ndarray,
                    settings: CompareSettings) -> dict[str, np.ndarray]:
-    """Each clustering's footing space on ``rows``: its own descriptor (a single descriptor's or
-    a mixture's matrix) as one block of the common space is made (centred, PCA to at most
-    ``block_dims``, one scale), and the common space itself for the consensus, which is computed
-    from every single descriptor."""
+    """Each clustering's footing space on ``rows``: a single descriptor as one block of the
+    common space is made (``block_norm``, PCA to at most ``block_dims``, one scale), a
+    mixture's matrix as stored (centred and scaled only: it was normalised and reduced when it
+    was made), and the common space itself for the consensus, which is computed from every
+    single descriptor."""
     fit = sample_rows(rows, FIT_ROWS, settings.seed)
     spaces = {}
     for name in names:
         if kind_of(name) == "consensus":
             spaces[name] = common
             continue
-        scaler = fit_blocks(run, (name,), fit, settings.block_norm, settings.block_dims, settings.seed)[0]
-        spaces[name] = scaler.transform(run.load_descriptor(name)[rows])
+        matrix = run.load_descriptor(name)
+        norm, dims = ("variance", matrix.shape[1]) if kind_of(name) == "mixture" else \
+            (settings.block_norm, settings.block_dims)
+        scaler = fit_blocks(run, (name,), fit, norm, dims, settings.seed)[0]
+        spaces[name] = scaler.transform(matrix[rows])
     return spaces
 
 
