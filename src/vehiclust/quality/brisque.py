@@ -135,11 +135,25 @@ _CUBIC_HALF = np.array([-0.09375, 0.59375, 0.59375, -0.09375])  # a = -0.75 at o
 
 
 def half_size(gray: np.ndarray) -> np.ndarray:
-    """OpenCV's ``resize(fx=0.5, fy=0.5, INTER_CUBIC)``: 4 taps, edge pixels replicated."""
+    """OpenCV's ``resize(fx=0.5, fy=0.5, INTER_CUBIC)``: 4 taps, edge pixels replicated (in a
+    compiled loop, bit for bit :func:`half_size_numpy`)."""
+    from vehiclust.quality.kernels import half_size as compiled_half_size
+
+    gray = np.ascontiguousarray(gray)
+    c = _CUBIC_HALF.astype(gray.dtype)
+    return compiled_half_size(gray, _half(gray.shape[0]), _half(gray.shape[1]), c[0], c[1])
+
+
+def _half(n: int) -> int:
+    return max(int(np.rint(n * 0.5)), 1)  # half to even, as OpenCV: 150.5 -> 150
+
+
+def half_size_numpy(gray: np.ndarray) -> np.ndarray:
+    """:func:`half_size` in numpy, its readable definition."""
     out = gray
     for axis in (0, 1):
         n = out.shape[axis]
-        m = max(int(np.rint(n * 0.5)), 1)
+        m = _half(n)
         # output i samples input position 2i + 0.5: taps 2i-1 .. 2i+2, i.e. padded 2i .. 2i+3
         width = [(0, 0), (0, 0)]
         width[axis] = (1, max(2 * m + 3 - n - 1, 0))

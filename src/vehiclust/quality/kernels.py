@@ -114,6 +114,28 @@ def mscn_moments(gray: np.ndarray, window: np.ndarray, c: float) -> np.ndarray:
     return out
 
 
+@compiled(fastmath=False)  # numpy's operations in its order: the half-size scale bit for bit
+def half_size(gray: np.ndarray, rows: int, columns: int, outer: float, inner: float) -> np.ndarray:
+    """``brisque.half_size_numpy``: output pixel i of an axis is ``outer * (x[2i-1] + x[2i+2])
+    + inner * (x[2i] + x[2i+1])``, indices clamped to the image (edge pixels replicated); the
+    rows first, then the columns."""
+    h, w = gray.shape
+    tall = np.empty((rows, w), gray.dtype)
+    for i in range(rows):
+        a, b = gray[min(max(2 * i - 1, 0), h - 1)], gray[min(2 * i, h - 1)]
+        c, d = gray[min(2 * i + 1, h - 1)], gray[min(2 * i + 2, h - 1)]
+        for j in range(w):
+            tall[i, j] = outer * (a[j] + d[j]) + inner * (b[j] + c[j])
+    out = np.empty((rows, columns), gray.dtype)
+    for i in range(rows):
+        line = tall[i]
+        for j in range(columns):
+            a, b = line[min(max(2 * j - 1, 0), w - 1)], line[min(2 * j, w - 1)]
+            c, d = line[min(2 * j + 1, w - 1)], line[min(2 * j + 2, w - 1)]
+            out[i, j] = outer * (a + d) + inner * (b + c)
+    return out
+
+
 # --- luminance and colour statistics of features.measure ---------------------------------------
 # what luma_statistics returns, in this order; a blockiness is NaN along an axis too short for it
 LUMA_STATISTICS = ("brightness", "contrast", "laplacian_std", "blockiness_vertical", "blockiness_horizontal")
