@@ -655,6 +655,29 @@ def test_a_linked_folder_in_out_does_not_carry_writes_out(tmp_path, images):
     assert list(elsewhere.iterdir()) == []
 
 
+def test_a_folder_of_the_run_replaced_by_a_link_is_neither_read_nor_emptied(tmp_path, images, monkeypatch):
+    from vehiclust import ownership
+    from vehiclust.report.thumbnails import cached_uri, ensure_thumbnails, thumbnail_path
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    ingest(images, RunFolder(out))
+    run = RunFolder(out)
+    ensure_thumbnails(run, run.load_collection(), [0])
+    thumb = thumbnail_path(run, 0)
+    assert ownership.is_ours(thumb)
+    # between runs, the thumbnail's folder becomes a link to a folder with a file of that name
+    thumb.parent.rename(elsewhere)
+    (elsewhere / thumb.name).write_text("password=hunter2")
+    thumb.parent.symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setattr(ownership, "_roots", {})  # what the next process knows: nothing yet
+    monkeypatch.setattr(ownership, "_manifests", {})
+    assert not ownership.is_ours(thumb) and not ownership.remove_file(thumb)
+    assert (elsewhere / thumb.name).read_text() == "password=hunter2"
+    import base64
+
+    assert b"hunter2" not in base64.b64decode(cached_uri(RunFolder(out), 0, True).split(",", 1)[1])
+
+
 def test_a_temporary_file_is_never_made_through_a_link_out_of_the_run_folder(tmp_path, images):
     from vehiclust.runfolder import temporary_path
 

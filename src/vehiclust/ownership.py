@@ -138,7 +138,7 @@ def manifest_for(path: Path | str) -> Manifest | None:
 def check_folder(path: Path | str) -> None:
     """Stop before writing through a folder of a run folder that links out of it."""
     manifest = manifest_for(path)
-    if manifest is not None and not manifest.resolves_inside(os.path.dirname(os.path.abspath(path))):
+    if manifest is not None and not _folder_inside(manifest, path):
         raise VehiclustError(f"{path}: its folder is a link out of the run folder {manifest.root}; "
                              f"vehiclust writes only inside it. Remove the link, or choose another --out")
 
@@ -192,11 +192,17 @@ def remove_owned(folder: Path | str, unmarked: Callable[[Path], bool] | None = N
 
 def is_ours(path: Path | str) -> bool:
     """A file vehiclust wrote: a plain file (vehiclust writes no links: one in the place of its
-    file was put there and could lead anywhere), listed in the manifest where there is one."""
+    file was put there and could lead anywhere), listed in the manifest where there is one, in
+    a folder that resolves inside the run folder (a folder replaced by a link leads elsewhere
+    too, to a file of the same name that vehiclust never wrote)."""
     if not is_plain_file(path):
         return False
     manifest = manifest_for(path)
-    return manifest is None or manifest.owns(path)
+    return manifest is None or (manifest.owns(path) and _folder_inside(manifest, path))
+
+
+def _folder_inside(manifest: Manifest, path: Path | str) -> bool:
+    return manifest.resolves_inside(os.path.dirname(os.path.abspath(path)))
 
 
 def is_plain_file(path: Path | str) -> bool:
@@ -205,9 +211,12 @@ def is_plain_file(path: Path | str) -> bool:
 
 
 def remove_file(path: Path | str) -> bool:
-    """Remove one file if vehiclust wrote it (or the folder has no manifest); True if removed."""
+    """Remove one file if vehiclust wrote it (or the folder has no manifest), never through a
+    folder that links out of the run folder; True if removed."""
     manifest = manifest_for(path)
-    if not os.path.lexists(path) or (manifest is not None and not manifest.owns(path)):
+    if not os.path.lexists(path):
+        return False
+    if manifest is not None and not (manifest.owns(path) and _folder_inside(manifest, path)):
         return False
     os.unlink(path)
     if manifest is not None:
