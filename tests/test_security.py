@@ -379,6 +379,29 @@ def test_third_party_state_goes_to_the_user_cache(tmp_path):
     assert list((tmp_path / "cache" / "third_party" / "matplotlib").glob("fontlist*.json"))
 
 
+def test_libraries_compile_their_numba_code_uncached_where_no_cache_folder_can_be_written():
+    import numba
+
+    from vehiclust.jit_cache import _caching
+
+    # numba finds no folder for the cache of a function whose source file is nowhere: what it
+    # finds where site-packages, the home folder and the cache folder are all read-only
+    space = {}
+    exec(compile("def add_one(x):\n    return x + 1\n", "/nonexistent/umap_.py", "exec"), space)
+    nowhere = space["add_one"]
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(nowhere)
+    njit = _caching(numba.njit)
+    assert njit(nowhere)(1) == 2  # @njit
+    assert njit(fastmath=True)(nowhere)(2) == 3  # @njit(...): refused when it gets the function
+
+    def add_two(x):
+        return x + 2
+
+    assert type(njit(add_two)._cache).__name__ == "FunctionCache"  # cached where it can be
+    assert type(njit(cache=False)(add_two)._cache).__name__ == "NullCache"  # the library's choice kept
+
+
 def test_onnxruntime_is_imported_with_its_cache_in_vehiclust_s_folder(tmp_path):
     # Whether onnxruntime writes its device id at all depends on the build and the machine (CI's
     # did not), so a stand-in module records the cache folder it is imported under.

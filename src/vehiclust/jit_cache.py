@@ -18,13 +18,35 @@ _MARK = "_vehiclust_caches"
 
 
 def _caching(decorator):
+    """numba's ``decorator`` (njit or jit) with ``cache=True`` where the library did not say, and
+    without it where numba finds no folder to write the cache in: it refuses to compile a cached
+    function then ("no locator available"), which would stop umap or fast_hdbscan at import."""
     @functools.wraps(decorator)
     def decorate(*args, **kwargs):
-        kwargs.setdefault("cache", True)
-        return decorator(*args, **kwargs)
+        if "cache" in kwargs:
+            return decorator(*args, **kwargs)
+        try:
+            made = decorator(*args, cache=True, **kwargs)
+        except RuntimeError:
+            return decorator(*args, **kwargs)
+        if _is_dispatcher(made):
+            return made
+
+        def waiting(function):  # ``@njit(fastmath=True)``: the refusal comes with the function
+            try:
+                return made(function)
+            except RuntimeError:
+                return decorator(*args, **kwargs)(function)
+        return waiting
 
     setattr(decorate, _MARK, True)
     return decorate
+
+
+def _is_dispatcher(made) -> bool:
+    from numba.core.dispatcher import Dispatcher
+
+    return isinstance(made, Dispatcher)
 
 
 def cache_compiled_code() -> None:
