@@ -129,3 +129,33 @@ def test_unusual_images_run_through(tmp_path):
     assert not clusters["outlier_reasons"].str.contains("unreadable").any()
     assert "small" in clusters.at["one pixel.png", "outlier_reasons"]
     assert (clusters["cluster"] >= 0).all()
+
+
+def test_a_descriptor_with_too_few_usable_rows_is_left_out_and_the_others_go_on(tmp_path):
+    from vehiclust.collection import IngestSettings
+    from vehiclust.progress import NullReporter
+
+    class Said(NullReporter):
+        def __init__(self):
+            self.said = []
+
+        def message(self, text):
+            self.said.append(text)
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 3, 120)
+    good = (rng.normal(size=(120, 8)) + 5 * np.eye(8)[groups]).astype(np.float32)
+    broken = np.full((120, 4), np.nan, np.float32)
+    broken[:2] = 1.0  # two rows survive: kept as outliers with --allow-invalid-rows, nothing to cluster
+    paths = [f"veriwild/1/{i // 4 + 1:05d}/{i:06d}.jpg" for i in range(120)]
+    bundle = write_case_bundle(tmp_path / "bundle", paths, {"good": good, "broken": broken})
+    settings = replace(FAST, descriptors=None, ingest=IngestSettings(allow_invalid_rows=True))
+    said = Said()
+    result = run_pipeline(bundle, tmp_path / "run", settings, reporter=said)
+    assert any(m.startswith("warning: broken: only 2 usable rows") for m in said.said)
+    clusters = pd.read_csv(result.clusters_csv)
+    assert len(clusters) == 120 and "cluster_good" in clusters and "cluster_broken" not in clusters
+    assert set(pd.read_csv(result.run.path("runs.csv"))["descriptor"]) == {"good"}
+    again = Said()
+    run_pipeline(bundle, tmp_path / "run", settings, reporter=again)  # and the next run resumes
+    assert "cluster: up to date" in again.said and "compare: up to date" in again.said

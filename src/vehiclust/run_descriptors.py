@@ -57,6 +57,24 @@ def current_descriptors(run: RunFolder, requested: list[str] | None) -> list[str
     return names
 
 
+MIN_CLUSTER_ROWS = 3  # fewer usable rows than this: no partition to choose
+
+
+def usable_rows(run: RunFolder, name: str) -> int:
+    """Rows of a stored descriptor that are not placeholders (NaN rows were marked when stored)."""
+    return len(run.load_descriptor(name)) - len(run.invalid_rows(name))
+
+
+def clusterable(run: RunFolder, names: list[str]) -> list[str]:
+    """The descriptors of ``names`` with enough usable rows to cluster: the cluster stage sweeps
+    these, says why it leaves out the others, and the stages after it read only these. Mixtures
+    and names not stored pass (their own stage speaks for them)."""
+    from vehiclust.compare.settings import is_derived
+
+    stored = set(run.descriptor_names())
+    return [n for n in names if is_derived(n) or n not in stored or usable_rows(run, n) >= MIN_CLUSTER_ROWS]
+
+
 def clustered_descriptors(run: RunFolder) -> list[str]:
     """The descriptors the cluster stage swept (runs.csv), without compare's mixtures and consensus."""
     from vehiclust.compare.settings import is_derived
@@ -65,5 +83,5 @@ def clustered_descriptors(run: RunFolder) -> list[str]:
     return [n for n in dict.fromkeys(runs["descriptor"].astype(str)) if not is_derived(n)]
 
 
-__all__ = ["choose_descriptors", "clustered_descriptors",
+__all__ = ["choose_descriptors", "clusterable", "clustered_descriptors",
            "current_descriptors", "imported_descriptors", "to_extract"]

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from vehiclust.cluster.settings import ClusterSettings
 from vehiclust.cluster.sweep import cluster, cluster_outputs, cluster_stage_key
+from vehiclust.run_descriptors import clusterable
 from vehiclust.stage import RunContext, Stage
 
 
 class ClusterStage(Stage):
-    """Sweeps ``ctx.descriptors``; current while they, the collection and the settings did not change."""
+    """Sweeps ``ctx.descriptors`` (those with enough usable rows, :func:`clusterable`); current
+    while they, the collection and the settings did not change."""
 
     name = "cluster"
 
@@ -18,10 +20,10 @@ class ClusterStage(Stage):
         super().__init__(settings or ClusterSettings())
 
     def key(self, ctx: RunContext) -> str:
-        return cluster_stage_key(ctx.run, ctx.descriptors, self.settings)
+        return cluster_stage_key(ctx.run, clusterable(ctx.run, ctx.descriptors), self.settings)
 
     def outputs(self, ctx: RunContext) -> list[Path]:
-        return cluster_outputs(ctx.run, ctx.descriptors, self.settings)
+        return cluster_outputs(ctx.run, clusterable(ctx.run, ctx.descriptors), self.settings)
 
     def run(self, ctx: RunContext) -> dict:
         cluster(ctx.run, ctx.descriptors, self.settings, ctx.reporter)

@@ -66,10 +66,20 @@ def cluster_outputs(run: RunFolder, names: list[str], settings: ClusterSettings)
 
 def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = ClusterSettings(),
             reporter: Reporter | None = None) -> pd.DataFrame:
-    """Sweep every descriptor in ``names``; returns the runs table (also written to runs.csv)."""
+    """Sweep every descriptor in ``names`` that has enough usable rows (the others are left out,
+    with a warning); returns the runs table (also written to runs.csv)."""
+    from vehiclust.run_descriptors import MIN_CLUSTER_ROWS, clusterable, usable_rows
+
     reporter = reporter or NullReporter()
     if not names:
         raise VehiclustError(f"{run.root}: no descriptors to cluster; run `vehiclust describe` first")
+    kept = clusterable(run, names)
+    for name in (n for n in names if n not in kept):
+        reporter.message(f"warning: {name}: only {usable_rows(run, name)} usable rows (fewer than "
+                         f"{MIN_CLUSTER_ROWS}), left out of the clustering; the other descriptors go on")
+    if not kept:
+        raise VehiclustError(f"{run.root}: no descriptor has {MIN_CLUSTER_ROWS} usable rows to cluster")
+    names = kept
     key = cluster_stage_key(run, names, settings)
     if run.stage_is_current("cluster", key, cluster_outputs(run, names, settings)):
         reporter.message("cluster: up to date")

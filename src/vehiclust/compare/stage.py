@@ -47,6 +47,7 @@ from vehiclust.compare.table import (
 from vehiclust.compare.weights import choose_weights, resolve_criterion, split_tuning_rows
 from vehiclust.executor.base import result_settings
 from vehiclust.progress import NullReporter, Reporter
+from vehiclust.run_descriptors import clusterable
 from vehiclust.runfolder import (AGREEMENT, ATTRIBUTES, CLUSTERING, COARSE_CLUSTERING, COMPARE_INFO, COMPARISON,
                                 MIXTURE_RUNS, RUNS, RunFolder, fingerprint)
 from vehiclust.stage import RunContext, Stage
@@ -292,12 +293,12 @@ class CompareStage(Stage):
         self.cluster_settings = cluster_settings or ClusterSettings()
 
     def key(self, ctx: RunContext) -> str:
-        singles = [n for n in dict.fromkeys(ctx.descriptors) if not is_derived(n)]
+        singles = [n for n in dict.fromkeys(clusterable(ctx.run, ctx.descriptors)) if not is_derived(n)]
         return compare_key(ctx.run, singles, self.cluster_settings, self.settings)
 
     def outputs(self, ctx: RunContext) -> list[Path]:
         return [a.path(ctx.run) for a in OUTPUTS]
 
     def run(self, ctx: RunContext) -> dict:
-        compare(ctx.run, ctx.descriptors, self.cluster_settings, self.settings, ctx.reporter)
+        compare(ctx.run, clusterable(ctx.run, ctx.descriptors), self.cluster_settings, self.settings, ctx.reporter)
         return ctx.run.stage_facts(self.name)

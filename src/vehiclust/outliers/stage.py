@@ -17,6 +17,7 @@ from vehiclust.outliers.evidence import QUALITY_DESCRIPTOR, VEHICLE_DESCRIPTOR, 
 from vehiclust.outliers.settings import OutlierSettings
 from vehiclust.outliers.verdict import verdict_table
 from vehiclust.progress import NullReporter, Reporter
+from vehiclust.run_descriptors import clusterable
 from vehiclust.runfolder import OUTLIERS, RunFolder, fingerprint
 from vehiclust.stage import RunContext, Stage
 
@@ -96,11 +97,11 @@ class OutlierStage(Stage):
         super().__init__(settings or OutlierSettings())
 
     def key(self, ctx: RunContext) -> str:
-        return stage_key(ctx.run, ctx.descriptors, self.settings)
+        return stage_key(ctx.run, clusterable(ctx.run, ctx.descriptors), self.settings)
 
     def outputs(self, ctx: RunContext) -> list[Path]:
         return [OUTLIERS.path(ctx.run)]
 
     def run(self, ctx: RunContext) -> dict:
-        outliers(ctx.run, ctx.descriptors, ctx.reporter, self.settings)
+        outliers(ctx.run, clusterable(ctx.run, ctx.descriptors), ctx.reporter, self.settings)
         return ctx.run.stage_facts(self.name)
