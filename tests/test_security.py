@@ -379,9 +379,10 @@ def test_third_party_state_goes_to_the_user_cache(tmp_path):
     assert list((tmp_path / "cache" / "third_party" / "matplotlib").glob("fontlist*.json"))
 
 
-def test_libraries_compile_their_numba_code_uncached_where_no_cache_folder_can_be_written():
+def test_libraries_compile_their_numba_code_uncached_where_no_cache_folder_can_be_written(monkeypatch):
     import numba
 
+    from vehiclust import jit_cache
     from vehiclust.jit_cache import _caching
 
     # numba finds no folder for the cache of a function whose source file is nowhere: what it
@@ -392,8 +393,17 @@ def test_libraries_compile_their_numba_code_uncached_where_no_cache_folder_can_b
     with pytest.raises(RuntimeError, match="no locator available"):
         numba.njit(cache=True)(nowhere)
     njit = _caching(numba.njit)
-    assert njit(nowhere)(1) == 2  # @njit
-    assert njit(fastmath=True)(nowhere)(2) == 3  # @njit(...): refused when it gets the function
+    monkeypatch.setattr(jit_cache, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="compiles again in every process") as said:
+        assert njit(nowhere)(1) == 2  # @njit
+        assert njit(fastmath=True)(nowhere)(2) == 3  # @njit(...): refused when it gets the function
+        assert njit(cache=True)(nowhere)(3) == 4  # a library that asks for a cache itself (umap's rdist)
+    assert len([w for w in said if "compiles again" in str(w.message)]) == 1  # once, not per function
+    with pytest.raises(RuntimeError, match="not a locator problem"):  # any other refusal stands
+
+        def refusing(*args, **options):
+            raise RuntimeError("not a locator problem")
+        _caching(refusing)(nowhere)
 
     def add_two(x):
         return x + 2

@@ -15,32 +15,52 @@ import functools
 import warnings
 
 _MARK = "_vehiclust_caches"
+_warned = False  # that no compiled code is kept: said once per process
 
 
 def _caching(decorator):
-    """numba's ``decorator`` (njit or jit) with ``cache=True`` where the library did not say, and
-    without it where numba finds no folder to write the cache in: it refuses to compile a cached
-    function then ("no locator available"), which would stop umap or fast_hdbscan at import."""
+    """numba's ``decorator`` (njit or jit) with ``cache=True`` unless the library said
+    ``cache=False``, and without it where numba finds no folder to write the cache in: it refuses
+    to compile a cached function then ("no locator available"), which would stop umap (one of
+    its functions asks for a cache itself), pynndescent or fast_hdbscan at import."""
     @functools.wraps(decorator)
     def decorate(*args, **kwargs):
-        if "cache" in kwargs:
+        if kwargs.get("cache") is False:
             return decorator(*args, **kwargs)
+        kwargs["cache"] = True
+        uncached = {**kwargs, "cache": False}
         try:
-            made = decorator(*args, cache=True, **kwargs)
-        except RuntimeError:
-            return decorator(*args, **kwargs)
+            made = decorator(*args, **kwargs)
+        except RuntimeError as error:
+            _no_cache_folder(error)
+            return decorator(*args, **uncached)
         if _is_dispatcher(made):
             return made
 
         def waiting(function):  # ``@njit(fastmath=True)``: the refusal comes with the function
             try:
                 return made(function)
-            except RuntimeError:
-                return decorator(*args, **kwargs)(function)
+            except RuntimeError as error:
+                _no_cache_folder(error)
+                return decorator(*args, **uncached)(function)
         return waiting
 
     setattr(decorate, _MARK, True)
     return decorate
+
+
+def _no_cache_folder(error: RuntimeError) -> None:
+    """Re-raise ``error`` unless it is numba's refusal to cache for want of a folder; say once
+    that compiled code is not kept (every process compiles again: minutes for UMAP)."""
+    global _warned
+    if "no locator available" not in str(error):
+        raise error
+    if _warned:
+        return
+    _warned = True
+    warnings.warn("numba finds no folder to keep compiled code in (NUMBA_CACHE_DIR, the user cache and the "
+                  "packages' folders are read-only): it compiles again in every process, which is slower",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _is_dispatcher(made) -> bool:
