@@ -149,13 +149,19 @@ def test_a_descriptor_with_too_few_usable_rows_is_left_out_and_the_others_go_on(
     broken[:2] = 1.0  # two rows survive: kept as outliers with --allow-invalid-rows, nothing to cluster
     paths = [f"veriwild/1/{i // 4 + 1:05d}/{i:06d}.jpg" for i in range(120)]
     bundle = write_case_bundle(tmp_path / "bundle", paths, {"good": good, "broken": broken})
-    settings = replace(FAST, descriptors=None, ingest=IngestSettings(allow_invalid_rows=True))
+    from vehiclust.compare import CompareSettings
+
+    # the mixture of all asks for two clustered descriptors: with one left, it is left out too
+    settings = replace(FAST, descriptors=None, ingest=IngestSettings(allow_invalid_rows=True),
+                       compare=CompareSettings(mixes=("all",)))
     said = Said()
     result = run_pipeline(bundle, tmp_path / "run", settings, reporter=said)
     assert any(m.startswith("warning: broken: only 2 usable rows") for m in said.said)
+    assert "mix_all: left out, only good is clustered" in said.said
     clusters = pd.read_csv(result.clusters_csv)
     assert len(clusters) == 120 and "cluster_good" in clusters and "cluster_broken" not in clusters
     assert set(pd.read_csv(result.run.path("runs.csv"))["descriptor"]) == {"good"}
+    assert set(result.run.stage_record("cluster")["left_out"]) == {"broken"}  # kept where a later run finds it
     again = Said()
     run_pipeline(bundle, tmp_path / "run", settings, reporter=again)  # and the next run resumes
     assert "cluster: up to date" in again.said and "compare: up to date" in again.said

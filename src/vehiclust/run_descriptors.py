@@ -61,8 +61,12 @@ MIN_CLUSTER_ROWS = 3  # fewer usable rows than this: no partition to choose
 
 
 def usable_rows(run: RunFolder, name: str) -> int:
-    """Rows of a stored descriptor that are not placeholders (NaN rows were marked when stored)."""
-    return len(run.load_descriptor(name)) - len(run.invalid_rows(name))
+    """Rows of a stored descriptor that are not placeholders (NaN rows were marked when stored),
+    from its provenance alone: the stages ask this several times a run."""
+    meta = run.descriptor_meta(name)
+    shape = meta.get("shape")
+    rows = int(shape[0]) if isinstance(shape, list) and shape else len(run.load_descriptor(name))
+    return rows - len(meta.get("invalid") or {})
 
 
 def clusterable(run: RunFolder, names: list[str]) -> list[str]:

@@ -74,9 +74,10 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     if not names:
         raise VehiclustError(f"{run.root}: no descriptors to cluster; run `vehiclust describe` first")
     kept = clusterable(run, names)
-    for name in (n for n in names if n not in kept):
-        reporter.message(f"warning: {name}: only {usable_rows(run, name)} usable rows (fewer than "
-                         f"{MIN_CLUSTER_ROWS}), left out of the clustering; the other descriptors go on")
+    left_out = {n: f"only {usable_rows(run, n)} usable rows (fewer than {MIN_CLUSTER_ROWS})"
+                for n in names if n not in kept}
+    for name, why in left_out.items():
+        reporter.message(f"warning: {name}: {why}, left out of the clustering; the other descriptors go on")
     if not kept:
         raise VehiclustError(f"{run.root}: no descriptor has {MIN_CLUSTER_ROWS} usable rows to cluster")
     names = kept
@@ -89,7 +90,8 @@ def cluster(run: RunFolder, names: list[str], settings: ClusterSettings = Cluste
     runs = pd.concat(sweep_descriptors(run, names, settings, reporter, labels_table), ignore_index=True)
     runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     RUNS.save(run, runs)
-    run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, runs=len(runs),
+    run.record_stage("cluster", key, time.perf_counter() - started, descriptors=names, left_out=left_out,
+                     runs=len(runs),
                      executor=settings.executor.kind,
                      backends={"kmeans": "faiss" if has_faiss() else "sklearn", "umap": has_umap()})
     return runs

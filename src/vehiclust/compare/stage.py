@@ -97,6 +97,9 @@ def _compare(run: RunFolder, singles: list[str], cluster_settings: ClusterSettin
 
     mixes, tuning_info = [], {}
     for spec in settings.specs():
+        if spec.is_all and len(singles) < 2:  # the others were left out of the clustering
+            reporter.message(f"mix_all: left out, only {', '.join(singles)} is clustered")
+            continue
         if spec.is_auto:
             spec = informed_pair(run, singles, tuning, table, cluster_settings.label_columns, reporter)
             if spec is None:
@@ -281,9 +284,10 @@ def _number(value) -> float | None:
 
 # -- the stage class (core) ----------------------------------------------------------------------
 class CompareStage(Stage):
-    """Mixtures, consensus and comparison of ``ctx.descriptors``' clusterings. Always runs: the
-    heavy part skips itself while :func:`compare_key` is unchanged, the best rule is cheap and
-    applied on every call (so changing only ``--best`` costs nothing)."""
+    """Mixtures, consensus and comparison of the clusterings of ``ctx.descriptors`` (those the
+    cluster stage could cluster, :func:`clusterable`). Always runs: the heavy part skips itself
+    while :func:`compare_key` is unchanged, the best rule is cheap and applied on every call (so
+    changing only ``--best`` costs nothing)."""
 
     name = "compare"
     always_runs = True

@@ -88,8 +88,8 @@ def compute_scores(run: RunFolder, table: pd.DataFrame, names: list[str],
 
 
 class OutlierStage(Stage):
-    """Scores against ``ctx.descriptors``; current while they, the clustering, the support
-    descriptors and the settings did not change."""
+    """Scores against ``ctx.descriptors`` (those clustered, :func:`clusterable`); current while
+    they, the clustering, the support descriptors and the settings did not change."""
 
     name = "outliers"
 
