@@ -285,6 +285,23 @@ def test_killed_run_leaves_no_temporary_files_behind(tmp_path):
         assert not leftover.exists()
 
 
+def test_a_forged_manifest_in_out_deletes_nothing_vehiclust_did_not_leave(tmp_path):
+    out, outside = tmp_path / "run", tmp_path / "outside"
+    (out / ".vehiclust").mkdir(parents=True)
+    outside.mkdir()
+    victims = [tmp_path / "victim.txt", out / "notes.txt", outside / ".x.abc.tmp"]
+    for victim in victims:
+        victim.write_text("keep me")
+    (out / "sub").symlink_to(outside, target_is_directory=True)
+    leftover = out / ".collection.parquet.abc.tmp"  # one a killed run of vehiclust could leave
+    leftover.write_text("half")
+    lines = ["../victim.txt", str(tmp_path / "victim.txt"), "notes.txt", "sub/.x.abc.tmp", leftover.name]
+    (out / ".vehiclust" / "manifest.txt").write_text("".join(f"t {rel}\n" for rel in lines))
+    with ownership.claimed(out):
+        pass
+    assert all(victim.read_text() == "keep me" for victim in victims) and not leftover.exists()
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()
@@ -390,9 +407,10 @@ def test_libraries_compile_their_numba_code_uncached_where_no_cache_folder_can_b
     space = {}
     exec(compile("def add_one(x):\n    return x + 1\n", "/nonexistent/umap_.py", "exec"), space)
     nowhere = space["add_one"]
+    raw = getattr(numba.njit, "__wrapped__", numba.njit)  # numba's own, where configure_process patched it
     with pytest.raises(RuntimeError, match="no locator available"):
-        numba.njit(cache=True)(nowhere)
-    njit = _caching(numba.njit)
+        raw(cache=True)(nowhere)
+    njit = _caching(raw)
     monkeypatch.setattr(jit_cache, "_warned", False)
     with pytest.warns(RuntimeWarning, match="compiles again in every process") as said:
         assert njit(nowhere)(1) == 2  # @njit

@@ -72,9 +72,10 @@ class Manifest:
     def relative(self, path: Path | str) -> str:
         return os.path.relpath(os.path.abspath(path), self.root).replace(os.sep, "/")
 
-    def resolves_inside(self, folder: str) -> bool:
-        """A folder of the run folder that is a link elsewhere would carry writes out of it."""
-        if folder not in self._inside:
+    def resolves_inside(self, folder: str, cached: bool = True) -> bool:
+        """A folder of the run folder that is a link elsewhere would carry writes out of it
+        (``cached=False`` for a removal: looked up again, not taken from earlier in the run)."""
+        if folder not in self._inside or not cached:
             real = os.path.realpath(folder)
             if not (real == self.real_root or real.startswith(self.real_root + os.sep)):
                 return False
@@ -201,8 +202,8 @@ def is_ours(path: Path | str) -> bool:
     return manifest is None or (manifest.owns(path) and _folder_inside(manifest, path))
 
 
-def _folder_inside(manifest: Manifest, path: Path | str) -> bool:
-    return manifest.resolves_inside(os.path.dirname(os.path.abspath(path)))
+def _folder_inside(manifest: Manifest, path: Path | str, cached: bool = True) -> bool:
+    return manifest.resolves_inside(os.path.dirname(os.path.abspath(path)), cached)
 
 
 def is_plain_file(path: Path | str) -> bool:
@@ -216,7 +217,7 @@ def remove_file(path: Path | str) -> bool:
     manifest = manifest_for(path)
     if not os.path.lexists(path):
         return False
-    if manifest is not None and not (manifest.owns(path) and _folder_inside(manifest, path)):
+    if manifest is not None and not (manifest.owns(path) and _folder_inside(manifest, path, cached=False)):
         return False
     os.unlink(path)
     if manifest is not None:
@@ -276,13 +277,24 @@ def _tidy(root: Path) -> None:
     if manifest is None:
         return
     for rel in sorted(manifest.temporary - manifest.owned):
-        (root / rel).unlink(missing_ok=True)
+        if _is_left_temporary(manifest, rel):
+            (root / rel).unlink()
     kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
     tmp = manifest.path.with_suffix(".tmp")
     tmp.write_text("".join(f"{WRITTEN} {rel}\n" for rel in kept), encoding="utf-8")
     os.replace(tmp, manifest.path)
     with _guard:
         _manifests[str(root)] = Manifest(root)
+
+
+def _is_left_temporary(manifest: Manifest, rel: str) -> bool:
+    """A manifest line may be forged (``--out`` can hold anything): remove only a plain file
+    named as :func:`runfolder.temporary_path` names them, inside the run folder by its path and
+    by its folder's real place."""
+    path = manifest.root / rel
+    name = os.path.basename(rel)
+    return (not os.path.isabs(rel) and ".." not in Path(rel).parts and name.startswith(".")
+            and name.endswith(".tmp") and is_plain_file(path) and _folder_inside(manifest, path, cached=False))
 
 
 def claim(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Path:
