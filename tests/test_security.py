@@ -302,6 +302,42 @@ def test_a_forged_manifest_in_out_deletes_nothing_vehiclust_did_not_leave(tmp_pa
     assert all(victim.read_text() == "keep me" for victim in victims) and not leftover.exists()
 
 
+@pytest.mark.parametrize("plant", ["lock", "manifest", "state", "manifest_folder"])
+def test_links_and_folders_in_the_record_s_place_are_refused_and_write_nothing_elsewhere(tmp_path, plant):
+    out, victim = tmp_path / "run", tmp_path / "victim.txt"
+    state = out / ".vehiclust"
+    victim.write_text("keep me")
+    if plant == "state":  # the record's folder itself a link
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        out.mkdir()
+        state.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        state.mkdir(parents=True)
+        if plant == "manifest_folder":  # marks the folder, while nothing in it could be found ours
+            (state / "manifest.txt").mkdir()
+        else:
+            (state / "manifest.txt").write_text("")
+            (state / ("lock" if plant == "lock" else "manifest.txt")).unlink(missing_ok=True)
+            (state / ("lock" if plant == "lock" else "manifest.txt")).symlink_to(victim)
+    with pytest.raises(VehiclustError, match="not the record vehiclust keeps") as info:
+        ownership.claim(out)
+    assert "\n" not in str(info.value) and victim.read_text() == "keep me"
+    if plant == "state":
+        assert list(elsewhere.iterdir()) == []
+
+
+def test_the_compacted_record_is_a_new_file_and_a_damaged_one_is_no_traceback(tmp_path):
+    out, victim = tmp_path / "run", tmp_path / "victim.txt"
+    (out / ".vehiclust").mkdir(parents=True)
+    victim.write_text("keep me")
+    (out / ".vehiclust" / "manifest.txt").write_bytes(b"w collection.parquet\n\xff\xfe not text\n")
+    (out / ".vehiclust" / "manifest.tmp").symlink_to(victim)  # where an older compaction wrote
+    with ownership.claimed(out):
+        pass
+    assert victim.read_text() == "keep me" and (out / ".vehiclust" / "manifest.txt").is_file()
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

@@ -25,6 +25,7 @@ import errno
 import fcntl
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,8 +55,8 @@ class Manifest:
         self.path = self.root / STATE_DIR / MANIFEST
         self.owned: set[str] = set()
         self.temporary: set[str] = set()
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+        if is_plain_file(self.path):  # bytes that are not UTF-8 are some other file's: they match nothing
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
                 kind, _, rel = line.partition(" ")
                 if kind == WRITTEN:
                     self.owned.add(rel)
@@ -90,7 +91,7 @@ class Manifest:
         line = f"{kind} {rel}\n".encode()
         with self._lock:
             if self._fd is None:  # kept open: thumbnails alone are 400k lines at full scale
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             os.write(self._fd, line)
             if kind == WRITTEN:
                 self.owned.add(rel)
@@ -251,7 +252,7 @@ def _describe_holder(lock_path: Path) -> str:
 
 def _take_lock(root: Path) -> int:
     lock_path = root / STATE_DIR / LOCK
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -280,8 +281,9 @@ def _tidy(root: Path) -> None:
         if _is_left_temporary(manifest, rel):
             (root / rel).unlink()
     kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
-    tmp = manifest.path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{WRITTEN} {rel}\n" for rel in kept), encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root / STATE_DIR)  # a new file, never a link
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("".join(f"{WRITTEN} {rel}\n" for rel in kept))
     os.replace(tmp, manifest.path)
     with _guard:
         _manifests[str(root)] = Manifest(root)
@@ -311,7 +313,8 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
             return root
     if root.exists() and not root.is_dir():
         raise VehiclustError(f"{out}: exists and is not a folder; --out needs a folder")
-    marked = (root / STATE_DIR / MANIFEST).exists()
+    _check_state_folder(out, root)
+    marked = is_plain_file(root / STATE_DIR / MANIFEST)
     if root.is_dir() and not marked and any(root.iterdir()) and not force:
         if (root / "collection.parquet").exists() and (root / "stages").is_dir():
             raise VehiclustError(f"{out}: a run folder of an older vehiclust, which kept no record of the "
@@ -321,7 +324,7 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
                              f"only files it wrote)")
     try:
         (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        (root / STATE_DIR / MANIFEST).touch()
+        os.close(os.open(root / STATE_DIR / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
     except OSError as exc:
         raise VehiclustError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
                              f"choose a writable --out") from exc
@@ -332,6 +335,24 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
         _held[key] = (fd, 1)
     _tidy(root)
     return root
+
+
+def _check_state_folder(out: Path, root: Path) -> None:
+    """``.vehiclust`` and its files must be what vehiclust makes: a folder, plain files. A link
+    there would carry the lock's and the log's writes elsewhere; a folder named like the log
+    would mark the run folder while no file of it could ever be found ours."""
+    state = root / STATE_DIR
+    for path, is_folder in ((state, True), (state / MANIFEST, False), (state / LOCK, False)):
+        if not os.path.lexists(path):
+            continue
+        if os.path.islink(path):
+            what = "a link"
+        elif is_folder != os.path.isdir(path) or not (is_folder or os.path.isfile(path)):
+            what = "not a folder" if is_folder else "not a plain file"
+        else:
+            continue
+        raise VehiclustError(f"{path}: {what}, not the record vehiclust keeps in a run folder; remove it, or "
+                             f"choose another --out than {out}")
 
 
 def release(root: Path | str) -> None:
