@@ -338,6 +338,21 @@ def test_the_compacted_record_is_a_new_file_and_a_damaged_one_is_no_traceback(tm
     assert victim.read_text() == "keep me" and (out / ".vehiclust" / "manifest.txt").is_file()
 
 
+def test_files_left_among_the_descriptor_parts_are_neither_trusted_nor_deleted(tmp_path, images):
+    from vehiclust.pipeline import describe_folder, ingest_input
+
+    out = tmp_path / "run"
+    ingest_input(images, out)
+    stale = out / "descriptors" / ".parts" / f"color_hist-{'a' * 16}"  # named as a stale parts folder
+    stale.mkdir(parents=True)
+    (stale / "thesis.txt").write_text("keep me")
+    (stale / "part_000000.json").write_text('{"errors": {}}')  # and a part vehiclust did not write
+    describe_folder(out, ["color_hist"])
+    assert (stale / "thesis.txt").read_text() == "keep me" and (stale / "part_000000.json").exists()
+    matrix = np.asarray(RunFolder(out).load_descriptor("color_hist"))
+    assert matrix.shape[0] == len(RunFolder(out).load_collection()) and np.isfinite(matrix).all()
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
-import shutil
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +27,7 @@ import pandas as pd
 
 from PIL import Image
 
+from vehiclust import ownership
 from vehiclust.collection.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb, read_bytes
 from vehiclust.describe.registry import Describer, DescriptorSpec, get_spec
 from vehiclust.executor.base import ExecutorSettings, available_cpus, provenance, worker_identity
@@ -443,8 +444,12 @@ def _run_batches(describer: Describer, images: np.ndarray | list, batch_size: in
     return {name: np.concatenate(blocks) for name, blocks in outputs.items()}
 
 
+PART_FILE = re.compile(r"part_\d{6}\.(npy|json)")
+
+
 def _part_done(folder: Path, index: int) -> bool:
-    return (folder / f"part_{index:06d}.json").exists()
+    """Both files of a part, written by vehiclust (a part found in ``--out`` is not trusted)."""
+    return all(ownership.is_ours(folder / f"part_{index:06d}.{kind}") for kind in ("json", "npy"))
 
 
 def _write_part(folder: Path, index: int, matrix: np.ndarray, errors: dict[int, str]) -> None:
@@ -463,7 +468,7 @@ def assemble(path: Path, folder: Path, chunks: list[tuple[int, int]], width: int
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, width))
         for index, (start, stop) in enumerate(chunks):
             part = np.load(folder / f"part_{index:06d}.npy")
-            errors = json.loads((folder / f"part_{index:06d}.json").read_text())["errors"]
+            errors = json.loads((folder / f"part_{index:06d}.json").read_text()).get("errors", {})
             for row in errors:
                 part[int(row) - start] = 0.0
             out[start:stop] = part
@@ -479,7 +484,7 @@ def _remove_parts(folder: Path) -> None:
     parts of a large one weigh gigabytes."""
     name = folder.name.rsplit("-", 1)[0]
     for parts in [folder, *folder.parent.glob(f"{glob.escape(name)}-{'?' * FINGERPRINT_CHARS}")]:
-        shutil.rmtree(parts, ignore_errors=True)
+        ownership.remove_owned(parts, unmarked=lambda path: PART_FILE.fullmatch(path.name) is not None)
     with contextlib.suppress(OSError):  # the shared .parts folder goes once it is empty
         folder.parent.rmdir()
 
