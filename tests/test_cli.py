@@ -200,8 +200,11 @@ def test_chunks_stored_under_another_fingerprint_are_not_reused_and_go_once_asse
 
 
 def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
-    out = tmp_path / "run"
-    assert invoke("run", photo_folder, "--out", out, "-d", "color_hist", "--k", "2:4", "--preprocessing", "l2+pca",
+    import shutil
+
+    out, photos = tmp_path / "run", tmp_path / "photos"
+    shutil.copytree(photo_folder, photos)  # one image is removed below
+    assert invoke("run", photos, "--out", out, "-d", "color_hist", "--k", "2:4", "--preprocessing", "l2+pca",
                   "--no-image-checks", "--map-method", "pca", "--no-notebook").exit_code == 0
     result = invoke("export", out, "--transport-dataset")
     assert result.exit_code == 0
@@ -209,7 +212,7 @@ def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
 
     transport = pd.read_csv(out / "transport_dataset.csv")
     assert list(transport.columns) == ["path", "car_id", "width", "height", "brisque"]
-    assert len(transport) == len(list(photo_folder.rglob("*.jpg"))) and (transport["width"] > 0).all()
+    assert len(transport) == len(list(photos.rglob("*.jpg"))) and (transport["width"] > 0).all()
     target = tmp_path / "by_cluster"
     result = invoke("export", out, "--by", "cluster", "--to", target)
     assert result.exit_code == 0 and "dry run" in result.output and not target.exists()
@@ -219,3 +222,13 @@ def test_export_transport_dataset_and_plan(tmp_path, photo_folder):
     placed = sorted(target.rglob("*.jpg"))
     assert len(placed) == len(clusters)
     assert {p.parent.name for p in placed} == {f"cluster_{c:03d}" for c in clusters["cluster"].unique()}
+    # a clusters.csv edited in place to lead out of --to, and an image gone since: the copies
+    # stay inside --to, the missing image is a warning, the others are placed
+    clusters["outlier_reasons"] = [str(tmp_path / "escaped") + ";blur", "../../escaped"] + [""] * (len(clusters) - 2)
+    clusters.to_csv(out / "clusters.csv", index=False)
+    copied = tmp_path / "by_reason"
+    Path(pd.read_parquet(out / "collection.parquet")["location"].iloc[-1]).unlink()
+    result = invoke("export", out, "--by", "reason", "--to", copied, "--copy")
+    assert result.exit_code == 0 and "not exported" in result.output, result.output
+    assert not (tmp_path / "escaped").exists() and len(list(copied.rglob("*.jpg"))) == len(clusters) - 1
+    assert all(copied.resolve() in p.resolve().parents for p in copied.rglob("*.jpg"))

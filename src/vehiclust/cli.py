@@ -535,7 +535,8 @@ def export(
             plan_path = EXPORT_PLAN.save(run, plan, by=by)
             console.print(f"{len(plan):,} images in {plan['group'].nunique()} folders; plan: {plan_path}")
             if copy or link:
-                placed = apply_plan(plan, "link" if link else "copy")
+                placed = apply_plan(plan, "link" if link else "copy", to,
+                                    lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False))
                 console.print(f"[green]done.[/] placed {placed:,} images under {to}")
             else:
                 console.print("dry run: nothing copied (add --copy or --link)")

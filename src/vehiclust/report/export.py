@@ -4,12 +4,13 @@ folder per cluster or outlier reason (a plan by default; files move only when as
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from vehiclust.collection.imageio import ZIP_PREFIX, read_bytes
+from vehiclust.collection.imageio import ZIP_PREFIX, UnreadableImage, read_bytes
 from vehiclust import ownership
 from vehiclust.errors import VehiclustError
 from vehiclust.runfolder import CLUSTERS, OUTLIERS, TRANSPORT_DATASET, RunFolder, atomic_path, write_csv
@@ -39,32 +40,56 @@ def write_transport_dataset(run: RunFolder, path: Path | None = None) -> Path:
 
 
 def export_plan(run: RunFolder, by: str, to: Path) -> pd.DataFrame:
-    """One row per image: where it is and where it would go (``<to>/<group>/<file name>``)."""
-    clusters = pd.read_csv(CLUSTERS.require(run), keep_default_na=False)
+    """One row per image: where it is and where it would go (``<to>/<group>/<file name>``).
+    Group and file names are made from the run folder's tables, so they are reduced to safe
+    characters: a name from a hostile ``clusters.csv`` or collection never leaves ``to``."""
+    path = CLUSTERS.require(run)
+    if not ownership.is_ours(path):
+        raise VehiclustError(f"{path}: not written by vehiclust; run `vehiclust run` (or `compare`) again")
+    clusters = pd.read_csv(path, keep_default_na=False, dtype=str)
     table = run.load_collection()
+    if len(clusters) != len(table):
+        raise VehiclustError(f"{path}: {len(clusters):,} rows for {len(table):,} images; run `vehiclust run` again")
     if by == "cluster":
-        groups = clusters["cluster"].map(lambda c: "unassigned" if int(c) < 0 else f"cluster_{int(c):03d}")
+        number = pd.to_numeric(clusters["cluster"], errors="coerce")
+        groups = number.map(lambda c: "unassigned" if not c >= 0 else f"cluster_{int(c):03d}")
     elif by == "reason":
-        groups = clusters["outlier_reasons"].map(lambda r: r.split(";")[0] if r else "ok")
+        groups = clusters["outlier_reasons"].map(lambda r: safe_name(r.split(";")[0]) if r else "ok")
     else:
         raise VehiclustError(f"--by expects 'cluster' or 'reason', got {by!r}")
-    names = [f"{int(row):07d}_{PurePosixPath(p.replace(chr(92), '/')).name}" for row, p in zip(table["row"], table["path"])]
-    return pd.DataFrame({"source": table["location"], "path": table["path"], "group": groups,
+    names = [f"{int(row):07d}_{safe_name(PurePosixPath(p.replace(chr(92), '/')).name)}"
+             for row, p in zip(table["row"], table["path"])]
+    return pd.DataFrame({"source": table["location"], "path": table["path"], "group": groups.to_numpy(),
                          "target": [str(Path(to) / g / n) for g, n in zip(groups, names)]})
 
 
-def apply_plan(plan: pd.DataFrame, mode: str) -> int:
-    """Copy or link every planned image; returns how many were placed. Existing targets stay."""
-    placed = 0
+def safe_name(text: str) -> str:
+    """A file or folder name of letters, digits, ``_``, ``-`` and ``.`` that is not ``.`` or ``..``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip(".") or "_"
+    return name[:120]
+
+
+def apply_plan(plan: pd.DataFrame, mode: str, to: Path, warn=lambda text: None) -> int:
+    """Copy or link every planned image into ``to``; returns how many were placed. Existing
+    targets stay; an image that cannot be read is skipped with a warning (the rest go on)."""
+    placed, root = 0, Path(to).resolve()
     for source, target in zip(plan["source"], plan["target"]):
         target_path = Path(target)
-        if not source or target_path.exists():
+        if not source or os.path.lexists(target_path):
             continue
         target_path.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "link" and not source.startswith(ZIP_PREFIX):
-            os.symlink(Path(source).resolve(), target_path)
-        else:
-            with atomic_path(target_path) as tmp:
-                tmp.write_bytes(read_bytes(source))
+        if root not in target_path.parent.resolve().parents and target_path.parent.resolve() != root:
+            warn(f"{target_path}: its folder leads out of {to}; skipped")
+            continue
+        try:
+            if mode == "link" and not source.startswith(ZIP_PREFIX):
+                os.symlink(Path(source).resolve(), target_path)
+            else:
+                data = read_bytes(source)
+                with atomic_path(target_path) as tmp:
+                    tmp.write_bytes(data)
+        except (OSError, ValueError, UnreadableImage) as exc:
+            warn(f"{source}: not exported ({exc}); the other images go on")
+            continue
         placed += 1
     return placed
