@@ -353,6 +353,18 @@ def test_files_left_among_the_descriptor_parts_are_neither_trusted_nor_deleted(t
     assert matrix.shape[0] == len(RunFolder(out).load_collection()) and np.isfinite(matrix).all()
 
 
+def test_stage_records_left_or_damaged_in_out_give_no_timings_and_no_traceback(tmp_path):
+    out = tmp_path / "run"
+    with ownership.claimed(out):
+        run = RunFolder(out)
+        run.record_stage("ingest", "k1", 1.5)
+        run.record_stage("cluster", "k2", 2.5)
+        (out / "stages" / "cluster.json").write_text("[1, 2]")  # damaged in place: still listed as ours
+        (out / "stages" / "evil.json").write_text('{"seconds": "abc"}')  # never written by vehiclust
+        (out / "stages" / "odd.json").write_bytes(b"\xff\xfe")
+        assert run.stage_timings() == {"ingest": 1.5}
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

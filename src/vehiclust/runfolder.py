@@ -269,12 +269,17 @@ class RunFolder:
         return {k: v for k, v in record.items() if k not in RECORD_FIELDS}
 
     def stage_timings(self) -> dict[str, float]:
+        """Seconds per stage, from the records vehiclust wrote (:meth:`stage_record`: one left in
+        ``--out`` or damaged is not read); NaN where a record holds no number."""
         if not self.stages_dir.is_dir():
             return {}
-        return {
-            p.stem: read_json(p).get("seconds", float("nan"))
-            for p in sorted(self.stages_dir.glob("*.json"))
-        }
+        timings = {}
+        for path in sorted(self.stages_dir.glob("*.json")):
+            record = self.stage_record(path.stem)
+            if record is not None:
+                seconds = record.get("seconds")
+                timings[path.stem] = float(seconds) if isinstance(seconds, (int, float)) else float("nan")
+        return timings
 
 
 def write_matrix(path: Path, source: np.ndarray, dtype, rows: np.ndarray | None = None,
