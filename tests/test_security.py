@@ -365,6 +365,22 @@ def test_stage_records_left_or_damaged_in_out_give_no_timings_and_no_traceback(t
         assert run.stage_timings() == {"ingest": 1.5}
 
 
+def test_a_collection_left_in_out_is_not_read_so_its_locations_lead_nowhere(tmp_path, images):
+    from vehiclust.pipeline import describe_folder, ingest_input
+
+    made = tmp_path / "made"
+    ingest_input(images, made)
+    secret = tmp_path / "private.jpg"  # an image of the user's, outside any input
+    secret.write_bytes(next(images.rglob("*.jpg")).read_bytes())
+    forged = pd.read_parquet(made / "collection.parquet").assign(location=str(secret))
+    out = tmp_path / "bare"
+    out.mkdir()
+    forged.to_parquet(out / "collection.parquet")  # a folder vehiclust never made
+    with pytest.raises(VehiclustError, match="not written by vehiclust") as info:
+        describe_folder(out, ["color_hist"])  # it would decode every location
+    assert "collection.parquet" in one_line(info) and not (out / "descriptors" / "color_hist.npy").exists()
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

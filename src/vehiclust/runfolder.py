@@ -218,6 +218,9 @@ class RunFolder:
             raise FileNotFoundError(
                 f"{self.collection_path}: no collection yet; run `vehiclust ingest` or `run` first"
             )
+        if not ownership.is_ours(self.collection_path):  # its locations are read: one left in --out leads anywhere
+            raise VehiclustError(f"{self.collection_path}: not written by vehiclust; not read. Run `vehiclust run` "
+                                 f"with a new --out")
         try:
             table = pd.read_parquet(self.collection_path)
         except (OSError, ValueError, ImportError) as exc:  # pyarrow's ArrowInvalid is a ValueError
