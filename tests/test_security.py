@@ -381,6 +381,20 @@ def test_a_collection_left_in_out_is_not_read_so_its_locations_lead_nowhere(tmp_
     assert "collection.parquet" in one_line(info) and not (out / "descriptors" / "color_hist.npy").exists()
 
 
+def test_files_a_worker_process_wrote_are_ours_to_the_process_that_claimed_the_folder(tmp_path):
+    out = tmp_path / "run"
+    with ownership.claimed(out):
+        part = out / "descriptors" / "part.npy"
+        part.parent.mkdir()
+        part.write_bytes(b"x")
+        assert not ownership.is_ours(part)
+        code = ("import sys; from vehiclust import ownership; ownership.written(sys.argv[1])")
+        subprocess.run([sys.executable, "-c", code, str(part)], check=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert ownership.is_ours(part)  # the worker's line in the log, read since
+        assert ownership.remove_owned(part.parent) == [] and not part.exists()
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

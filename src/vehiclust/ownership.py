@@ -55,17 +55,9 @@ class Manifest:
         self.path = self.root / STATE_DIR / MANIFEST
         self.owned: set[str] = set()
         self.temporary: set[str] = set()
-        if is_plain_file(self.path):  # bytes that are not UTF-8 are some other file's: they match nothing
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                kind, _, rel = line.partition(" ")
-                if kind == WRITTEN:
-                    self.owned.add(rel)
-                    self.temporary.discard(rel)
-                elif kind == TEMPORARY:
-                    self.temporary.add(rel)
-                elif kind == REMOVED:
-                    self.owned.discard(rel)
+        self._read_to = 0  # bytes of the log applied so far
         self._lock = threading.Lock()
+        self._catch_up()
         self._fd: int | None = None
         self.real_root = os.path.realpath(self.root)
         self._inside: set[str] = set()  # folders known to resolve inside the run folder
@@ -84,7 +76,32 @@ class Manifest:
         return True
 
     def owns(self, path: Path | str) -> bool:
-        return self.relative(path) in self.owned
+        """Listed as written, by this process or by another one (a worker) since it read the log."""
+        rel = self.relative(path)
+        if rel not in self.owned:
+            self._catch_up()
+        return rel in self.owned
+
+    def _catch_up(self) -> None:
+        """Apply the lines appended to the log since it was last read, in their order."""
+        if not is_plain_file(self.path):
+            return
+        with self._lock:
+            with os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as log:
+                log.seek(self._read_to)
+                tail = log.read()
+            complete = tail[:tail.rfind(b"\n") + 1]  # a line being appended right now waits for the next call
+            self._read_to += len(complete)
+            # bytes that are not UTF-8 are some other file's: they match nothing
+            for line in complete.decode("utf-8", errors="replace").splitlines():
+                kind, _, rel = line.partition(" ")
+                if kind == WRITTEN:
+                    self.owned.add(rel)
+                    self.temporary.discard(rel)
+                elif kind == TEMPORARY:
+                    self.temporary.add(rel)
+                elif kind == REMOVED:
+                    self.owned.discard(rel)
 
     def log(self, kind: str, path: Path | str) -> None:
         rel = self.relative(path)
