@@ -395,6 +395,21 @@ def test_files_a_worker_process_wrote_are_ours_to_the_process_that_claimed_the_f
         assert ownership.remove_owned(part.parent) == [] and not part.exists()
 
 
+def test_runs_through_a_linked_out_in_one_process_keep_their_record(tmp_path, monkeypatch):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    for name in ("a.txt", "b.txt"):  # two runs in one process (a notebook), --out given through a link
+        with ownership.claimed(link):
+            write_text(link / name, name)
+    assert oct((real / ".vehiclust" / "manifest.txt").stat().st_mode & 0o777) == "0o644"
+    monkeypatch.setattr(ownership, "_roots", {})  # what the next process knows: nothing yet
+    monkeypatch.setattr(ownership, "_manifests", {})
+    assert ownership.is_ours(real / "a.txt") and ownership.is_ours(real / "b.txt")
+    with ownership.claimed(real):
+        write_text(real / "a.txt", "again")  # its own file: replaced, not refused
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

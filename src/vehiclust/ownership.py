@@ -56,11 +56,18 @@ class Manifest:
         self.owned: set[str] = set()
         self.temporary: set[str] = set()
         self._read_to = 0  # bytes of the log applied so far
+        self._read_file: tuple[int, int] | None = None  # (device, inode) of the log they came from
         self._lock = threading.Lock()
         self._catch_up()
         self._fd: int | None = None
         self.real_root = os.path.realpath(self.root)
         self._inside: set[str] = set()  # folders known to resolve inside the run folder
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def relative(self, path: Path | str) -> str:
         return os.path.relpath(os.path.abspath(path), self.root).replace(os.sep, "/")
@@ -87,7 +94,16 @@ class Manifest:
         if not is_plain_file(self.path):
             return
         with self._lock:
-            with os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as log:
+            try:
+                log = os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+            except OSError:  # gone or unreadable since the check: nothing more is known
+                return
+            with log:
+                stat = os.fstat(log.fileno())
+                if (stat.st_dev, stat.st_ino) != self._read_file or stat.st_size < self._read_to:
+                    # a claim compacted the log into a new file: read that one from its start
+                    self.owned, self.temporary, self._read_to = set(), set(), 0
+                    self._read_file = (stat.st_dev, stat.st_ino)
                 log.seek(self._read_to)
                 tail = log.read()
             complete = tail[:tail.rfind(b"\n") + 1]  # a line being appended right now waits for the next call
@@ -107,6 +123,9 @@ class Manifest:
         rel = self.relative(path)
         line = f"{kind} {rel}\n".encode()
         with self._lock:
+            if self._fd is not None and os.fstat(self._fd).st_nlink == 0:  # compacted into a new file since
+                os.close(self._fd)
+                self._fd = None
             if self._fd is None:  # kept open: thumbnails alone are 400k lines at full scale
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             os.write(self._fd, line)
@@ -119,7 +138,9 @@ class Manifest:
 
 
 def _is_marked(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, STATE_DIR, MANIFEST))
+    """Any entry in the log's place marks the folder: one that is not a plain file then lists
+    nothing, so nothing in the folder is vehiclust's (a claim refuses it outright)."""
+    return os.path.lexists(os.path.join(folder, STATE_DIR, MANIFEST))
 
 
 def _find_root(folder: str) -> str | None:
@@ -129,7 +150,9 @@ def _find_root(folder: str) -> str | None:
         cached = _roots[folder]
         if cached is None or _is_marked(cached):
             return cached
-        _manifests.pop(cached, None)
+        stale = _manifests.pop(cached, None)
+        if stale is not None:
+            stale.close()
     candidate, found = folder, None
     for _ in range(SEARCH_DEPTH):
         if _is_marked(candidate):
@@ -299,11 +322,20 @@ def _tidy(root: Path) -> None:
             (root / rel).unlink()
     kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root / STATE_DIR)  # a new file, never a link
+    os.fchmod(fd, 0o644)  # readable by whoever may read the run folder, as before (mkstemp makes 0600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write("".join(f"{WRITTEN} {rel}\n" for rel in kept))
     os.replace(tmp, manifest.path)
+    _forget(root)
+
+
+def _forget(root: Path) -> None:
+    """Drop this process's manifests of ``root``, under any spelling of its path (an --out
+    given through a link): the next write or check reads the log from the disk again."""
+    real = os.path.realpath(root)
     with _guard:
-        _manifests[str(root)] = Manifest(root)
+        for key in [k for k in _manifests if os.path.realpath(k) == real]:
+            _manifests.pop(key).close()
 
 
 def _is_left_temporary(manifest: Manifest, rel: str) -> bool:
@@ -346,7 +378,7 @@ def claim(out: Path | str, input_path: Path | str | None = None, force: bool = F
         raise VehiclustError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
                              f"choose a writable --out") from exc
     _roots.clear()  # folders found outside any run folder may lie inside this one now
-    _manifests.pop(key, None)  # read it again from the disk: another process may have written
+    _forget(root)  # read it again from the disk: another process may have written
     fd = _take_lock(root)
     with _guard:
         _held[key] = (fd, 1)

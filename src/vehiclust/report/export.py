@@ -52,7 +52,7 @@ def export_plan(run: RunFolder, by: str, to: Path) -> pd.DataFrame:
         raise VehiclustError(f"{path}: {len(clusters):,} rows for {len(table):,} images; run `vehiclust run` again")
     if by == "cluster":
         number = pd.to_numeric(clusters["cluster"], errors="coerce")
-        groups = number.map(lambda c: "unassigned" if not c >= 0 else f"cluster_{int(c):03d}")
+        groups = number.map(lambda c: f"cluster_{int(c):03d}" if np.isfinite(c) and c >= 0 else "unassigned")
     elif by == "reason":
         groups = clusters["outlier_reasons"].map(lambda r: safe_name(r.split(";")[0]) if r else "ok")
     else:
@@ -77,11 +77,11 @@ def apply_plan(plan: pd.DataFrame, mode: str, to: Path, warn=lambda text: None) 
         target_path = Path(target)
         if not source or os.path.lexists(target_path):
             continue
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        if root not in target_path.parent.resolve().parents and target_path.parent.resolve() != root:
-            warn(f"{target_path}: its folder leads out of {to}; skipped")
-            continue
         try:
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            if root not in target_path.parent.resolve().parents and target_path.parent.resolve() != root:
+                warn(f"{target_path}: its folder leads out of {to}; skipped")
+                continue
             if mode == "link" and not source.startswith(ZIP_PREFIX):
                 os.symlink(Path(source).resolve(), target_path)
             else:
