@@ -207,6 +207,20 @@ def test_assignment_and_outlier_scores_on_the_cluster_equal_local(cluster, tmp_p
     for name in settings.detectors:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
     assert len(shards["workers"]) == 2 and len(shards["shard_seconds"]) == -(-len(rows) // 500)
+    # a stored matrix scored beside itself: files of the names the scoring once used stay
+    from vehiclust.executor.rows import score_stored_rows
+
+    planted = [tmp_path / ".matrix-detector-scores.npy", tmp_path / ".matrix-detector-scores.shards" / "notes.txt"]
+    planted[1].parent.mkdir()
+    for path in planted:
+        path.write_text("keep me")
+    stored = score_stored_rows(np.load(tmp_path / "matrix.npy", mmap_mode="r"), rows,
+                               replace(settings, executor=on_cluster))
+    for name in settings.detectors:
+        np.testing.assert_allclose(stored[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert all(path.read_text() == "keep me" for path in planted)
+    assert sorted(p.name for p in tmp_path.glob(".matrix-detector-scores*")) == [
+        ".matrix-detector-scores.npy", ".matrix-detector-scores.shards"]  # its own folder is gone
 
 
 def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):

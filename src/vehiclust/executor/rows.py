@@ -295,13 +295,17 @@ def score_stored_rows(matrix: np.ndarray, rows: np.ndarray, settings) -> dict[st
     source = getattr(matrix, "filename", None)
     if source is None:
         raise VehiclustError("the ray executor scores descriptors stored as .npy in the run folder only")
+    import tempfile
+
     source = Path(source)
-    out = source.parent / f".{source.stem}-detector-scores.npy"
+    # a new folder of its own beside the matrix (the workers reach the run folder): a fixed
+    # name could meet a file or folder of that name already there, and remove it at the end
+    folder = Path(tempfile.mkdtemp(prefix=f".{source.stem}-detector-scores.", dir=source.parent))
     try:
-        scores, _ = score_rows(source, rows, settings, out, settings.executor)
+        scores, _ = score_rows(source, rows, settings, folder / "scores.npy", settings.executor)
         return {name: np.array(values) for name, values in scores.items()}
     finally:
-        out.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def assign_rows(X: np.ndarray, assign: str, model, fit_idx: np.ndarray, fit_labels: np.ndarray,
