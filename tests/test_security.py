@@ -410,6 +410,18 @@ def test_runs_through_a_linked_out_in_one_process_keep_their_record(tmp_path, mo
         write_text(real / "a.txt", "again")  # its own file: replaced, not refused
 
 
+@pytest.mark.parametrize("name", ["../../outside", "..", "a/../../outside", "a\\b"])
+def test_a_name_read_from_a_table_in_out_never_leads_out_of_the_run_folder(tmp_path, name):
+    from vehiclust.runfolder import CLUSTERING
+
+    out = tmp_path / "deep" / "run"
+    (out / "clusterings" / "a").mkdir(parents=True)
+    np.savez(tmp_path / "deep" / "outside.npz", labels=np.zeros(3))  # what clusterings/../../outside reaches
+    with pytest.raises(VehiclustError, match="not a name vehiclust gives its files") as info:
+        CLUSTERING.load(RunFolder(out), name)  # a descriptor name from a runs.csv edited in place
+    assert "\n" not in str(info.value)
+
+
 def test_read_only_out_is_one_line(tmp_path, images, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()

@@ -332,6 +332,13 @@ class Artifact:
     codec: str = ""
 
     def path(self, run: RunFolder, name: str | None = None, **fields: Any) -> Path:
+        """The file of this artifact; a name or field that would lead out of its folder (read
+        from a table in the run folder, say) is refused."""
+        for value in (name, *fields.values()):
+            text = str(value)
+            if "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
+                raise VehiclustError(f"{text!r}: not a name vehiclust gives its files (from {run.root}); "
+                                     f"not read or written")
         return run.root / self.pattern.format(name=name, **fields)
 
     def exists(self, run: RunFolder, name: str | None = None, **fields: Any) -> bool:
