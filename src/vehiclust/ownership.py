@@ -44,6 +44,7 @@ _manifests: dict[str, Manifest] = {}
 _held: dict[str, tuple[int, int]] = {}  # root -> (lock fd, claims by this process)
 _interrupted: dict[str, str] = {}  # root -> the holder of a run that ended without releasing it
 RELEASED = "released"  # the lock file's first word once its holder let go
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".", ".tmp"  # vehiclust's temporaries: the only files a claim tidies
 _guard = threading.Lock()
 
 
@@ -321,7 +322,7 @@ def _tidy(root: Path) -> None:
         if _is_left_temporary(manifest, rel):
             (root / rel).unlink()
     kept = sorted(rel for rel in manifest.owned if (root / rel).exists())
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root / STATE_DIR)  # a new file, never a link
+    fd, tmp = new_temporary(root / STATE_DIR, MANIFEST)  # a new file, never a link
     os.fchmod(fd, 0o644)  # readable by whoever may read the run folder, as before (mkstemp makes 0600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write("".join(f"{WRITTEN} {rel}\n" for rel in kept))
@@ -344,8 +345,14 @@ def _is_left_temporary(manifest: Manifest, rel: str) -> bool:
     by its folder's real place."""
     path = manifest.root / rel
     name = os.path.basename(rel)
-    return (not os.path.isabs(rel) and ".." not in Path(rel).parts and name.startswith(".")
-            and name.endswith(".tmp") and is_plain_file(path) and _folder_inside(manifest, path, cached=False))
+    named = name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX)
+    return (not os.path.isabs(rel) and ".." not in Path(rel).parts and named and is_plain_file(path)
+            and _folder_inside(manifest, path, cached=False))
+
+
+def new_temporary(folder: Path | str, beside: str) -> tuple[int, str]:
+    """A new file (fd, path) in ``folder`` named as vehiclust names its temporaries, for ``beside``."""
+    return tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{beside}.", suffix=TEMPORARY_SUFFIX, dir=folder)
 
 
 def claim(out: Path | str, input_path: Path | str | None = None, force: bool = False) -> Path:

@@ -20,7 +20,6 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -57,7 +56,7 @@ def temporary_path(beside: Path) -> Iterator[Path]:
     beside = Path(beside)
     ownership.check_folder(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent)
+    fd, tmp = ownership.new_temporary(beside.parent, beside.name)
     os.close(fd)
     tmp_path = Path(tmp)
     ownership.temporary(tmp_path)
